@@ -1,0 +1,3 @@
+module github.com/nodexsec/nodex/services/nodex
+
+go 1.26.0

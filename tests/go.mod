@@ -1,0 +1,3 @@
+module github.com/nodexsec/nodex/tests
+
+go 1.26.0
