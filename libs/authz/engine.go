@@ -1,0 +1,212 @@
+package authz
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// DefaultQuery is the Rego rule every policy set must define. It evaluates to
+// an object {"allow": bool, "reasons": [string], "flags": [string]}.
+const DefaultQuery = "data.nodex.authz.decision"
+
+// DefaultTimeout bounds one evaluation when [Options.Timeout] is zero.
+const DefaultTimeout = 250 * time.Millisecond
+
+// AuditSink receives every decision, allowed or denied, right after it is
+// made. Record is called on the deciding goroutine, so it must not block: an
+// implementation queues the record and publishes it in batches, and counts
+// the records it loses. [EventSink] adapts an events publisher.
+type AuditSink interface {
+	Record(ctx context.Context, in *Input, d *Decision)
+}
+
+// Options configure an [Engine]. The zero value is usable: it decides with
+// [DefaultQuery], [DefaultTimeout] and [MaxInputBytes] and audits nothing.
+type Options struct {
+	// Query is the Rego query whose value is the decision. Empty means
+	// [DefaultQuery].
+	Query string
+	// Timeout bounds one evaluation. Zero means [DefaultTimeout].
+	Timeout time.Duration
+	// MaxInputBytes bounds the summed length of an input's strings. Zero
+	// means [MaxInputBytes].
+	MaxInputBytes int
+	// Audit receives every decision. Nil means decisions are not audited,
+	// which only tests and dry runs should choose.
+	Audit AuditSink
+	// Now is the clock for inputs without a time. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Engine evaluates inputs against the active policy set. It is safe for
+// concurrent use: [Engine.Load] swaps in a new prepared query atomically, and
+// decisions in flight finish on the one they started with.
+type Engine struct {
+	opts   Options
+	active atomic.Pointer[prepared]
+}
+
+// prepared is one compiled policy set with its data, ready to evaluate.
+type prepared struct {
+	query    rego.PreparedEvalQuery
+	revision string
+}
+
+// New returns an Engine with no policy loaded. Until [Engine.Load] succeeds
+// every decision denies with [ErrNoPolicy].
+func New(opts Options) *Engine {
+	if opts.Query == "" {
+		opts.Query = DefaultQuery
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.MaxInputBytes <= 0 {
+		opts.MaxInputBytes = MaxInputBytes
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+
+	return &Engine{opts: opts}
+}
+
+// Revision returns the revision of the active policy set, or "" when none is
+// loaded.
+func (e *Engine) Revision() string {
+	if p := e.active.Load(); p != nil {
+		return p.revision
+	}
+
+	return ""
+}
+
+// Decide evaluates in against the active policy set. The returned Decision
+// always has an ID and always denies when err is non-nil; err then wraps one
+// of [ErrInvalidInput], [ErrNoPolicy], [ErrUndefined], [ErrMalformedResult],
+// [ErrEvaluation] or [ErrTimeout]. A policy denial is not an error. Every
+// decision goes to [Options.Audit].
+func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
+	d, err := e.decide(ctx, &in)
+	if err != nil {
+		d = Decision{Reasons: []string{err.Error()}, Revision: d.Revision}
+	}
+	d.ID = newDecisionID()
+
+	if e.opts.Audit != nil {
+		e.opts.Audit.Record(ctx, &in, &d)
+	}
+
+	return d, err
+}
+
+func (e *Engine) decide(ctx context.Context, in *Input) (Decision, error) {
+	if in.Context.Time.IsZero() {
+		in.Context.Time = e.opts.Now()
+	}
+	if err := validate(in, e.opts.MaxInputBytes); err != nil {
+		return Decision{}, err
+	}
+
+	p := e.active.Load()
+	if p == nil {
+		return Decision{}, ErrNoPolicy
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
+	defer cancel()
+
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(inputValue(in)))
+	if err != nil {
+		if ctx.Err() != nil {
+			return Decision{Revision: p.revision}, fmt.Errorf("%w after %s: %w",
+				ErrTimeout, e.opts.Timeout, ctx.Err())
+		}
+		return Decision{Revision: p.revision}, fmt.Errorf("%w: %w", ErrEvaluation, err)
+	}
+
+	d, err := parseResult(rs)
+	d.Revision = p.revision
+
+	return d, err
+}
+
+// parseResult reads the decision object. Anything but exactly one result
+// with a boolean "allow" is an error, so a policy that forgets a field denies.
+func parseResult(rs rego.ResultSet) (Decision, error) {
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return Decision{}, ErrUndefined
+	}
+	if len(rs) > 1 {
+		return Decision{}, fmt.Errorf("%w: %d results, want 1", ErrMalformedResult, len(rs))
+	}
+
+	obj, ok := rs[0].Expressions[0].Value.(map[string]any)
+	if !ok {
+		return Decision{}, fmt.Errorf("%w: result is %T, want an object",
+			ErrMalformedResult, rs[0].Expressions[0].Value)
+	}
+	allow, ok := obj["allow"].(bool)
+	if !ok {
+		return Decision{}, fmt.Errorf("%w: \"allow\" is %T, want a boolean",
+			ErrMalformedResult, obj["allow"])
+	}
+
+	reasons, err := stringList(obj, "reasons")
+	if err != nil {
+		return Decision{}, err
+	}
+	flags, err := stringList(obj, "flags")
+	if err != nil {
+		return Decision{}, err
+	}
+	if !allow && len(reasons) == 0 {
+		reasons = []string{"denied by policy"}
+	}
+
+	return Decision{Allow: allow, Reasons: reasons, Flags: flags}, nil
+}
+
+// stringList reads an optional array or set of strings from obj[key].
+func stringList(obj map[string]any, key string) ([]string, error) {
+	raw, ok := obj[key]
+	if !ok || raw == nil {
+		return nil, nil
+	}
+
+	items, ok := raw.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q is %T, want an array of strings",
+			ErrMalformedResult, key, raw)
+	}
+
+	out := make([]string, 0, len(items))
+	for _, it := range items {
+		s, ok := it.(string)
+		if !ok {
+			return nil, fmt.Errorf("%w: %q holds %T, want strings", ErrMalformedResult, key, it)
+		}
+		out = append(out, s)
+	}
+
+	return out, nil
+}
+
+// newDecisionID returns a time-ordered UUIDv7 string. If the random source
+// fails it tries a UUIDv4, and then returns the nil UUID so that a decision
+// still carries an id.
+func newDecisionID() string {
+	if id, err := uuid.NewV7(); err == nil {
+		return id.String()
+	}
+	if id, err := uuid.NewRandom(); err == nil {
+		return id.String()
+	}
+
+	return "00000000-0000-0000-0000-000000000000"
+}
