@@ -1,0 +1,224 @@
+package domain
+
+import (
+	"time"
+)
+
+// observeThreshold adds o to its group's sliding window when it matches r,
+// and returns the window's events when they reach the threshold. Each event
+// id counts once, so a replayed event cannot trip a threshold.
+func (e *Engine) observeThreshold(r *Rule, o *Observation) []*Observation {
+	if !r.Match.Matches(o) {
+		return nil
+	}
+
+	groups := e.windows[r.ID]
+	key := groupKey(r, o)
+	w := groups[key]
+	if w == nil {
+		if len(groups) >= MaxGroupsPerRule {
+			e.dropped++
+			return nil
+		}
+		w = &window{ids: make(map[string]struct{})}
+		groups[key] = w
+	}
+
+	w.expire(o.At.Add(-r.Window))
+	if _, dup := w.ids[o.Event.ID]; dup {
+		return nil
+	}
+	w.entries = append(w.entries, windowEntry{at: o.At, id: o.Event.ID})
+	w.ids[o.Event.ID] = struct{}{}
+	if len(w.entries) < r.Threshold {
+		// An attack already raised keeps counting into its open threat,
+		// also when its window restarted (after a pause or a restart).
+		if a := e.threats[r.ID+"\x00"+key]; a != nil && o.At.Sub(a.LastSeen) <= a.dedupe {
+			return []*Observation{o}
+		}
+		return nil
+	}
+
+	// A threat already open takes only the new event.
+	if a := e.threats[r.ID+"\x00"+key]; a != nil && o.At.Sub(a.LastSeen) <= a.dedupe {
+		return []*Observation{o}
+	}
+
+	// A new threat carries the window's ids as evidence. Copies of o with
+	// each entry's id and time represent those events.
+	evidence := make([]*Observation, 0, len(w.entries))
+	for _, en := range w.entries {
+		ev := *o
+		ev.Event.ID = en.id
+		ev.At = en.at
+		evidence = append(evidence, &ev)
+	}
+
+	return evidence
+}
+
+// expire drops entries stored before cutoff.
+func (w *window) expire(cutoff time.Time) {
+	n := 0
+	for n < len(w.entries) && w.entries[n].at.Before(cutoff) {
+		delete(w.ids, w.entries[n].id)
+		n++
+	}
+	w.entries = w.entries[n:]
+}
+
+// observeSequence advances o's group through r's steps and returns the
+// evidence of a completed sequence. Steps are tried last to first so one
+// event cannot complete two consecutive steps by itself.
+func (e *Engine) observeSequence(r *Rule, o *Observation) []*Observation {
+	groups := e.sequences[r.ID]
+	key := groupKey(r, o)
+	progress := groups[key]
+	last := len(r.Steps) - 1
+
+	for i := last; i >= 0; i-- {
+		if !r.Steps[i].Matches(o) {
+			continue
+		}
+		if i == 0 {
+			if progress == nil {
+				if len(groups) >= MaxGroupsPerRule {
+					e.dropped++
+					return nil
+				}
+				progress = make([]seqStep, last)
+				groups[key] = progress
+			}
+			progress[0] = seqStep{ok: true, start: o.At, evidence: []*Observation{o}}
+			continue
+		}
+		if progress == nil || !progress[i-1].ok || o.At.Sub(progress[i-1].start) > r.Within {
+			continue
+		}
+		prev := progress[i-1]
+		evidence := append(append([]*Observation(nil), prev.evidence...), o)
+		if i == last {
+			progress[i-1] = seqStep{}
+			return evidence
+		}
+		progress[i] = seqStep{ok: true, start: prev.start, evidence: evidence}
+	}
+
+	return nil
+}
+
+// raise opens or updates the threat of r for o's group when evidence is not
+// empty, and returns a copy of it when a new revision is due.
+func (e *Engine) raise(r *Rule, o *Observation, evidence []*Observation) (Threat, bool) {
+	if len(evidence) == 0 {
+		return Threat{}, false
+	}
+
+	group := groupKey(r, o)
+	key := r.ID + "\x00" + group
+	a := e.threats[key]
+	if a != nil && o.At.Sub(a.LastSeen) > a.dedupe {
+		delete(e.threats, key)
+		a = nil
+	}
+
+	due := false
+	if a == nil {
+		a = newActiveThreat(r, group, evidence)
+		e.threats[key] = a
+		due = true
+	} else {
+		due = a.add(o, r.AttributeIdentity)
+	}
+	if !due {
+		return Threat{}, false
+	}
+
+	a.Revision++
+	a.publishedAt = o.At
+
+	return a.snapshot(), true
+}
+
+func newActiveThreat(r *Rule, group string, evidence []*Observation) *activeThreat {
+	first := evidence[0]
+	a := &activeThreat{
+		Threat: Threat{
+			ID:          threatID(r.ID, group, first.Event.ID),
+			Type:        r.ThreatType,
+			Severity:    r.Severity,
+			Origin:      Escape(first.Origin),
+			Group:       group,
+			RuleID:      r.ID,
+			Description: r.Description,
+			FirstSeen:   first.At,
+			LastSeen:    first.At,
+		},
+		dedupe: r.Dedupe,
+	}
+	if r.AttributeIdentity && first.Identity() != "" {
+		a.Identity = first.Identity()
+		a.identityValid = true
+	}
+	a.Count = 1
+	a.Evidence = []string{first.Event.ID}
+	addResource(&a.Threat, first.Event.Resource)
+	for _, o := range evidence[1:] {
+		a.add(o, r.AttributeIdentity)
+	}
+
+	return a
+}
+
+func (a *activeThreat) snapshot() Threat {
+	t := a.Threat
+	t.Resources = append([]string{}, a.Resources...)
+	t.Evidence = append([]string{}, a.Evidence...)
+
+	return t
+}
+
+// sweep drops windows, sequence progress and threats that can no longer
+// change, so state stays proportional to recent activity.
+func (e *Engine) sweep(now time.Time) {
+	for i := range e.rules {
+		r := &e.rules[i]
+		for key, w := range e.windows[r.ID] {
+			w.expire(now.Add(-r.Window))
+			if len(w.entries) == 0 {
+				delete(e.windows[r.ID], key)
+			}
+		}
+		for key, p := range e.sequences[r.ID] {
+			if !anyStep(p) || now.Sub(latestStart(p)) > r.Within {
+				delete(e.sequences[r.ID], key)
+			}
+		}
+	}
+	for key, a := range e.threats {
+		if now.Sub(a.LastSeen) > a.dedupe {
+			delete(e.threats, key)
+		}
+	}
+}
+
+func anyStep(p []seqStep) bool {
+	for _, s := range p {
+		if s.ok {
+			return true
+		}
+	}
+
+	return false
+}
+
+func latestStart(p []seqStep) time.Time {
+	var t time.Time
+	for _, s := range p {
+		if s.ok && s.start.After(t) {
+			t = s.start
+		}
+	}
+
+	return t
+}

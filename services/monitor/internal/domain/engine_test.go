@@ -1,0 +1,280 @@
+package domain
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+
+func denialRule() Rule {
+	return Rule{
+		ID: "denials", Kind: KindThreshold, ThreatType: ThreatUnauthorizedAccess,
+		Severity: "high", Match: Match{"type": {"authz.decision"}, "status": {"failure"}},
+		GroupBy: []string{"identity"}, Threshold: 3, Window: time.Minute,
+		AttributeIdentity: true, Dedupe: 10 * time.Minute,
+	}
+}
+
+func denial(id, subject string, at time.Duration) *Observation {
+	return &Observation{
+		Event: Event{ID: id, Type: "authz.decision", Time: t0.Add(at), Source: "keyvault",
+			Status: "failure", Severity: "medium", Subject: subject, Resource: "key/openai"},
+		Sender: "service:keyvault", SenderKind: "service",
+		Origin: "subject:nodex.v1.events.keyvault.authz_decision", At: t0.Add(at),
+	}
+}
+
+func mustEngine(t *testing.T, rules ...Rule) *Engine {
+	t.Helper()
+
+	e, err := NewEngine(rules)
+	if err != nil {
+		t.Fatalf("NewEngine: %v", err)
+	}
+
+	return e
+}
+
+func TestThreatDedupeOneThreatPerAttack(t *testing.T) {
+	e := mustEngine(t, denialRule())
+	var revisions []Threat
+	for i := range 1000 {
+		revisions = append(revisions, e.Observe(denial(fmt.Sprint(i), "agent-1",
+			time.Duration(i)*time.Millisecond))...)
+	}
+
+	if len(revisions) == 0 {
+		t.Fatal("got no threat for 1000 denials")
+	}
+	if len(revisions) > 12 {
+		t.Errorf("got %d revisions for 1000 denials, want about log2(1000)", len(revisions))
+	}
+	ids := make(map[string]bool)
+	for _, th := range revisions {
+		ids[th.ID] = true
+	}
+	if len(ids) != 1 {
+		t.Errorf("got %d threat ids, want 1", len(ids))
+	}
+	last := revisions[len(revisions)-1]
+	if last.Revision != len(revisions) {
+		t.Errorf("last revision: got %d, want %d", last.Revision, len(revisions))
+	}
+	if len(last.Evidence) != MaxEvidence {
+		t.Errorf("evidence: got %d ids, want the cap %d", len(last.Evidence), MaxEvidence)
+	}
+
+	open := e.OpenThreats()
+	if len(open) != 1 || open[0].Count != 1000 {
+		t.Errorf("open threats: got %+v, want one with count 1000", open)
+	}
+}
+
+func TestThresholdCountsDistinctIDs(t *testing.T) {
+	e := mustEngine(t, denialRule())
+	var got []Threat
+	for i := range 10 {
+		// The same event delivered again (a replay) counts once.
+		got = append(got, e.Observe(denial("same-id", "agent-1", time.Duration(i)*time.Second))...)
+	}
+	if len(got) != 0 {
+		t.Errorf("got %d threats from one event id seen 10 times, want 0", len(got))
+	}
+}
+
+func TestThreatReopensAfterDedupe(t *testing.T) {
+	e := mustEngine(t, denialRule())
+	var first, second []Threat
+	for i := range 3 {
+		first = append(first, e.Observe(denial(fmt.Sprint("a", i), "agent-1", 0))...)
+	}
+	for i := range 3 {
+		second = append(second, e.Observe(denial(fmt.Sprint("b", i), "agent-1", time.Hour))...)
+	}
+	if len(first) != 1 || len(second) != 1 {
+		t.Fatalf("got %d and %d threats, want 1 and 1", len(first), len(second))
+	}
+	if first[0].ID == second[0].ID {
+		t.Errorf("attack an hour later reused threat id %s, want a new threat", first[0].ID)
+	}
+}
+
+func TestForgedEventNamesOriginNotClaimedIdentity(t *testing.T) {
+	r := denialRule()
+	e := mustEngine(t, r)
+	var got []Threat
+	for i := range 3 {
+		o := denial(fmt.Sprint(i), "service:codesec", 0)
+		// The envelope did not verify: the claimed subject is not evidence.
+		o.Sender, o.SenderKind = "", ""
+		o.Origin = "subject:nodex.v1.events.keyvault.authz_decision"
+		got = append(got, e.Observe(o)...)
+	}
+	if len(got) != 1 {
+		t.Fatalf("got %d threats, want 1", len(got))
+	}
+	if got[0].Identity != "" {
+		t.Errorf("identity: got %q, want empty for unauthenticated events", got[0].Identity)
+	}
+	if got[0].Origin != "subject:nodex.v1.events.keyvault.authz_decision" {
+		t.Errorf("origin: got %q", got[0].Origin)
+	}
+	if strings.Contains(got[0].Group, "codesec") {
+		t.Errorf("group %q names the claimed identity", got[0].Group)
+	}
+}
+
+func TestAgentCannotAccuseAnotherIdentity(t *testing.T) {
+	o := denial("x", "agent-2", 0)
+	o.Sender, o.SenderKind = "agent-1", "agent"
+	if got := o.Identity(); got != "" {
+		t.Errorf("agent-1's event about agent-2: identity %q, want empty", got)
+	}
+	o.Event.Subject = "agent-1"
+	if got := o.Identity(); got != "agent-1" {
+		t.Errorf("agent-1's event about itself: identity %q, want agent-1", got)
+	}
+}
+
+func TestSetRulesKeepsUnchangedState(t *testing.T) {
+	e := mustEngine(t, denialRule())
+	e.Observe(denial("1", "agent-1", 0))
+	e.Observe(denial("2", "agent-1", time.Second))
+	if err := e.SetRules([]Rule{denialRule()}); err != nil {
+		t.Fatalf("SetRules: %v", err)
+	}
+	if got := e.Observe(denial("3", "agent-1", 2*time.Second)); len(got) != 1 {
+		t.Errorf("got %d threats after reload with the same rule, want 1", len(got))
+	}
+}
+
+func TestSetRulesRejectsInvalid(t *testing.T) {
+	e := mustEngine(t, denialRule())
+	bad := denialRule()
+	bad.Window = 0
+	if err := e.SetRules([]Rule{bad}); err == nil {
+		t.Fatal("SetRules accepted a threshold rule without window")
+	}
+	if got := e.Rules(); len(got) != 1 || got[0].Window != time.Minute {
+		t.Errorf("rules after rejected reload: got %+v, want the old set", got)
+	}
+}
+
+func TestRestoreThreatContinuesIt(t *testing.T) {
+	e := mustEngine(t, denialRule())
+	var raised []Threat
+	for i := range 3 {
+		raised = append(raised, e.Observe(denial(fmt.Sprint(i), "agent-1", 0))...)
+	}
+
+	restarted := mustEngine(t, denialRule())
+	if !restarted.RestoreThreat(raised[0]) {
+		t.Fatal("RestoreThreat: rule not found")
+	}
+	var after []Threat
+	for i := 3; i < 6; i++ {
+		after = append(after, restarted.Observe(denial(fmt.Sprint(i), "agent-1", time.Second))...)
+	}
+	for _, th := range after {
+		if th.ID != raised[0].ID {
+			t.Errorf("after restore: threat %s, want updates of %s", th.ID, raised[0].ID)
+		}
+	}
+	open := restarted.OpenThreats()
+	if len(open) != 1 || open[0].Count != 6 {
+		t.Errorf("open threats after restore: got %+v, want one with count 6", open)
+	}
+}
+
+func TestGroupKeyCannotBeForged(t *testing.T) {
+	r := Rule{GroupBy: []string{"identity", "resource"}}
+	a := denial("1", `x",resource="y`, 0)
+	a.Event.Resource = ""
+	b := denial("2", "x", 0)
+	b.Event.Resource = "y"
+	if groupKey(&r, a) == groupKey(&r, b) {
+		t.Errorf("distinct groups share key %s", groupKey(&r, a))
+	}
+}
+
+func TestGlobMatch(t *testing.T) {
+	tests := []struct {
+		pattern, s string
+		want       bool
+	}{
+		{"keyvault.*", "keyvault.retrieve", true},
+		{"keyvault.*", "codesec.finding", false},
+		{"*", "bundle/abc", true},
+		{"nodex.v1.*", "nodex.v1.keyvault.retrieve", true},
+		{"a*b*c", "axxbyyc", true},
+		{"a*b*c", "axxbyy", false},
+		{"exact", "exact", true},
+		{"exact", "exactly", false},
+	}
+	for _, tt := range tests {
+		if got := globMatch(tt.pattern, tt.s); got != tt.want {
+			t.Errorf("globMatch(%q, %q): got %v, want %v", tt.pattern, tt.s, got, tt.want)
+		}
+	}
+}
+
+func TestEscape(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain text", "plain text"},
+		{"a\nlevel=ERROR msg=forged", `a\nlevel=ERROR msg=forged`},
+		{"\x1b[2Jcleared", `\x1b[2Jcleared`},
+		{"bad\xffutf8", `bad\xffutf8`},
+		{"line\u2028sep", `line\u2028sep`},
+		{`back\slash`, `back\\slash`},
+	}
+	for _, tt := range tests {
+		if got := Escape(tt.in); got != tt.want {
+			t.Errorf("Escape(%q): got %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestEventValidate(t *testing.T) {
+	valid := func() Event {
+		return Event{ID: "e1", Type: "codesec.finding", Time: t0, Source: "codesec",
+			Status: "failure", Severity: "critical"}
+	}
+	if ev := valid(); ev.Validate() != nil {
+		t.Fatalf("valid event rejected: %v", ev.Validate())
+	}
+	tests := []struct {
+		name   string
+		change func(*Event)
+	}{
+		{"missing id", func(e *Event) { e.ID = "" }},
+		{"missing time", func(e *Event) { e.Time = time.Time{} }},
+		{"source with dot", func(e *Event) { e.Source = "code.sec" }},
+		{"type with space", func(e *Event) { e.Type = "codesec finding" }},
+		{"type with upper case", func(e *Event) { e.Type = "Codesec.finding" }},
+		{"bad status", func(e *Event) { e.Status = "maybe" }},
+		{"bad severity", func(e *Event) { e.Severity = "urgent" }},
+		{"huge resource", func(e *Event) { e.Resource = strings.Repeat("r", MaxFieldBytes+1) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := valid()
+			tt.change(&ev)
+			if err := ev.Validate(); err == nil {
+				t.Errorf("Validate accepted %+v", ev)
+			}
+		})
+	}
+}
+
+func TestMaxGroupsPerRule(t *testing.T) {
+	e := mustEngine(t, denialRule())
+	for i := range MaxGroupsPerRule + 10 {
+		e.Observe(denial(fmt.Sprint(i), fmt.Sprint("agent-", i), 0))
+	}
+	if got := e.GroupsDropped(); got != 10 {
+		t.Errorf("GroupsDropped: got %d, want 10", got)
+	}
+}
