@@ -4,13 +4,10 @@ import (
 	"time"
 )
 
-// observeThreshold adds o to its group's sliding window when it matches r,
+// observeThreshold adds o, which matched r, to its group's sliding window
 // and returns the window's events when they reach the threshold. Each event
 // id counts once, so a replayed event cannot trip a threshold.
 func (e *Engine) observeThreshold(r *Rule, o *Observation) []*Observation {
-	if !r.Match.Matches(o) {
-		return nil
-	}
 
 	groups := e.windows[r.ID]
 	key := groupKey(r, o)
@@ -67,19 +64,16 @@ func (w *window) expire(cutoff time.Time) {
 	w.entries = w.entries[n:]
 }
 
-// observeSequence advances o's group through r's steps and returns the
-// evidence of a completed sequence. Steps are tried last to first so one
-// event cannot complete two consecutive steps by itself.
-func (e *Engine) observeSequence(r *Rule, o *Observation) []*Observation {
+// observeSequence advances o's group through the steps of r that o matched,
+// given last to first so one event cannot complete two consecutive steps by
+// itself, and returns the evidence of a completed sequence.
+func (e *Engine) observeSequence(r *Rule, o *Observation, matched []int) []*Observation {
 	groups := e.sequences[r.ID]
 	key := groupKey(r, o)
 	progress := groups[key]
 	last := len(r.Steps) - 1
 
-	for i := last; i >= 0; i-- {
-		if !r.Steps[i].Matches(o) {
-			continue
-		}
+	for _, i := range matched {
 		if i == 0 {
 			if progress == nil {
 				if len(groups) >= MaxGroupsPerRule {

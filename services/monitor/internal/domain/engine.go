@@ -136,21 +136,37 @@ func (e *Engine) rule(id string) *Rule {
 }
 
 // Observe evaluates o against every rule and returns the threat revisions
-// now due for publishing, each a copy the caller may keep.
-func (e *Engine) Observe(o *Observation) []Threat {
-	var due []Threat
+// now due for publishing, each a copy the caller may keep. matched reports
+// whether o matched any rule or sequence step, that is, whether observing it
+// again would change state; an event that matched nothing is safe to
+// process twice.
+func (e *Engine) Observe(o *Observation) (due []Threat, matched bool) {
+	var steps []int
 	for i := range e.rules {
 		r := &e.rules[i]
 		var evidence []*Observation
 		switch r.Kind {
-		case KindSingle:
-			if r.Match.Matches(o) {
-				evidence = []*Observation{o}
+		case KindSingle, KindThreshold:
+			if !r.Match.Matches(o) {
+				continue
 			}
-		case KindThreshold:
-			evidence = e.observeThreshold(r, o)
+			matched = true
+			evidence = []*Observation{o}
+			if r.Kind == KindThreshold {
+				evidence = e.observeThreshold(r, o)
+			}
 		case KindSequence:
-			evidence = e.observeSequence(r, o)
+			steps = steps[:0]
+			for j := len(r.Steps) - 1; j >= 0; j-- {
+				if r.Steps[j].Matches(o) {
+					steps = append(steps, j)
+				}
+			}
+			if len(steps) == 0 {
+				continue
+			}
+			matched = true
+			evidence = e.observeSequence(r, o, steps)
 		}
 		if t, ok := e.raise(r, o, evidence); ok {
 			due = append(due, t)
@@ -162,7 +178,7 @@ func (e *Engine) Observe(o *Observation) []Threat {
 		e.sweep(o.At)
 	}
 
-	return due
+	return due, matched
 }
 
 // groupKey returns the state key and display form of o's group under r, as

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -42,8 +43,8 @@ func TestThreatDedupeOneThreatPerAttack(t *testing.T) {
 	e := mustEngine(t, denialRule())
 	var revisions []Threat
 	for i := range 1000 {
-		revisions = append(revisions, e.Observe(denial(fmt.Sprint(i), "agent-1",
-			time.Duration(i)*time.Millisecond))...)
+		due, _ := e.Observe(denial(fmt.Sprint(i), "agent-1", time.Duration(i)*time.Millisecond))
+		revisions = append(revisions, due...)
 	}
 
 	if len(revisions) == 0 {
@@ -78,7 +79,8 @@ func TestThresholdCountsDistinctIDs(t *testing.T) {
 	var got []Threat
 	for i := range 10 {
 		// The same event delivered again (a replay) counts once.
-		got = append(got, e.Observe(denial("same-id", "agent-1", time.Duration(i)*time.Second))...)
+		due, _ := e.Observe(denial("same-id", "agent-1", time.Duration(i)*time.Second))
+		got = append(got, due...)
 	}
 	if len(got) != 0 {
 		t.Errorf("got %d threats from one event id seen 10 times, want 0", len(got))
@@ -89,10 +91,12 @@ func TestThreatReopensAfterDedupe(t *testing.T) {
 	e := mustEngine(t, denialRule())
 	var first, second []Threat
 	for i := range 3 {
-		first = append(first, e.Observe(denial(fmt.Sprint("a", i), "agent-1", 0))...)
+		due, _ := e.Observe(denial(fmt.Sprint("a", i), "agent-1", 0))
+		first = append(first, due...)
 	}
 	for i := range 3 {
-		second = append(second, e.Observe(denial(fmt.Sprint("b", i), "agent-1", time.Hour))...)
+		due, _ := e.Observe(denial(fmt.Sprint("b", i), "agent-1", time.Hour))
+		second = append(second, due...)
 	}
 	if len(first) != 1 || len(second) != 1 {
 		t.Fatalf("got %d and %d threats, want 1 and 1", len(first), len(second))
@@ -111,7 +115,8 @@ func TestForgedEventNamesOriginNotClaimedIdentity(t *testing.T) {
 		// The envelope did not verify: the claimed subject is not evidence.
 		o.Sender, o.SenderKind = "", ""
 		o.Origin = "subject:nodex.v1.events.keyvault.authz_decision"
-		got = append(got, e.Observe(o)...)
+		due, _ := e.Observe(o)
+		got = append(got, due...)
 	}
 	if len(got) != 1 {
 		t.Fatalf("got %d threats, want 1", len(got))
@@ -146,7 +151,7 @@ func TestSetRulesKeepsUnchangedState(t *testing.T) {
 	if err := e.SetRules([]Rule{denialRule()}); err != nil {
 		t.Fatalf("SetRules: %v", err)
 	}
-	if got := e.Observe(denial("3", "agent-1", 2*time.Second)); len(got) != 1 {
+	if got, _ := e.Observe(denial("3", "agent-1", 2*time.Second)); len(got) != 1 {
 		t.Errorf("got %d threats after reload with the same rule, want 1", len(got))
 	}
 }
@@ -167,7 +172,8 @@ func TestRestoreThreatContinuesIt(t *testing.T) {
 	e := mustEngine(t, denialRule())
 	var raised []Threat
 	for i := range 3 {
-		raised = append(raised, e.Observe(denial(fmt.Sprint(i), "agent-1", 0))...)
+		due, _ := e.Observe(denial(fmt.Sprint(i), "agent-1", 0))
+		raised = append(raised, due...)
 	}
 
 	restarted := mustEngine(t, denialRule())
@@ -176,7 +182,8 @@ func TestRestoreThreatContinuesIt(t *testing.T) {
 	}
 	var after []Threat
 	for i := 3; i < 6; i++ {
-		after = append(after, restarted.Observe(denial(fmt.Sprint(i), "agent-1", time.Second))...)
+		due, _ := restarted.Observe(denial(fmt.Sprint(i), "agent-1", time.Second))
+		after = append(after, due...)
 	}
 	for _, th := range after {
 		if th.ID != raised[0].ID {
@@ -237,33 +244,37 @@ func TestEscape(t *testing.T) {
 	}
 }
 
-func TestEventValidate(t *testing.T) {
+func TestCheckEvent(t *testing.T) {
 	valid := func() Event {
-		return Event{ID: "e1", Type: "codesec.finding", Time: t0, Source: "codesec",
-			Status: "failure", Severity: "critical"}
+		return Event{ID: "8c7e1f7e-3f5e-4c39-9a1a-0c1b2d3e4f50", Type: "codesec.finding",
+			Time: t0, Source: "codesec", Status: "failure", Severity: "critical"}
 	}
-	if ev := valid(); ev.Validate() != nil {
-		t.Fatalf("valid event rejected: %v", ev.Validate())
+	const subject = "nodex.v1.events.codesec.codesec.finding"
+	if ev := valid(); CheckEvent(subject, "codesec", &ev) != nil {
+		t.Fatalf("valid event rejected: %v", CheckEvent(subject, "codesec", &ev))
 	}
 	tests := []struct {
-		name   string
-		change func(*Event)
+		name    string
+		subject string
+		sender  string
+		change  func(*Event)
 	}{
-		{"missing id", func(e *Event) { e.ID = "" }},
-		{"missing time", func(e *Event) { e.Time = time.Time{} }},
-		{"source with dot", func(e *Event) { e.Source = "code.sec" }},
-		{"type with space", func(e *Event) { e.Type = "codesec finding" }},
-		{"type with upper case", func(e *Event) { e.Type = "Codesec.finding" }},
-		{"bad status", func(e *Event) { e.Status = "maybe" }},
-		{"bad severity", func(e *Event) { e.Severity = "urgent" }},
-		{"huge resource", func(e *Event) { e.Resource = strings.Repeat("r", MaxFieldBytes+1) }},
+		{"missing id", subject, "codesec", func(e *Event) { e.ID = "" }},
+		{"bad status", subject, "codesec", func(e *Event) { e.Status = "maybe" }},
+		{"subject of other source", "nodex.v1.events.keyvault.codesec.finding", "codesec",
+			func(*Event) {}},
+		{"subject of other type", "nodex.v1.events.codesec.codesec.other", "codesec",
+			func(*Event) {}},
+		{"signer is not source", subject, "keyvault", func(*Event) {}},
+		{"huge resource", subject, "codesec",
+			func(e *Event) { e.Resource = strings.Repeat("r", 2000) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ev := valid()
 			tt.change(&ev)
-			if err := ev.Validate(); err == nil {
-				t.Errorf("Validate accepted %+v", ev)
+			if err := CheckEvent(tt.subject, tt.sender, &ev); !errors.Is(err, ErrInvalidEvent) {
+				t.Errorf("CheckEvent: got %v, want ErrInvalidEvent", err)
 			}
 		})
 	}

@@ -7,122 +7,39 @@ package domain
 import (
 	"errors"
 	"fmt"
-	"strings"
-	"time"
+
+	"github.com/nodexsec/nodex/libs/events"
 )
 
-// ErrInvalidEvent marks an event body that fails the SecurityEvent schema.
+// ErrInvalidEvent marks a stored event that fails the SecurityEvent schema or
+// does not fit the subject and envelope it arrived with.
 var ErrInvalidEvent = errors.New("monitor: invalid security event")
 
-// Event statuses and severities accepted by [Event.Validate].
-var (
-	eventStatuses   = []string{"success", "failure"}
-	eventSeverities = []string{"info", "low", "medium", "high", "critical"}
-)
+// Event is one security event, as every NodeX party publishes it on
+// nodex.v1.events.<source>.<type>.
+type Event = events.SecurityEvent
 
-// Limits on event fields, so that one event cannot grow the detector's state
-// or a threat report without bound.
-const (
-	MaxFieldBytes     = 1024
-	MaxMetadataKeys   = 64
-	MaxMetadataValue  = 4096
-	maxTypeTokenBytes = 128
-)
-
-// Event is one security event in the shape every NodeX service publishes on
-// nodex.v1.events.<source>.<type>. Field names and JSON tags match the
-// SecurityEvent body documented in schemas/monitor.
-type Event struct {
-	ID       string            `json:"id"`
-	Type     string            `json:"type"`
-	Time     time.Time         `json:"time"`
-	Source   string            `json:"source"`
-	Action   string            `json:"action,omitempty"`
-	Resource string            `json:"resource,omitempty"`
-	Subject  string            `json:"subject,omitempty"`
-	Status   string            `json:"status"`
-	Severity string            `json:"severity"`
-	TraceID  string            `json:"trace_id,omitempty"`
-	Metadata map[string]string `json:"metadata,omitempty"`
-}
-
-// Validate checks ev against the SecurityEvent schema: required fields,
-// enumerations, the type's token syntax and field size limits.
-func (ev *Event) Validate() error {
-	switch {
-	case ev.ID == "":
-		return fmt.Errorf("%w: missing id", ErrInvalidEvent)
-	case ev.Time.IsZero():
-		return fmt.Errorf("%w: missing time", ErrInvalidEvent)
-	case !validToken(ev.Source):
-		return fmt.Errorf("%w: source %q is not a lowercase token", ErrInvalidEvent, ev.Source)
-	case !validType(ev.Type):
-		return fmt.Errorf("%w: type %q is not dot-separated lowercase tokens",
-			ErrInvalidEvent, ev.Type)
-	case !contains(eventStatuses, ev.Status):
-		return fmt.Errorf("%w: status %q is not success or failure", ErrInvalidEvent, ev.Status)
-	case !contains(eventSeverities, ev.Severity):
-		return fmt.Errorf("%w: severity %q is not one of %v",
-			ErrInvalidEvent, ev.Severity, eventSeverities)
+// CheckEvent validates ev against the SecurityEvent schema and against how
+// it arrived: the stream subject must be the one its source and type give,
+// and when the envelope was authenticated, its signer must be the source.
+// sender is "" for an event that was not authenticated.
+func CheckEvent(subject, sender string, ev *Event) error {
+	if err := ev.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
 
-	for name, v := range map[string]string{
-		"id": ev.ID, "action": ev.Action, "resource": ev.Resource,
-		"subject": ev.Subject, "trace_id": ev.TraceID,
-	} {
-		if len(v) > MaxFieldBytes {
-			return fmt.Errorf("%w: %s is %d bytes, max %d",
-				ErrInvalidEvent, name, len(v), MaxFieldBytes)
-		}
+	want, err := events.Subject(ev.Source, ev.Type)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
-
-	if len(ev.Metadata) > MaxMetadataKeys {
-		return fmt.Errorf("%w: %d metadata keys, max %d",
-			ErrInvalidEvent, len(ev.Metadata), MaxMetadataKeys)
+	if subject != want {
+		return fmt.Errorf("%w: subject %q does not match source %q and type %q",
+			ErrInvalidEvent, Escape(subject), ev.Source, ev.Type)
 	}
-	for k, v := range ev.Metadata {
-		if len(k) > maxTypeTokenBytes || len(v) > MaxMetadataValue {
-			return fmt.Errorf("%w: metadata %q exceeds size limits", ErrInvalidEvent, Escape(k))
-		}
+	if sender != "" && sender != ev.Source {
+		return fmt.Errorf("%w: event signed by %q claims source %q",
+			ErrInvalidEvent, sender, ev.Source)
 	}
 
 	return nil
-}
-
-// validToken reports whether s is one subject token: a-z, 0-9 and '_'.
-func validToken(s string) bool {
-	if s == "" || len(s) > maxTypeTokenBytes {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-
-	return true
-}
-
-// validType reports whether s is one or more tokens joined by dots.
-func validType(s string) bool {
-	if len(s) > maxTypeTokenBytes {
-		return false
-	}
-	for tok := range strings.SplitSeq(s, ".") {
-		if !validToken(tok) {
-			return false
-		}
-	}
-
-	return true
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-
-	return false
 }

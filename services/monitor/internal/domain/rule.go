@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -85,11 +86,11 @@ func (r *Rule) Validate() error {
 	if !ruleIDPattern.MatchString(r.ID) {
 		return fmt.Errorf("%w: id %q must match %s", ErrInvalidRule, r.ID, ruleIDPattern)
 	}
-	if !contains(ThreatTypes, r.ThreatType) {
+	if !slices.Contains(ThreatTypes, r.ThreatType) {
 		return fmt.Errorf("%w: rule %s: threat %q is not one of %v",
 			ErrInvalidRule, r.ID, r.ThreatType, ThreatTypes)
 	}
-	if !contains(threatSeverities, r.Severity) {
+	if !slices.Contains(threatSeverities, r.Severity) {
 		return fmt.Errorf("%w: rule %s: severity %q is not one of %v",
 			ErrInvalidRule, r.ID, r.Severity, threatSeverities)
 	}
@@ -163,7 +164,7 @@ func knownField(name string) bool {
 		return true
 	}
 
-	return contains(fieldNames, name)
+	return slices.Contains(fieldNames, name)
 }
 
 func cutMetadata(name string) (string, bool) {

@@ -19,7 +19,7 @@ func serviceObs(id, source, typ, status, severity, subject string,
 			ID: id, Type: typ, Time: t0.Add(at), Source: source, Status: status,
 			Severity: severity, Subject: subject, Resource: "res-" + source, Metadata: meta,
 		},
-		Sender:     "svc-" + source,
+		Sender:     source,
 		SenderKind: "service",
 		Origin:     "subject:nodex.v1.events." + source + "." + typ,
 		At:         t0.Add(at),
@@ -42,7 +42,8 @@ func newEngine(t *testing.T) *domain.Engine {
 func feed(e *domain.Engine, obs ...*domain.Observation) map[string]domain.Threat {
 	out := make(map[string]domain.Threat)
 	for _, o := range obs {
-		for _, th := range e.Observe(o) {
+		due, _ := e.Observe(o)
+		for _, th := range due {
 			out[th.ID] = th
 		}
 	}
