@@ -1,0 +1,85 @@
+package bundle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BundlesBucket is the JetStream Object Store that holds sealed bundles,
+// one object per bundle id.
+const BundlesBucket = "NODEX_BUNDLES"
+
+// ErrNotFound means no bundle with the requested id is stored.
+var ErrNotFound = errors.New("bundle: not found")
+
+// CheckID returns an error unless id is 1 to 64 characters of A-Z, a-z, 0-9,
+// '-' and '_', so that it is safe as an object name, a KV key and a log
+// value.
+func CheckID(id string) error {
+	if len(id) == 0 || len(id) > 64 {
+		return fmt.Errorf("%w: bundle id of %d characters, want 1 to 64", ErrInvalidInput, len(id))
+	}
+	for _, c := range id {
+		ok := c == '-' || c == '_' || ('0' <= c && c <= '9') ||
+			('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
+		if !ok {
+			return fmt.Errorf("%w: bundle id %q may contain only A-Z, a-z, 0-9, - and _",
+				ErrInvalidInput, id)
+		}
+	}
+
+	return nil
+}
+
+// Store keeps bundles in the [BundlesBucket] Object Store. It is safe for
+// concurrent use.
+type Store struct {
+	objects jetstream.ObjectStore
+}
+
+// OpenStore creates the [BundlesBucket] Object Store if it does not exist
+// and returns a [Store] on it.
+func OpenStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	objects, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      BundlesBucket,
+		Description: "sealed code bundles, one object per bundle id",
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening object store %s: %w", BundlesBucket, err)
+	}
+
+	return &Store{objects: objects}, nil
+}
+
+// Put stores b under id, returning once JetStream has acknowledged it.
+func (s *Store) Put(ctx context.Context, id string, b *Bundle) error {
+	if err := CheckID(id); err != nil {
+		return err
+	}
+	if _, err := s.objects.PutBytes(ctx, id, b.Marshal()); err != nil {
+		return fmt.Errorf("storing bundle %q: %w", id, err)
+	}
+
+	return nil
+}
+
+// Get loads and parses the bundle stored under id. It returns an error
+// wrapping [ErrNotFound] when there is none. The bundle is not verified.
+func (s *Store) Get(ctx context.Context, id string) (*Bundle, error) {
+	if err := CheckID(id); err != nil {
+		return nil, err
+	}
+	data, err := s.objects.GetBytes(ctx, id)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, fmt.Errorf("%w: bundle %q", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading bundle %q: %w", id, err)
+	}
+
+	return Parse(data)
+}
