@@ -1,0 +1,129 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// AuthorityWriter writes the records the delegated authority key may sign:
+// heartbeats and status downgrades for automatic containment.
+type AuthorityWriter struct {
+	kv     jetstream.KeyValue
+	signer Signer
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// NewAuthorityWriter returns a writer signing with the authority key.
+func NewAuthorityWriter(kv jetstream.KeyValue, authority Signer) *AuthorityWriter {
+	if kv == nil || authority.Key == nil || authority.Name != SignerAuthority {
+		panic("identity: NewAuthorityWriter needs a KV bucket and an authority signer")
+	}
+
+	return &AuthorityWriter{kv: kv, signer: authority}
+}
+
+func (w *AuthorityWriter) now() time.Time {
+	if w.Now != nil {
+		return w.Now().UTC()
+	}
+
+	return time.Now().UTC()
+}
+
+// Heartbeat writes one signed heartbeat. Its version is the time in
+// nanoseconds, so it rises without any stored counter.
+func (w *AuthorityWriter) Heartbeat(ctx context.Context) error {
+	now := w.now()
+	rec := &Record{Key: KeyHeartbeat, Version: uint64(now.UnixNano()), IssuedAt: now}
+	e, err := w.signer.Sign(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := w.kv.Put(ctx, KeyHeartbeat, e.Marshal()); err != nil {
+		return fmt.Errorf("writing heartbeat: %w", err)
+	}
+
+	return nil
+}
+
+// RunHeartbeat writes a heartbeat every interval until ctx ends. A failed
+// write is passed to onError (which may be nil) and retried at the next
+// tick; readers go stale if failures last longer than their bound.
+func (w *AuthorityWriter) RunHeartbeat(ctx context.Context, interval time.Duration,
+	onError func(error),
+) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+
+	for {
+		if err := w.Heartbeat(ctx); err != nil && ctx.Err() == nil && onError != nil {
+			onError(err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Contain lowers the status of identity id to s (suspended or revoked)
+// without the root key. Only a root-signed write can raise it again.
+func (w *AuthorityWriter) Contain(ctx context.Context, id string, s Status) error {
+	if s != StatusSuspended && s != StatusRevoked {
+		return fmt.Errorf("containing %q: status %q is not a downgrade: use suspended or revoked",
+			id, s)
+	}
+	key := IdentityKey(id)
+	kve, err := w.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	if err != nil {
+		return fmt.Errorf("reading registry key %q: %w", key, err)
+	}
+	cur, err := ParseEntry(kve.Value())
+	if err != nil {
+		return err
+	}
+	base, version, err := w.baseOf(key, cur)
+	if err != nil {
+		return err
+	}
+	rec := &Record{
+		Key: key, Version: version + 1, IssuedAt: w.now(),
+		Downgrade: &Downgrade{Status: s, Base: base},
+	}
+	e, err := w.signer.Sign(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := w.kv.Update(ctx, key, e.Marshal(), kve.Revision()); err != nil {
+		return fmt.Errorf("writing containment of %q: %w", id, err)
+	}
+
+	return nil
+}
+
+// baseOf returns the root-signed entry under a current entry and the
+// current version. The signatures are checked by every reader, so a forged
+// base only produces a record that readers reject.
+func (w *AuthorityWriter) baseOf(key string, cur Entry) (Entry, uint64, error) {
+	var rec Record
+	if err := jsonUnmarshal(cur.Payload, &rec); err != nil {
+		return Entry{}, 0, fmt.Errorf("%w: decoding %q: %w", ErrBadRecord, key, err)
+	}
+	if cur.Signer == SignerRoot {
+		return cur, rec.Version, nil
+	}
+	if rec.Downgrade == nil {
+		return Entry{}, 0, fmt.Errorf("%w: %q has no root-signed base", ErrBadRecord, key)
+	}
+
+	return rec.Downgrade.Base, rec.Version, nil
+}

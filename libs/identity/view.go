@@ -1,0 +1,349 @@
+package identity
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bucket is the JetStream KV bucket holding the registry.
+const Bucket = "NODEX_REGISTRY"
+
+// Default timings of the registry heartbeat.
+const (
+	DefaultHeartbeatInterval = 2 * time.Second
+	DefaultStaleAfter        = 10 * time.Second
+)
+
+// EnsureBucket creates the registry bucket with file storage if it is
+// missing and returns it.
+func EnsureBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "NodeX identity registry, every value signed by the operator root key",
+		History:     8,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating KV bucket %s: %w", Bucket, err)
+	}
+
+	return kv, nil
+}
+
+// ViewOptions tune a [View]. The zero value uses the defaults.
+type ViewOptions struct {
+	// StaleAfter is how old the newest heartbeat may be before every lookup
+	// fails with ErrStale. Zero means DefaultStaleAfter.
+	StaleAfter time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Change is one identity update seen by a [View]. Old is nil for a new
+// identity.
+type Change struct {
+	Old, New *Identity
+}
+
+// View is a verified, continuously watched copy of the registry. Every
+// lookup fails closed with ErrStale when no fresh heartbeat arrived within
+// StaleAfter. It is safe for concurrent use.
+type View struct {
+	opts    ViewOptions
+	watcher jetstream.KeyWatcher
+
+	mu         sync.RWMutex
+	verifier   Verifier
+	versions   map[string]uint64
+	identities map[string]*Identity
+	byNATSKey  map[string]string
+	roles      map[string]*RoleEpoch
+	roleEpochs map[string]map[int]*RoleEpoch
+	heartbeat  time.Time
+	rejected   uint64
+	lastErr    error
+	listeners  []func(Change)
+	done       chan struct{}
+}
+
+// Watch starts watching kv, verifying every entry against root, and returns
+// once the current values are loaded.
+func Watch(ctx context.Context, kv jetstream.KeyValue, root ed25519.PublicKey,
+	opts ViewOptions,
+) (*View, error) {
+	if len(root) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("watching registry: root key has %d bytes, want %d",
+			len(root), ed25519.PublicKeySize)
+	}
+	if opts.StaleAfter <= 0 {
+		opts.StaleAfter = DefaultStaleAfter
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	// The watch ends with Close, not with the caller's start-up context.
+	w, err := kv.WatchAll(context.WithoutCancel(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("watching KV bucket %s: %w", Bucket, err)
+	}
+	v := &View{
+		opts: opts, watcher: w, verifier: Verifier{Root: root},
+		versions: map[string]uint64{}, identities: map[string]*Identity{},
+		byNATSKey: map[string]string{}, roles: map[string]*RoleEpoch{},
+		roleEpochs: map[string]map[int]*RoleEpoch{},
+		done:       make(chan struct{}),
+	}
+	loaded := make(chan struct{})
+	go v.run(loaded)
+
+	select {
+	case <-loaded:
+		return v, nil
+	case <-ctx.Done():
+		v.Close()
+		return nil, fmt.Errorf("loading registry: %w", ctx.Err())
+	}
+}
+
+// Close stops the watch.
+func (v *View) Close() {
+	_ = v.watcher.Stop()
+	<-v.done
+}
+
+func (v *View) run(loaded chan struct{}) {
+	defer close(v.done)
+
+	for e := range v.watcher.Updates() {
+		if e == nil {
+			close(loaded)
+			continue
+		}
+		if e.Operation() != jetstream.KeyValuePut {
+			// Records are never deleted: identities are revoked instead.
+			// A delete marker keeps the last verified record in place.
+			v.reject(fmt.Errorf("%w: %s of %q ignored", ErrBadRecord, e.Operation(), e.Key()))
+			continue
+		}
+		if err := v.apply(e.Key(), e.Value()); err != nil {
+			v.reject(err)
+		}
+	}
+}
+
+// OnChange registers fn to be called, from the watch goroutine, after every
+// accepted identity update. fn must not block.
+func (v *View) OnChange(fn func(Change)) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+
+	v.listeners = append(v.listeners, fn)
+}
+
+func (v *View) reject(err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+
+	v.rejected++
+	v.lastErr = err
+}
+
+// Rejected returns how many entries failed verification or ordering, and
+// the last such error.
+func (v *View) Rejected() (uint64, error) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+
+	return v.rejected, v.lastErr
+}
+
+func (v *View) apply(key string, value []byte) error {
+	e, err := ParseEntry(value)
+	if err != nil {
+		return err
+	}
+	now := v.opts.Now()
+
+	v.mu.Lock()
+	var rec *Record
+	if key == KeyAuthority {
+		var probe Verifier
+		probe.Root = v.verifier.Root
+		rec, err = probe.SetAuthority(e)
+	} else {
+		rec, err = v.verifier.Open(key, e, now)
+	}
+	if err == nil && rec.Version <= v.versions[key] {
+		err = fmt.Errorf("%w: %q version %d after %d", ErrRollback, key, rec.Version,
+			v.versions[key])
+	}
+	if err != nil {
+		v.mu.Unlock()
+		return err
+	}
+	v.versions[key] = rec.Version
+	change := v.storeLocked(rec, e)
+	listeners := slices.Clone(v.listeners)
+	v.mu.Unlock()
+
+	if change != nil {
+		for _, fn := range listeners {
+			fn(*change)
+		}
+	}
+
+	return nil
+}
+
+// storeLocked records a verified record; v.mu must be held.
+func (v *View) storeLocked(rec *Record, e Entry) *Change {
+	switch {
+	case rec.Key == KeyAuthority:
+		_, _ = v.verifier.SetAuthority(e)
+	case rec.Key == KeyHeartbeat:
+		v.heartbeat = rec.IssuedAt
+	case rec.Role != nil:
+		v.roles[rec.Role.Role] = rec.Role
+		if v.roleEpochs[rec.Role.Role] == nil {
+			v.roleEpochs[rec.Role.Role] = map[int]*RoleEpoch{}
+		}
+		v.roleEpochs[rec.Role.Role][rec.Role.Epoch] = rec.Role
+	case rec.Identity != nil:
+		old := v.identities[rec.Identity.ID]
+		if old != nil && old.NATSKey != rec.Identity.NATSKey {
+			delete(v.byNATSKey, old.NATSKey)
+		}
+		v.identities[rec.Identity.ID] = rec.Identity
+		v.byNATSKey[rec.Identity.NATSKey] = rec.Identity.ID
+
+		return &Change{Old: old, New: rec.Identity}
+	}
+
+	return nil
+}
+
+// Fresh returns ErrStale unless a heartbeat newer than StaleAfter was seen.
+func (v *View) Fresh() error {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+
+	return v.freshLocked()
+}
+
+func (v *View) freshLocked() error {
+	age := v.opts.Now().Sub(v.heartbeat)
+	if v.heartbeat.IsZero() || age > v.opts.StaleAfter {
+		return fmt.Errorf("%w: last heartbeat %s ago, bound %s", ErrStale,
+			age.Round(time.Millisecond), v.opts.StaleAfter)
+	}
+
+	return nil
+}
+
+// Identity returns the record of identity id, whatever its status.
+func (v *View) Identity(id string) (*Identity, error) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+
+	if err := v.freshLocked(); err != nil {
+		return nil, err
+	}
+	ident, ok := v.identities[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+
+	return ident, nil
+}
+
+// Active returns the record of identity id if it is active, and
+// ErrNotActive otherwise.
+func (v *View) Active(id string) (*Identity, error) {
+	ident, err := v.Identity(id)
+	if err != nil {
+		return nil, err
+	}
+	if !ident.Active() {
+		return nil, fmt.Errorf("%w: %q is %s", ErrNotActive, id, ident.Status)
+	}
+
+	return ident, nil
+}
+
+// ByNATSKey returns the identity whose NATS user nkey is pub.
+func (v *View) ByNATSKey(pub string) (*Identity, error) {
+	v.mu.RLock()
+	id, ok := v.byNATSKey[pub]
+	v.mu.RUnlock()
+
+	if !ok {
+		return nil, fmt.Errorf("%w: no identity with nkey %q", ErrNotFound, pub)
+	}
+
+	return v.Identity(id)
+}
+
+// Role returns the current epoch of role.
+func (v *View) Role(role string) (*RoleEpoch, error) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+
+	if err := v.freshLocked(); err != nil {
+		return nil, err
+	}
+	e, ok := v.roles[role]
+	if !ok {
+		return nil, fmt.Errorf("%w: role %q has no epoch", ErrNotFound, role)
+	}
+
+	return e, nil
+}
+
+// RoleEpochAt returns epoch n of role if this view has seen it since it
+// started. The registry keeps only recent history, so older epochs are
+// reached through [RoleEpoch.OpenPrevious] instead.
+func (v *View) RoleEpochAt(role string, n int) (*RoleEpoch, error) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+
+	if err := v.freshLocked(); err != nil {
+		return nil, err
+	}
+	e, ok := v.roleEpochs[role][n]
+	if !ok {
+		return nil, fmt.Errorf("%w: role %q epoch %d not seen", ErrNotFound, role, n)
+	}
+
+	return e, nil
+}
+
+// List returns every identity sorted by id, whatever the view's freshness.
+func (v *View) List() []*Identity {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+
+	out := slices.Collect(maps.Values(v.identities))
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+
+	return out
+}
+
+// Members returns the active identities holding role, sorted by id.
+func (v *View) Members(role string) []*Identity {
+	var out []*Identity
+	for _, ident := range v.List() {
+		if ident.Active() && ident.HasRole(role) {
+			out = append(out, ident)
+		}
+	}
+
+	return out
+}
