@@ -204,9 +204,9 @@ func (r *reader) bytes(n int) []byte {
 	return out
 }
 
-func (r *reader) u8() uint8      { return r.bytes(1)[0] }
-func (r *reader) u32() uint32    { return binary.BigEndian.Uint32(r.bytes(4)) }
-func (r *reader) u64() uint64    { return binary.BigEndian.Uint64(r.bytes(8)) }
+func (r *reader) u8() uint8       { return r.bytes(1)[0] }
+func (r *reader) u32() uint32     { return binary.BigEndian.Uint32(r.bytes(4)) }
+func (r *reader) u64() uint64     { return binary.BigEndian.Uint64(r.bytes(8)) }
 func (r *reader) string8() string { return string(r.bytes(int(r.u8()))) }
 
 // validSubject reports whether s contains only printable ASCII other than

@@ -1,0 +1,127 @@
+package bus
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/nodexsec/nodex/libs/envelope"
+	"github.com/nodexsec/nodex/libs/errs"
+)
+
+// ContentTypeError marks a reply whose body is a coded error
+// {"code", "name", "description"} instead of the handler's result.
+const ContentTypeError = "application/nodex-error+json"
+
+// Request is one opened request as a [Handler] sees it. Every field comes
+// from the envelope after its checks passed: Sender is authenticated.
+type Request struct {
+	Subject     string
+	Sender      string   // authenticated identity id
+	SenderKind  string   // "service", "agent" or "operator"
+	SenderRoles []string // the sender's roles in the registry
+	Body        []byte   // plaintext JSON
+
+	opened *envelope.Opened
+}
+
+// Decode unmarshals the body into v, rejecting unknown fields. A failure
+// wraps envelope.ErrSchema.
+func (r *Request) Decode(v any) error { return r.opened.Decode(v) }
+
+// ID returns the envelope id in lowercase hex. A handler that changes state
+// records it in the same KV compare-and-set that records its effect, so a
+// replayed copy routed to another replica changes nothing.
+func (r *Request) ID() string { return hex.EncodeToString(r.opened.Header.ID[:]) }
+
+// Handler answers a request. It returns the reply body (marshalled as JSON)
+// or an error: an *errs.Error is sent as that coded error, anything else as
+// errs.Internal, with the cause passed to Config.OnError only.
+type Handler func(ctx context.Context, req *Request) (any, error)
+
+// Handle serves subject with h. A non-empty queue makes the replicas of a
+// service share requests. Messages that fail an envelope check get no
+// reply: an unauthenticated sender cannot be answered confidentially.
+func (c *Client) Handle(subject, queue string, h Handler) error {
+	if h == nil {
+		return fmt.Errorf("bus: nil handler for %s", subject)
+	}
+	cb := func(m *nats.Msg) { c.serve(m, h) }
+	var (
+		sub *nats.Subscription
+		err error
+	)
+	if queue != "" {
+		sub, err = c.nc.QueueSubscribe(subject, queue, cb)
+	} else {
+		sub, err = c.nc.Subscribe(subject, cb)
+	}
+	if err != nil {
+		return fmt.Errorf("subscribing to %s: %w", subject, err)
+	}
+	if err := c.track(sub, nil); err != nil {
+		_ = sub.Unsubscribe()
+		return err
+	}
+
+	return nil
+}
+
+// serve opens one request, applies the sender's rate limit, runs h and
+// sends the sealed reply.
+func (c *Client) serve(m *nats.Msg, h Handler) {
+	c.inflight.Add(1)
+	defer c.inflight.Done()
+	ctx := extractTrace(context.Background(), m.Header)
+
+	opened, err := c.codec.Open(ctx, envelope.Delivery{Subject: m.Subject, Reply: m.Reply}, m.Data)
+	if err != nil {
+		return // reported through the codec's OnReject hook
+	}
+	var result any
+	if !c.limiter.allow(opened.Sender.ID) {
+		result = errs.RateLimited
+	} else {
+		req := &Request{
+			Subject: m.Subject, Sender: opened.Sender.ID, SenderKind: opened.Sender.Kind,
+			SenderRoles: opened.Sender.Roles, Body: opened.Body, opened: opened,
+		}
+		result, err = h(ctx, req)
+		if err != nil {
+			coded := errs.From(err)
+			if coded.Code == errs.Internal.Code || coded.Unwrap() != nil {
+				c.reportError(ctx, m.Subject, err)
+			}
+			result = coded.Public()
+		}
+	}
+	if err := c.reply(ctx, opened, result); err != nil {
+		c.reportError(ctx, m.Subject, err)
+	}
+}
+
+// reply seals result as the reply to opened and publishes it.
+func (c *Client) reply(ctx context.Context, opened *envelope.Opened, result any) error {
+	contentType := envelope.ContentTypeJSON
+	if _, ok := result.(*errs.Error); ok {
+		contentType = ContentTypeError
+	}
+	body, err := json.Marshal(result)
+	if err != nil {
+		return fmt.Errorf("encoding reply: %w", err)
+	}
+	sealed, err := c.codec.SealReply(opened, contentType, body)
+	if err != nil {
+		return fmt.Errorf("sealing reply: %w", err)
+	}
+	msg := &nats.Msg{Subject: opened.Header.ReplySubject, Data: sealed.Frame, Header: nats.Header{}}
+	injectTrace(ctx, msg.Header)
+	if err := c.nc.PublishMsg(msg); err != nil {
+		return fmt.Errorf("publishing reply: %w", err)
+	}
+
+	return nil
+}

@@ -1,0 +1,165 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nodexsec/nodex/libs/envelope"
+)
+
+// Publish seals body as an event to toRole and publishes it to JetStream on
+// subject with Nats-Msg-Id set to the envelope id, so the stream drops a
+// duplicate publish. It returns after the stream acknowledged the write.
+func (c *Client) Publish(ctx context.Context, subject, toRole string, body any) error {
+	_, err := c.publish(ctx, envelope.KindEvent, subject, toRole, body, time.Time{})
+
+	return err
+}
+
+// PublishJob is like Publish for a job: the envelope kind is job and the
+// signed expiry makes consumers reject it after expires (zero: never).
+func (c *Client) PublishJob(ctx context.Context, subject, toRole string, body any,
+	expires time.Time) (*jetstream.PubAck, error) {
+	return c.publish(ctx, envelope.KindJob, subject, toRole, body, expires)
+}
+
+func (c *Client) publish(ctx context.Context, kind envelope.Kind, subject, toRole string,
+	body any, expires time.Time) (*jetstream.PubAck, error) {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s for %s: %w", kind, subject, err)
+	}
+	sealed, err := c.codec.Seal(ctx, envelope.Message{
+		Kind: kind, Subject: subject, To: []envelope.Target{envelope.ToRole(toRole)},
+		ContentType: envelope.ContentTypeJSON, Expires: expires, Body: data,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sealing %s for %s: %w", kind, subject, err)
+	}
+	msg := &nats.Msg{Subject: subject, Data: sealed.Frame, Header: nats.Header{}}
+	injectTrace(ctx, msg.Header)
+	ack, err := c.js.PublishMsg(ctx, msg, jetstream.WithMsgID(sealed.MsgID()))
+	if err != nil {
+		return nil, fmt.Errorf("publishing %s on %s: %w", kind, subject, err)
+	}
+
+	return ack, nil
+}
+
+// Message is one opened stream message as a [StreamHandler] sees it.
+type Message struct {
+	Subject     string
+	Sender      string // authenticated identity id
+	SenderKind  string
+	SenderRoles []string
+	Body        []byte
+	ID          string // envelope id in hex, also the Nats-Msg-Id
+	Stream      string
+	Sequence    uint64
+	Delivered   uint64 // delivery count: above 1 after a nak or an ack timeout
+
+	opened *envelope.Opened
+}
+
+// Decode unmarshals the body into v, rejecting unknown fields. A failure
+// wraps envelope.ErrSchema.
+func (m *Message) Decode(v any) error { return m.opened.Decode(v) }
+
+// StreamHandler processes one stream message. Returning nil acks it; an
+// error wrapping [ErrPoison] terminates it (no redelivery); any other error
+// naks it for redelivery after the consumer's NakDelay.
+type StreamHandler func(ctx context.Context, m *Message) error
+
+// ErrPoison marks a stream message that no retry can process.
+var ErrPoison = errors.New("bus: poison message")
+
+// ConsumeConfig names the stream and durable consumer to read.
+type ConsumeConfig struct {
+	Stream   string
+	Consumer jetstream.ConsumerConfig // Durable "<service>-<purpose>", AckExplicit is forced
+	NakDelay time.Duration            // redelivery delay after a transient failure; default 1s
+}
+
+// Consume creates or updates the durable consumer and opens each message
+// with the stream freshness rules: Nats-Msg-Id must be the envelope id and
+// the signed timestamp within W of the stored stream time; no clock window
+// and no replay cache, since redeliveries and late readers are normal. A
+// message that fails an envelope check is terminated, except that a stale
+// registry view or a missing wrap naks it, since both can heal.
+func (c *Client) Consume(ctx context.Context, cfg ConsumeConfig, h StreamHandler) error {
+	if cfg.NakDelay <= 0 {
+		cfg.NakDelay = time.Second
+	}
+	cfg.Consumer.AckPolicy = jetstream.AckExplicitPolicy
+	cons, err := c.js.CreateOrUpdateConsumer(ctx, cfg.Stream, cfg.Consumer)
+	if err != nil {
+		return fmt.Errorf("creating consumer %s on %s: %w", cfg.Consumer.Durable, cfg.Stream, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { c.consumeOne(m, cfg, h) })
+	if err != nil {
+		return fmt.Errorf("consuming %s on %s: %w", cfg.Consumer.Durable, cfg.Stream, err)
+	}
+	if err := c.track(nil, cc); err != nil {
+		cc.Stop()
+		return err
+	}
+
+	return nil
+}
+
+func (c *Client) consumeOne(jm jetstream.Msg, cfg ConsumeConfig, h StreamHandler) {
+	c.inflight.Add(1)
+	defer c.inflight.Done()
+	ctx := extractTrace(context.Background(), jm.Headers())
+	md, err := jm.Metadata()
+	if err != nil {
+		c.reportError(ctx, jm.Subject(), fmt.Errorf("reading metadata: %w", err))
+		_ = jm.Term()
+		return
+	}
+	d := envelope.Delivery{
+		Subject: jm.Subject(), Stream: md.Stream, Sequence: md.Sequence.Stream,
+		StreamTime: md.Timestamp, MsgID: jm.Headers().Get(jetstream.MsgIDHeader),
+	}
+	opened, err := c.codec.Open(ctx, d, jm.Data())
+	if err != nil {
+		c.settle(ctx, jm, cfg, err, errors.Is(err, envelope.ErrStale) ||
+			errors.Is(err, envelope.ErrWrapMissing))
+		return
+	}
+	m := &Message{
+		Subject: d.Subject, Sender: opened.Sender.ID, SenderKind: opened.Sender.Kind,
+		SenderRoles: opened.Sender.Roles, Body: opened.Body, ID: d.MsgID,
+		Stream: md.Stream, Sequence: md.Sequence.Stream, Delivered: md.NumDelivered,
+		opened: opened,
+	}
+	err = h(ctx, m)
+	if err == nil {
+		if err := jm.Ack(); err != nil {
+			c.reportError(ctx, d.Subject, fmt.Errorf("acking %s seq %d: %w", md.Stream,
+				md.Sequence.Stream, err))
+		}
+		return
+	}
+	c.settle(ctx, jm, cfg, err, !errors.Is(err, ErrPoison) && !errors.Is(err, envelope.ErrSchema))
+}
+
+// settle naks a message that may succeed later and terminates the rest.
+func (c *Client) settle(ctx context.Context, jm jetstream.Msg, cfg ConsumeConfig, cause error,
+	retry bool) {
+	var err error
+	if retry {
+		err = jm.NakWithDelay(cfg.NakDelay)
+		cause = fmt.Errorf("nak: %w", cause)
+	} else {
+		err = jm.Term()
+		cause = fmt.Errorf("term: %w", cause)
+	}
+	c.reportError(ctx, jm.Subject(), errors.Join(cause, err))
+}
