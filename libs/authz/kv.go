@@ -1,0 +1,234 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The JetStream key-value bucket that holds the active policy set and role
+// data. The policy service writes it; every deciding service watches it.
+const (
+	// KVBucket is the bucket name.
+	KVBucket = "NODEX_POLICY"
+	// KeyPolicy holds the JSON of the active [PolicySet]: Rego modules and
+	// any data besides roles.
+	KeyPolicy = "policy"
+	// KeyRBAC holds the JSON of the role data, [RBAC], which policies read
+	// at data.nodex.rbac.
+	KeyRBAC = "rbac"
+)
+
+// WatchOptions configure [WatchKV]. The zero value is usable.
+type WatchOptions struct {
+	// InitialTimeout bounds the wait for the bucket's current values. Zero
+	// means 10 seconds.
+	InitialTimeout time.Duration
+	// OnLoad is called after each successful load with the new revision.
+	OnLoad func(revision string)
+	// OnError is called when a change cannot be loaded. The previously
+	// loaded version keeps deciding. It must not block.
+	OnError func(err error)
+}
+
+// Watcher applies the bucket's policy set and role data to an Engine.
+type Watcher struct {
+	kw   jetstream.KeyWatcher
+	e    *Engine
+	opts WatchOptions
+
+	mu        sync.Mutex
+	policy    jetstream.KeyValueEntry
+	rbac      jetstream.KeyValueEntry
+	lastErr   error
+	stopped   chan struct{}
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+// WatchKV loads the policy set and role data stored in kv into e, then keeps
+// applying every change until ctx ends or [Watcher.Stop] is called. It
+// returns once the bucket's current values have been applied, so a caller
+// starts deciding with the stored policy. An empty bucket leaves e without a
+// policy, denying everything, until the policy service stores one.
+func WatchKV(ctx context.Context, kv jetstream.KeyValue, e *Engine,
+	opts WatchOptions) (*Watcher, error) {
+	if opts.InitialTimeout <= 0 {
+		opts.InitialTimeout = 10 * time.Second
+	}
+
+	kw, err := kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("watching policy bucket %q: %w", kv.Bucket(), err)
+	}
+
+	w := &Watcher{
+		kw: kw, e: e, opts: opts,
+		stopped: make(chan struct{}),
+		ready:   make(chan struct{}),
+	}
+	go w.run(ctx)
+
+	select {
+	case <-w.ready:
+		return w, nil
+	case <-time.After(opts.InitialTimeout):
+		w.Stop()
+		return nil, fmt.Errorf("watching policy bucket %q: no initial values after %s",
+			kv.Bucket(), opts.InitialTimeout)
+	case <-ctx.Done():
+		w.Stop()
+		return nil, fmt.Errorf("watching policy bucket %q: %w", kv.Bucket(), ctx.Err())
+	}
+}
+
+// Stop ends the watch. The Engine keeps the last loaded version.
+func (w *Watcher) Stop() {
+	_ = w.kw.Stop()
+	<-w.stopped
+}
+
+// Err returns the error of the last load attempt, or nil if it succeeded.
+func (w *Watcher) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+
+	return w.lastErr
+}
+
+func (w *Watcher) run(ctx context.Context) {
+	defer close(w.stopped)
+
+	updates := w.kw.Updates()
+	initial := true
+	for {
+		select {
+		case <-ctx.Done():
+			_ = w.kw.Stop()
+			return
+		case entry, ok := <-updates:
+			if !ok {
+				return
+			}
+			if entry == nil {
+				// All current values have arrived.
+				initial = false
+				w.load(ctx)
+				w.readyOnce.Do(func() { close(w.ready) })
+				continue
+			}
+			w.record(entry)
+			if !initial && len(updates) == 0 {
+				// Load once per burst of changes, not once per change.
+				w.load(ctx)
+			}
+		}
+	}
+}
+
+func (w *Watcher) record(entry jetstream.KeyValueEntry) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+
+	switch entry.Key() {
+	case KeyPolicy:
+		w.policy = entry
+	case KeyRBAC:
+		w.rbac = entry
+	}
+}
+
+// load composes the latest entries into a PolicySet and loads it. Deleted
+// entries keep the last good version active, because a missing policy set
+// is an operator error that must not lock every service out silently.
+func (w *Watcher) load(ctx context.Context) {
+	w.mu.Lock()
+	policy, rbac := w.policy, w.rbac
+	w.mu.Unlock()
+
+	if policy == nil {
+		return
+	}
+
+	set, err := ComposeSet(policy, rbac)
+	if err == nil {
+		err = w.e.Load(ctx, set)
+	}
+
+	w.mu.Lock()
+	w.lastErr = err
+	w.mu.Unlock()
+
+	if err != nil {
+		if w.opts.OnError != nil {
+			w.opts.OnError(err)
+		}
+		return
+	}
+	if w.opts.OnLoad != nil {
+		w.opts.OnLoad(set.Revision)
+	}
+}
+
+// ComposeSet builds the PolicySet that engines load from the bucket's
+// policy entry and its role data entry (rbac may be nil). The revision names
+// both entries' bucket revisions, for example "policy@7/rbac@12".
+func ComposeSet(policy, rbac jetstream.KeyValueEntry) (PolicySet, error) {
+	if policy.Operation() != jetstream.KeyValuePut {
+		return PolicySet{}, fmt.Errorf("%w: key %q was deleted at revision %d",
+			ErrInvalidPolicySet, KeyPolicy, policy.Revision())
+	}
+
+	var set PolicySet
+	if err := json.Unmarshal(policy.Value(), &set); err != nil {
+		return PolicySet{}, fmt.Errorf("%w: decoding key %q revision %d: %w",
+			ErrInvalidPolicySet, KeyPolicy, policy.Revision(), err)
+	}
+	set.Revision = fmt.Sprintf("policy@%d", policy.Revision())
+
+	var roles any = map[string]any{}
+	if rbac != nil && rbac.Operation() == jetstream.KeyValuePut {
+		if err := json.Unmarshal(rbac.Value(), &roles); err != nil {
+			return PolicySet{}, fmt.Errorf("%w: decoding key %q revision %d: %w",
+				ErrInvalidPolicySet, KeyRBAC, rbac.Revision(), err)
+		}
+		set.Revision += fmt.Sprintf("/rbac@%d", rbac.Revision())
+	}
+
+	data, err := WithRBAC(set.Data, roles)
+	if err != nil {
+		return PolicySet{}, err
+	}
+	set.Data = data
+
+	return set, nil
+}
+
+// WithRBAC returns a copy of data with rbac placed at nodex.rbac, replacing
+// whatever data held there. data itself is not modified.
+func WithRBAC(data map[string]any, rbac any) (map[string]any, error) {
+	out := make(map[string]any, len(data)+1)
+	for k, v := range data {
+		out[k] = v
+	}
+
+	nodex := map[string]any{}
+	if existing, ok := out["nodex"]; ok {
+		m, ok := existing.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%w: data.nodex is %T, want an object",
+				ErrInvalidPolicySet, existing)
+		}
+		for k, v := range m {
+			nodex[k] = v
+		}
+	}
+	nodex["rbac"] = rbac
+	out["nodex"] = nodex
+
+	return out, nil
+}
