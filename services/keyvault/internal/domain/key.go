@@ -170,3 +170,63 @@ func (k *Key) ActiveVersions(now time.Time) []*Version {
 
 	return out
 }
+
+// ErrConflict is returned when a stored record changed between read and
+// write; the caller reads it again and retries.
+var ErrConflict = errors.New("keyvault: record changed concurrently")
+
+// Usage counts one agent's successful retrieves: today's total for the
+// quota, and per provider the all-time count and the last use.
+type Usage struct {
+	// Day is the UTC date ("2006-01-02") that DayCount belongs to.
+	Day       string                   `json:"day"`
+	DayCount  int                      `json:"day_count"`
+	Providers map[string]ProviderUsage `json:"providers,omitempty"`
+}
+
+// ProviderUsage is one agent's use of one provider's keys.
+type ProviderUsage struct {
+	Count    int64     `json:"count"`
+	LastUsed time.Time `json:"last_used"`
+}
+
+// Count adds one retrieve at now, starting a new day count when the UTC
+// date changed.
+func (u *Usage) Count(provider string, now time.Time) {
+	day := now.UTC().Format(time.DateOnly)
+	if u.Day != day {
+		u.Day, u.DayCount = day, 0
+	}
+	u.DayCount++
+	if u.Providers == nil {
+		u.Providers = map[string]ProviderUsage{}
+	}
+	p := u.Providers[provider]
+	p.Count++
+	p.LastUsed = now
+	u.Providers[provider] = p
+}
+
+// CountToday returns the retrieves counted on now's UTC date.
+func (u *Usage) CountToday(now time.Time) int {
+	if u.Day != now.UTC().Format(time.DateOnly) {
+		return 0
+	}
+
+	return u.DayCount
+}
+
+// Clone returns a deep copy of k's version list and labels; sealed data is
+// shared, because nothing modifies it in place.
+func (k *Key) Clone() *Key {
+	c := *k
+	c.Versions = append([]Version(nil), k.Versions...)
+	if k.Labels != nil {
+		c.Labels = make(map[string]string, len(k.Labels))
+		for n, v := range k.Labels {
+			c.Labels[n] = v
+		}
+	}
+
+	return &c
+}
