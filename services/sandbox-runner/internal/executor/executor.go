@@ -1,0 +1,483 @@
+package executor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/cgroup"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/proto"
+)
+
+// ErrNoSandbox reports that this host cannot build the sandbox.
+var ErrNoSandbox = errors.New("sandbox: host cannot build the sandbox")
+
+// Config configures an [Executor].
+type Config struct {
+	// InitPath is the sandbox-init binary. Every directory on its path must be
+	// searchable by the slots' host ids, since the init execs it as one of them.
+	InitPath string
+	// Slots is the number of concurrent runs; 0 means 2.
+	Slots int
+	// HostIDBase is the first host uid and gid given to slots: slot n uses
+	// HostIDBase+2n for setup (inside id 0) and HostIDBase+2n+1 for the program
+	// (inside id 1000). 0 means 1<<20. Used only when the runner is root.
+	HostIDBase int
+	// Defaults fill the zero fields of each run's limits.
+	Defaults Limits
+	// Insecure runs programs without any sandbox. Development only; every run
+	// under it is logged as insecure.
+	Insecure bool
+	Logger   *slog.Logger
+}
+
+// Executor runs programs in sandboxes. It is safe for concurrent use.
+type Executor struct {
+	cfg      Config
+	log      *slog.Logger
+	cgroups  *cgroup.Manager
+	spawner  *spawner
+	slots    chan int
+	runtimes map[string]string
+	rootful  bool
+
+	mu   sync.Mutex
+	runs map[string]*activeRun
+}
+
+type activeRun struct {
+	labels map[string]string
+	kill   func(reason string)
+}
+
+// DefaultLimits are the limits used when neither the run nor the config sets one.
+var DefaultLimits = Limits{
+	WallTime:    10 * time.Second,
+	CPUTime:     5 * time.Second,
+	MemoryBytes: 256 << 20,
+	Pids:        64,
+	OutputBytes: 1 << 20,
+	WorkBytes:   64 << 20,
+	WorkInodes:  4096,
+	TmpBytes:    64 << 20,
+	FileBytes:   64 << 20,
+	OpenFiles:   256,
+}
+
+// New checks the host, sweeps cgroups left by an earlier runner, and returns an
+// executor. Without Insecure it returns an error wrapping [ErrNoSandbox],
+// naming what is missing, when it cannot build the sandbox.
+func New(cfg Config) (*Executor, error) {
+	if cfg.Logger == nil {
+		return nil, errors.New("executor: nil logger")
+	}
+	if cfg.Slots <= 0 {
+		cfg.Slots = 2
+	}
+	if cfg.HostIDBase == 0 {
+		cfg.HostIDBase = 1 << 20
+	}
+	cfg.Defaults = fillLimits(cfg.Defaults, DefaultLimits)
+	e := &Executor{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "executor"),
+		spawner: newSpawner(),
+		slots:   make(chan int, cfg.Slots),
+		runs:    map[string]*activeRun{},
+		rootful: os.Geteuid() == 0,
+	}
+	for i := 0; i < cfg.Slots; i++ {
+		e.slots <- i
+	}
+	var err error
+	if e.runtimes, err = resolveRuntimes(); err != nil {
+		return nil, err
+	}
+	logHostSettings(e.log)
+	if cfg.Insecure {
+		e.log.Warn("sandbox disabled: programs run without isolation", "insecure", true)
+		return e, nil
+	}
+	if err := e.checkHost(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Executor) checkHost() error {
+	fi, err := os.Stat(e.cfg.InitPath)
+	if err != nil || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("%w: sandbox-init not executable at %q; build it with "+
+			"CGO_ENABLED=0 go build ./cmd/sandbox-init", ErrNoSandbox, e.cfg.InitPath)
+	}
+	if e.cgroups, err = cgroup.Detect(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoSandbox, err)
+	}
+	for _, c := range []string{cgroup.Memory, cgroup.Pids, cgroup.CPUAcct} {
+		if e.cgroups.Available(c) == 0 {
+			return fmt.Errorf("%w: no usable cgroup for the %s controller", ErrNoSandbox, c)
+		}
+	}
+	n, err := e.cgroups.Sweep()
+	if err != nil {
+		return fmt.Errorf("%w: sweeping stale cgroups: %w", ErrNoSandbox, err)
+	}
+	if n > 0 {
+		e.log.Warn("stale sandbox cgroups removed", "count", n)
+	}
+	e.log.Info("cgroups detected",
+		"memory", e.cgroups.Available(cgroup.Memory), "pids", e.cgroups.Available(cgroup.Pids),
+		"cpu", e.cgroups.Available(cgroup.CPU), "cpuacct", e.cgroups.Available(cgroup.CPUAcct))
+
+	// A real run proves namespaces, mounts, seccomp and cgroups work here.
+	res, err := e.Run(context.Background(), Spec{RunID: "host-check", Argv: []string{"/usr/bin/true"}})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNoSandbox, err)
+	}
+	if res.Reason != ReasonExited || res.ExitCode != 0 {
+		return fmt.Errorf("%w: test run ended with reason %s, exit code %d: %s",
+			ErrNoSandbox, res.Reason, res.ExitCode, res.Error)
+	}
+	e.log.Info("sandbox ready", "landlock_abi", res.Landlock, "slots", e.cfg.Slots,
+		"rootful", e.rootful)
+	return nil
+}
+
+func fillLimits(l, def Limits) Limits {
+	set := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if l.WallTime == 0 {
+		l.WallTime = def.WallTime
+	}
+	if l.CPUTime == 0 {
+		l.CPUTime = def.CPUTime
+	}
+	set(&l.MemoryBytes, def.MemoryBytes)
+	set(&l.Pids, def.Pids)
+	set(&l.OutputBytes, def.OutputBytes)
+	set(&l.WorkBytes, def.WorkBytes)
+	set(&l.WorkInodes, def.WorkInodes)
+	set(&l.TmpBytes, def.TmpBytes)
+	set(&l.FileBytes, def.FileBytes)
+	if l.OpenFiles == 0 {
+		l.OpenFiles = def.OpenFiles
+	}
+	return l
+}
+
+// Kill ends every active run whose labels contain key=value and returns how many
+// it signalled.
+func (e *Executor) Kill(key, value string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, r := range e.runs {
+		if r.labels[key] == value {
+			r.kill(ReasonKilled)
+			n++
+		}
+	}
+	return n
+}
+
+func newRunID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Run runs spec in a fresh sandbox and returns its result. The error is
+// non-nil only when the executor could not attempt the run (no slot before ctx
+// ended, cgroup or pipe failures); a program that fails is a Result.
+func (e *Executor) Run(ctx context.Context, spec Spec) (Result, error) {
+	if spec.RunID == "" {
+		spec.RunID = newRunID()
+	}
+	lim := fillLimits(spec.Limits, e.cfg.Defaults)
+	argv, env, files, err := e.command(&spec, lim)
+	if err != nil {
+		return Result{}, err
+	}
+	var slot int
+	select {
+	case slot = <-e.slots:
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("waiting for a sandbox slot: %w", ctx.Err())
+	}
+	defer func() { e.slots <- slot }()
+
+	if e.cfg.Insecure {
+		return e.runInsecure(ctx, spec, lim, argv, env, files)
+	}
+	r := &run{e: e, spec: spec, lim: lim, slot: slot, started: time.Now()}
+	r.cfg = e.initConfig(spec, lim, argv, env, files)
+	return r.execute(ctx)
+}
+
+// run is the state of one sandboxed run.
+type run struct {
+	e       *Executor
+	spec    Spec
+	lim     Limits
+	slot    int
+	cfg     proto.Config
+	started time.Time
+
+	group  *cgroup.Group
+	pidfd  int
+	proc   *os.Process
+	mu     sync.Mutex
+	reason string // set by the first kill
+}
+
+// killWith records the first reason and sends SIGKILL to the sandbox's PID 1
+// through its pidfd; the kernel then kills the whole PID namespace.
+func (r *run) killWith(reason string) {
+	r.mu.Lock()
+	if r.reason == "" {
+		r.reason = reason
+	}
+	r.mu.Unlock()
+	_ = unix.PidfdSendSignal(r.pidfd, unix.SIGKILL, nil, 0)
+}
+
+func (r *run) killReason() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reason
+}
+
+type pipes struct {
+	stdoutR, stdoutW, stderrR, stderrW *os.File
+	configR, configW, statusR, statusW *os.File
+	lifeR, lifeW                       *os.File
+}
+
+func openPipes() (*pipes, error) {
+	p := &pipes{}
+	pairs := []struct{ r, w **os.File }{
+		{&p.stdoutR, &p.stdoutW}, {&p.stderrR, &p.stderrW},
+		{&p.configR, &p.configW}, {&p.statusR, &p.statusW}, {&p.lifeR, &p.lifeW},
+	}
+	for _, pr := range pairs {
+		r, w, err := os.Pipe()
+		if err != nil {
+			p.closeAll()
+			return nil, fmt.Errorf("creating pipe: %w", err)
+		}
+		*pr.r, *pr.w = r, w
+	}
+	return p, nil
+}
+
+func (p *pipes) closeChildEnds() {
+	for _, f := range []*os.File{p.stdoutW, p.stderrW, p.configR, p.statusW, p.lifeR} {
+		f.Close()
+	}
+}
+
+func (p *pipes) closeAll() {
+	for _, f := range []*os.File{p.stdoutR, p.stdoutW, p.stderrR, p.stderrW, p.configR,
+		p.configW, p.statusR, p.statusW, p.lifeR, p.lifeW} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+func (r *run) sysProcAttr(pidfd *int) *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET |
+			syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+		Pdeathsig:  syscall.SIGKILL,
+		Setsid:     true,
+		PidFD:      pidfd,
+		Credential: &syscall.Credential{Uid: 0, Gid: 0},
+	}
+	if r.e.rootful {
+		setup := r.e.cfg.HostIDBase + 2*r.slot
+		a.UidMappings = []syscall.SysProcIDMap{
+			{ContainerID: 0, HostID: setup, Size: 1},
+			{ContainerID: programID, HostID: setup + 1, Size: 1},
+		}
+		a.GidMappings = a.UidMappings
+		a.GidMappingsEnableSetgroups = true
+		return a
+	}
+	// Unprivileged: the kernel allows only a map of the runner's own ids, so the
+	// program keeps inside id 0, without capabilities.
+	a.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
+	a.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
+	a.Credential.NoSetGroups = true
+	return a
+}
+
+func (r *run) execute(ctx context.Context) (Result, error) {
+	res := Result{RunID: r.spec.RunID, Limits: r.lim}
+	var err error
+	r.group, err = r.e.cgroups.Create(r.spec.RunID, cgroup.Limits{
+		MemoryBytes: r.lim.MemoryBytes, Pids: r.lim.Pids, CPUCores: 1,
+	})
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if err := r.group.Remove(); err != nil {
+			r.e.log.Error("removing run cgroup", "run_id", r.spec.RunID, "error", err)
+		}
+	}()
+	p, err := openPipes()
+	if err != nil {
+		return res, err
+	}
+	defer p.closeAll()
+
+	if err := r.start(p); err != nil {
+		return res, err
+	}
+	defer unix.Close(r.pidfd)
+
+	r.e.register(r)
+	defer r.e.unregister(r.spec.RunID)
+	return r.supervise(ctx, p, res)
+}
+
+func (r *run) start(p *pipes) error {
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", os.DevNull, err)
+	}
+	defer devNull.Close()
+	r.pidfd = -1
+	attr := &os.ProcAttr{
+		Env: []string{},
+		Files: []*os.File{devNull, p.stdoutW, p.stderrW, p.configR, p.statusW,
+			p.lifeR},
+		Sys: r.sysProcAttr(&r.pidfd),
+	}
+	r.proc, err = r.e.spawner.start(r.e.cfg.InitPath, []string{"sandbox-init"}, attr)
+	p.closeChildEnds()
+	if err != nil {
+		return fmt.Errorf("starting sandbox-init: %w", err)
+	}
+	if err := r.group.Attach(r.proc.Pid); err != nil {
+		_ = r.proc.Kill()
+		_, _ = r.proc.Wait()
+		return fmt.Errorf("attaching sandbox to cgroups: %w", err)
+	}
+	// The config goes out only after the attach, so everything the init does,
+	// including writing the program's files, is charged to the run.
+	go func() {
+		_ = json.NewEncoder(p.configW).Encode(&r.cfg)
+		p.configW.Close()
+	}()
+	return nil
+}
+
+func (e *Executor) register(r *run) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.runs[r.spec.RunID] = &activeRun{labels: r.spec.Labels, kill: r.killWith}
+}
+
+func (e *Executor) unregister(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.runs, id)
+}
+
+// supervise enforces the wall and CPU limits until PID 1 exits, then collects
+// the outputs, the init's status and the cgroup's counters.
+func (r *run) supervise(ctx context.Context, p *pipes, res Result) (Result, error) {
+	stdout := newCappedBuffer(r.lim.OutputBytes, func() { r.killWith(ReasonOutputLimit) })
+	stderr := newCappedBuffer(r.lim.OutputBytes, func() { r.killWith(ReasonOutputLimit) })
+	var drained sync.WaitGroup
+	drained.Add(2)
+	go func() { defer drained.Done(); stdout.drain(p.stdoutR) }()
+	go func() { defer drained.Done(); stderr.drain(p.stderrR) }()
+
+	exited := make(chan struct{})
+	go func() { _, _ = r.proc.Wait(); close(exited) }()
+
+	r.watch(ctx, exited)
+	res.WallTime = time.Since(r.started)
+	p.lifeW.Close()
+
+	status := readStatus(p.statusR)
+	drained.Wait()
+	stats := r.group.Stats()
+
+	res.Stdout, res.StdoutTruncated = stdout.result()
+	res.Stderr, res.StderrTruncated = stderr.result()
+	res.CPUTime = stats.CPUTime
+	res.PeakMemoryBytes = stats.PeakMemoryBytes
+	res.ExitCode, res.Signal = status.ExitCode, status.Signal
+	res.Denials, res.Landlock = status.Denials, status.Landlock
+	res.Reason = r.classify(status, stats)
+	if res.Reason == ReasonSetupFailed {
+		res.Error = status.Error
+	}
+	return res, nil
+}
+
+func (r *run) watch(ctx context.Context, exited <-chan struct{}) {
+	wall := time.NewTimer(r.lim.WallTime)
+	defer wall.Stop()
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-exited:
+			return
+		case <-wall.C:
+			r.killWith(ReasonTimeout)
+		case <-ctx.Done():
+			r.killWith(ReasonKilled)
+		case <-tick.C:
+			if used, err := r.group.CPUTime(); err == nil && used > r.lim.CPUTime {
+				r.killWith(ReasonCPU)
+			}
+		}
+	}
+}
+
+func readStatus(f io.Reader) proto.Status {
+	var st proto.Status
+	if err := json.NewDecoder(f).Decode(&st); err != nil {
+		st.Error = "sandbox-init ended without a status"
+	}
+	return st
+}
+
+// classify picks the reason a run ended: a kill by the runner first, then the
+// kernel's counters, then the signal.
+func (r *run) classify(st proto.Status, stats cgroup.Stats) string {
+	if reason := r.killReason(); reason != "" {
+		return reason
+	}
+	switch {
+	case stats.OOMKills > 0:
+		return ReasonMemory
+	case !st.Started:
+		return ReasonSetupFailed
+	case st.Signal == int(unix.SIGSYS):
+		return ReasonSeccomp
+	case stats.PidsLimitHits > 0 && (st.ExitCode != 0 || st.Signal != 0):
+		return ReasonPids
+	}
+	return ReasonExited
+}
