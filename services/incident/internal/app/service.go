@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nodexsec/nodex/libs/logx"
@@ -78,7 +79,7 @@ func (s *Service) HandleThreat(ctx context.Context, th *domain.Threat) (string, 
 	if err != nil {
 		return "", err
 	}
-	id, err := s.openIncident(ctx, typ, th.Identity)
+	id, err := s.openIncident(ctx, typ, th.Subject())
 	if err != nil {
 		return "", err
 	}
@@ -122,11 +123,15 @@ func (s *Service) openIncident(ctx context.Context, typ domain.Type, identity st
 func (s *Service) createIncident(ctx context.Context, id string, typ domain.Type,
 	identity string,
 ) error {
-	who, err := s.d.Directory.Lookup(ctx, identity)
-	if err != nil {
-		return fmt.Errorf("looking up identity %q: %w", identity, err)
+	who := domain.IdentityInfo{ID: identity, Kind: domain.KindUnknown}
+	if !strings.HasPrefix(identity, domain.OriginPrefix) {
+		var err error
+		if who, err = s.d.Directory.Lookup(ctx, identity); err != nil {
+			return fmt.Errorf("looking up identity %q: %w", identity, err)
+		}
 	}
 	inc := domain.New(id, typ, who, s.now())
+	var err error
 	if inc.Offense, err = s.d.Store.NextOffense(ctx, identity); err != nil {
 		return fmt.Errorf("counting incidents of %q: %w", identity, err)
 	}

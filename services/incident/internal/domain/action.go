@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -162,7 +163,9 @@ func ApprovalReason(kind ActionKind, mode Mode, who IdentityInfo, activeOperator
 }
 
 // Targets lists the targets of one action kind for the incident: the
-// identity for identity actions, each bundle or key resource otherwise.
+// identity for identity actions, each bundle or key resource otherwise. An
+// incident about a transport origin has no identity target, because an
+// origin is not an identity that the registry could suspend.
 func (inc *Incident) Targets(kind ActionKind) []string {
 	resourcesOf := func(typ string) []string {
 		var ids []string
@@ -182,7 +185,26 @@ func (inc *Incident) Targets(kind ActionKind) []string {
 	case ActAlert:
 		return []string{inc.ID}
 	default:
+		if strings.HasPrefix(inc.Identity.ID, OriginPrefix) {
+			return nil
+		}
+
 		return []string{inc.Identity.ID}
+	}
+}
+
+// missingTargetText is the follow-up for a playbook action without targets.
+func (inc *Incident) missingTargetText(kind ActionKind) string {
+	switch kind {
+	case ActRevokeBundle:
+		return "revoke_bundle: the threats name no bundle; find the bundles of " +
+			inc.Identity.ID + " and revoke them"
+	case ActDisableKeyVersion:
+		return "disable_key_version: the threats name no key; find the keys " +
+			inc.Identity.ID + " read and disable them"
+	default:
+		return string(kind) + ": the threats name no authenticated identity, only " +
+			inc.Identity.ID + "; identify the sender before containing it"
 	}
 }
 
@@ -196,8 +218,7 @@ func (inc *Incident) Plan(rules []ActionRule, esc Escalation, activeOperators []
 	for _, rule := range rules {
 		targets := inc.Targets(rule.Kind)
 		if len(targets) == 0 {
-			inc.AddFollowUp(at, fmt.Sprintf("%s: no %s named by the threats; find and "+
-				"contain it by hand", rule.Kind, targetNoun(rule.Kind)))
+			inc.AddFollowUp(at, inc.missingTargetText(rule.Kind))
 		}
 		for _, target := range targets {
 			a := Action{Kind: rule.Kind, Target: target, Mode: rule.Mode}
@@ -225,14 +246,6 @@ func (inc *Incident) Plan(rules []ActionRule, esc Escalation, activeOperators []
 	}
 
 	return out
-}
-
-func targetNoun(kind ActionKind) string {
-	if kind == ActRevokeBundle {
-		return "bundle"
-	}
-
-	return "key version"
 }
 
 // Action returns the action with the given id.

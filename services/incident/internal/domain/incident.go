@@ -39,6 +39,7 @@ type Incident struct {
 // ThreatRef is what an incident keeps of each threat that joined it.
 type ThreatRef struct {
 	ID        string    `json:"id"`
+	Revision  int       `json:"revision"`
 	RuleID    string    `json:"rule_id"`
 	Severity  Severity  `json:"severity"`
 	Count     int       `json:"count"`
@@ -109,15 +110,19 @@ func (inc *Incident) MergeThreat(th *Threat, at time.Time) bool {
 	changed := false
 	i := slices.IndexFunc(inc.Threats, func(r ThreatRef) bool { return r.ID == th.ID })
 	ref := ThreatRef{
-		ID: th.ID, RuleID: th.RuleID, Severity: th.Severity, Count: max(th.Count, 1),
-		FirstSeen: th.FirstSeen.UTC(), LastSeen: th.LastSeen.UTC(), Summary: th.Summary,
+		ID: th.ID, Revision: th.Revision, RuleID: th.RuleID, Severity: th.Severity,
+		Count: max(th.Count, 1), FirstSeen: th.FirstSeen.UTC(), LastSeen: th.LastSeen.UTC(),
+		Summary: th.Description,
 	}
 	switch {
 	case i < 0:
 		inc.Threats = append(inc.Threats, ref)
 		changed = true
-	case ref.Count > inc.Threats[i].Count || ref.LastSeen.After(inc.Threats[i].LastSeen) ||
-		ref.Severity.Rank() > inc.Threats[i].Severity.Rank():
+	case ref.Revision < inc.Threats[i].Revision:
+		// An older revision delivered late brings nothing the newer one lacks.
+		return false
+	case ref.Revision > inc.Threats[i].Revision || ref.Count > inc.Threats[i].Count ||
+		ref.LastSeen.After(inc.Threats[i].LastSeen):
 		inc.Threats[i] = ref
 		changed = true
 	}

@@ -8,21 +8,41 @@ import (
 )
 
 // Threat is the body monitor publishes on nodex.v1.threats.<type>. Monitor
-// republishes a threat with the same ID when more evidence arrives, so one ID
-// can be delivered several times with a rising Count.
+// republishes a threat with the same ID and a higher Revision when more
+// evidence arrives, so one ID can be delivered several times.
 type Threat struct {
-	ID        string     `json:"id"`
-	Type      string     `json:"type"`
-	Severity  Severity   `json:"severity"`
-	Identity  string     `json:"identity"`
-	Resources []Resource `json:"resources,omitempty"`
-	RuleID    string     `json:"rule_id"`
-	Evidence  []string   `json:"evidence"`
-	FirstSeen time.Time  `json:"first_seen"`
-	LastSeen  time.Time  `json:"last_seen"`
-	Count     int        `json:"count"`
-	TraceIDs  []string   `json:"trace_ids,omitempty"`
-	Summary   string     `json:"summary,omitempty"`
+	ID       string   `json:"id"`
+	Revision int      `json:"revision"`
+	Type     string   `json:"type"`
+	Severity Severity `json:"severity"`
+	// Identity is the authenticated identity the evidence is about, or ""
+	// when no evidence authenticates one. Only then does Origin, the
+	// transport origin of the first evidence event, name the source.
+	Identity    string     `json:"identity,omitempty"`
+	Origin      string     `json:"origin,omitempty"`
+	Group       string     `json:"group,omitempty"`
+	Resources   []Resource `json:"resources,omitempty"`
+	RuleID      string     `json:"rule_id"`
+	Description string     `json:"description,omitempty"`
+	Evidence    []string   `json:"evidence"`
+	FirstSeen   time.Time  `json:"first_seen"`
+	LastSeen    time.Time  `json:"last_seen"`
+	Count       int        `json:"count"`
+	TraceIDs    []string   `json:"trace_ids,omitempty"`
+}
+
+// OriginPrefix marks an incident subject that is a transport origin, not an
+// authenticated identity. Such an incident is never contained automatically.
+const OriginPrefix = "origin:"
+
+// Subject returns who the incident is about: the authenticated identity, or
+// the transport origin prefixed with [OriginPrefix] when there is none.
+func (th *Threat) Subject() string {
+	if th.Identity != "" {
+		return th.Identity
+	}
+
+	return OriginPrefix + th.Origin
 }
 
 // Resource is a thing a threat touched: a bundle, a key version, a sandbox.
@@ -34,14 +54,15 @@ type Resource struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
-// UnmarshalJSON accepts a resource either as an object or as a string of the
-// form "<type>:<id>", because both shapes appear in event metadata.
+// UnmarshalJSON accepts a resource either as an object or as the string
+// "<type>:<id>" that monitor copies from the events' resource field. A
+// string without a colon becomes a resource of type "other".
 func (r *Resource) UnmarshalJSON(data []byte) error {
 	var s string
 	if err := json.Unmarshal(data, &s); err == nil {
 		kind, id, ok := strings.Cut(s, ":")
 		if !ok {
-			return fmt.Errorf("%w: resource %q is not <type>:<id>", ErrInvalidThreat, s)
+			kind, id = "other", s
 		}
 		*r = Resource{Type: kind, ID: id}
 
@@ -77,8 +98,11 @@ func (th *Threat) Validate() (Type, error) {
 	case th.ID == "" || len(th.ID) > maxFieldBytes:
 		return "", fmt.Errorf("%w: id is missing or longer than %d bytes", ErrInvalidThreat,
 			maxFieldBytes)
-	case th.Identity == "" || len(th.Identity) > maxFieldBytes:
-		return "", fmt.Errorf("%w: threat %q has no identity or one longer than %d bytes",
+	case th.Identity == "" && th.Origin == "":
+		return "", fmt.Errorf("%w: threat %q names neither identity nor origin",
+			ErrInvalidThreat, th.ID)
+	case len(th.Identity) > maxFieldBytes || len(th.Origin) > maxFieldBytes:
+		return "", fmt.Errorf("%w: threat %q has an identity or origin longer than %d bytes",
 			ErrInvalidThreat, th.ID, maxFieldBytes)
 	case th.Severity.Rank() < 0:
 		return "", fmt.Errorf("%w: threat %q has severity %q, want info, low, medium, high "+
@@ -94,9 +118,10 @@ func (th *Threat) Validate() (Type, error) {
 			th.ID, th.Count)
 	}
 	for _, r := range th.Resources {
-		if r.Type == "" || r.ID == "" {
-			return "", fmt.Errorf("%w: threat %q names a resource without type or id",
-				ErrInvalidThreat, th.ID)
+		if r.Type == "" || r.ID == "" || len(r.Type)+len(r.ID) > maxFieldBytes {
+			return "", fmt.Errorf("%w: threat %q names a resource without type or id, "+
+				"or one longer than %d bytes",
+				ErrInvalidThreat, th.ID, maxFieldBytes)
 		}
 	}
 
