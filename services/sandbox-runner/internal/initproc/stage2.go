@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -50,7 +51,10 @@ func startStage2(cfg *proto.Config) (pid, listener, abi int, err error) {
 	pid = p.Pid
 	_ = p.Release()
 
-	msg, err := json.Marshal(cfg)
+	// The files are already in /work; the second stage needs only the program.
+	small := *cfg
+	small.Files, small.EtcFiles = nil, nil
+	msg, err := json.Marshal(&small)
 	if err != nil {
 		return pid, -1, 0, fmt.Errorf("encoding stage 2 config: %w", err)
 	}
@@ -122,9 +126,44 @@ func stage2() int {
 		fmt.Fprintf(os.Stderr, "sandbox: entering %s: %v\n", cfg.Dir, err)
 		return 126
 	}
-	err = unix.Exec(cfg.Argv[0], cfg.Argv, cfg.Env)
-	fmt.Fprintf(os.Stderr, "sandbox: executing %s: %v\n", cfg.Argv[0], err)
+	errno := execWithLimits(&cfg)
+	fmt.Fprintf(os.Stderr, "sandbox: executing %s: %v\n", cfg.Argv[0], errno)
 	return 127
+}
+
+// execWithLimits sets the rlimits and execs with a raw system call. The
+// rlimits come last, with every exec argument converted beforehand, because
+// the Go runtime's own address space (over 1 GiB reserved) would exceed an
+// address-space limit on its next heap growth.
+func execWithLimits(cfg *proto.Config) unix.Errno {
+	path, err := unix.BytePtrFromString(cfg.Argv[0])
+	if err != nil {
+		return unix.EINVAL
+	}
+	argv, err := syscall.SlicePtrFromStrings(cfg.Argv)
+	if err != nil {
+		return unix.EINVAL
+	}
+	env, err := syscall.SlicePtrFromStrings(cfg.Env)
+	if err != nil {
+		return unix.EINVAL
+	}
+	limits := make([]unix.Rlimit, len(cfg.Rlimits))
+	for i, rl := range cfg.Rlimits {
+		limits[i] = unix.Rlimit{Cur: rl.Cur, Max: rl.Max}
+	}
+	if !cfg.Layers.NoRlimits {
+		for i, rl := range cfg.Rlimits {
+			_, _, e := unix.RawSyscall6(unix.SYS_PRLIMIT64, 0, uintptr(rl.Resource),
+				uintptr(unsafe.Pointer(&limits[i])), 0, 0, 0)
+			if e != 0 {
+				return e
+			}
+		}
+	}
+	_, _, e := unix.RawSyscall(unix.SYS_EXECVE, uintptr(unsafe.Pointer(path)),
+		uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&env[0])))
+	return e
 }
 
 func replyError(sock int, err error) int {
@@ -136,14 +175,6 @@ func replyError(sock int, err error) int {
 func applyLayers(cfg *proto.Config) (listener, abi int, err error) {
 	if len(cfg.Argv) == 0 {
 		return -1, 0, fmt.Errorf("empty argv")
-	}
-	if !cfg.Layers.NoRlimits {
-		for _, rl := range cfg.Rlimits {
-			lim := unix.Rlimit{Cur: rl.Cur, Max: rl.Max}
-			if err := unix.Setrlimit(rl.Resource, &lim); err != nil {
-				return -1, 0, fmt.Errorf("setting rlimit %d: %w", rl.Resource, err)
-			}
-		}
 	}
 	if !cfg.Layers.NoCredDrop {
 		if err := dropCredentials(cfg.UID, cfg.GID); err != nil {
