@@ -211,3 +211,9 @@ func validSeverity(s string) bool {
 
 	return false
 }
+
+// ValidateSubjectID returns an error wrapping [ErrInvalidInput] unless id is
+// a valid subject id: 1-256 bytes of [A-Za-z0-9._:@-] without "..".
+func ValidateSubjectID(id string) error {
+	return checkID("subject id", id)
+}
