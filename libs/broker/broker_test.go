@@ -1,0 +1,429 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/nodexsec/nodex/libs/broker"
+	"github.com/nodexsec/nodex/libs/identity"
+)
+
+// env is a running broker with the bootstrap identities published.
+type env struct {
+	b     *broker.Broker
+	setup *identity.Setup
+	admin *identity.Admin
+}
+
+func startEnv(t testing.TB) *env {
+	t.Helper()
+
+	ctx := context.Background()
+	setup, err := identity.Bootstrap(t.TempDir())
+	if err != nil {
+		t.Fatalf("Bootstrap: %v", err)
+	}
+	b, err := broker.Start(ctx, broker.Config{
+		DataDir: t.TempDir(), Root: setup.Root.Public(), Authority: &setup.Authority,
+		HeartbeatInterval: 200 * time.Millisecond,
+		OnError:           func(err error) { t.Logf("broker: %v", err) },
+	})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(b.Shutdown)
+	if err := setup.Publish(ctx, b.Registry()); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	e := &env{b: b, setup: setup, admin: identity.NewAdmin(b.Registry(), setup.Root)}
+	waitFor(t, "bootstrap identities in the broker view", func() bool {
+		_, err := b.View().Active(identity.DemoAgentID)
+		return err == nil
+	})
+
+	return e
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) time.Duration {
+	t.Helper()
+
+	start := time.Now()
+	for time.Since(start) < 5*time.Second {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%s: not true after 5s", what)
+
+	return 0
+}
+
+// client is a connection that records asynchronous server errors, where
+// NATS reports permission violations.
+type client struct {
+	nc   *nats.Conn
+	mu   sync.Mutex
+	errs []error
+}
+
+func (e *env) connect(t testing.TB, creds *identity.Credentials) *client {
+	t.Helper()
+
+	c := &client{}
+	nc, err := broker.Connect(context.Background(), e.b.ClientURL(), creds,
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			c.mu.Lock()
+			c.errs = append(c.errs, err)
+			c.mu.Unlock()
+		}))
+	if err != nil {
+		t.Fatalf("Connect as %q: %v", creds.ID, err)
+	}
+	t.Cleanup(nc.Close)
+	c.nc = nc
+
+	return c
+}
+
+// expectViolation waits for a permission violation naming subject.
+func (c *client) expectViolation(t *testing.T, subject string) {
+	t.Helper()
+
+	waitFor(t, "permission violation on "+subject, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+
+		for _, err := range c.errs {
+			msg := err.Error()
+			if strings.Contains(msg, "Permissions Violation") && strings.Contains(msg, subject) {
+				return true
+			}
+		}
+
+		return false
+	})
+}
+
+func (c *client) expectNoViolation(t *testing.T) {
+	t.Helper()
+
+	if err := c.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	for _, err := range c.errs {
+		t.Errorf("unexpected async error: %v", err)
+	}
+}
+
+func TestAgentRequestReachesService(t *testing.T) {
+	e := startEnv(t)
+	svc := e.connect(t, e.setup.Creds["codesec"])
+	if _, err := svc.nc.QueueSubscribe("nodex.v1.codesec.submit", "codesec",
+		func(m *nats.Msg) { _ = m.Respond([]byte("ok")) }); err != nil {
+		t.Fatal(err)
+	}
+	svc.expectNoViolation(t)
+
+	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
+	reply, err := agent.nc.Request("nodex.v1.codesec.submit", []byte("x"), 2*time.Second)
+	if err != nil {
+		t.Fatalf("agent request: %v", err)
+	}
+	if string(reply.Data) != "ok" {
+		t.Errorf("reply = %q, want ok", reply.Data)
+	}
+	agent.expectNoViolation(t)
+	svc.expectNoViolation(t)
+}
+
+func TestAgentCannotSubscribeNodex(t *testing.T) {
+	e := startEnv(t)
+	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
+	got := make(chan *nats.Msg, 1)
+	if _, err := agent.nc.ChanSubscribe("nodex.>", got); err != nil {
+		t.Fatal(err)
+	}
+	agent.expectViolation(t, "nodex.>")
+
+	op := e.connect(t, e.setup.Creds[identity.OperatorID])
+	if err := op.nc.Publish("nodex.v1.codesec.submit", []byte("secret")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("agent received %q on %s", m.Data, m.Subject)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func TestAgentCannotReadOtherInbox(t *testing.T) {
+	ctx := context.Background()
+	e := startEnv(t)
+	other, err := e.admin.Create(ctx, "agent-other", identity.KindAgent,
+		[]string{identity.RoleAgent})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
+	for _, subject := range []string{"_INBOX.agent-other.>", "_INBOX.>", "_INBOX.*.>"} {
+		if _, err := agent.nc.SubscribeSync(subject); err != nil {
+			t.Fatal(err)
+		}
+		agent.expectViolation(t, subject)
+	}
+
+	waitFor(t, "new agent in view", func() bool {
+		_, err := e.b.View().Active("agent-other")
+		return err == nil
+	})
+	victim := e.connect(t, other)
+	sub, err := victim.nc.SubscribeSync("_INBOX.agent-other.x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim.expectNoViolation(t)
+	_ = sub
+}
+
+func TestAgentCannotPublishEvents(t *testing.T) {
+	e := startEnv(t)
+	mon := e.connect(t, e.setup.Creds[identity.OperatorID])
+	seen, err := mon.nc.SubscribeSync("nodex.v1.events.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon.expectNoViolation(t)
+
+	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
+	for _, subject := range []string{"nodex.v1.events.codesec.forged", "nodex.v1.events.agent.x"} {
+		if err := agent.nc.Publish(subject, []byte("forged")); err != nil {
+			t.Fatal(err)
+		}
+		agent.expectViolation(t, subject)
+	}
+	if m, err := seen.NextMsg(200 * time.Millisecond); err == nil {
+		t.Fatalf("forged event delivered on %s", m.Subject)
+	}
+}
+
+func TestServiceCannotUseOtherServiceSubjects(t *testing.T) {
+	e := startEnv(t)
+	svc := e.connect(t, e.setup.Creds["codesec"])
+
+	if err := svc.nc.Publish("nodex.v1.events.keyvault.key_retrieved", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	svc.expectViolation(t, "nodex.v1.events.keyvault.key_retrieved")
+	if _, err := svc.nc.SubscribeSync("nodex.v1.keyvault.>"); err != nil {
+		t.Fatal(err)
+	}
+	svc.expectViolation(t, "nodex.v1.keyvault.>")
+	if err := svc.nc.Publish("nodex.v1.threats.code_injection", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	svc.expectViolation(t, "nodex.v1.threats.code_injection")
+}
+
+func TestSuspensionClosesConnection(t *testing.T) {
+	ctx := context.Background()
+	e := startEnv(t)
+	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
+	if err := agent.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := e.admin.Suspend(ctx, identity.DemoAgentID); err != nil {
+		t.Fatalf("Suspend: %v", err)
+	}
+	took := waitFor(t, "suspended connection closed", func() bool {
+		return !agent.nc.IsConnected()
+	})
+	t.Logf("connection closed %s after suspension", took)
+
+	// The client keeps trying to reconnect; every attempt must fail.
+	time.Sleep(1500 * time.Millisecond)
+	if agent.nc.IsConnected() {
+		t.Fatal("suspended identity reconnected")
+	}
+	_, err := broker.Connect(ctx, e.b.ClientURL(), e.setup.Creds[identity.DemoAgentID],
+		nats.NoReconnect())
+	if err == nil {
+		t.Fatal("suspended identity opened a new connection")
+	}
+
+	if err := e.admin.Unsuspend(ctx, identity.DemoAgentID); err != nil {
+		t.Fatalf("Unsuspend: %v", err)
+	}
+	waitFor(t, "unsuspended identity reconnects", func() bool { return agent.nc.IsConnected() })
+}
+
+func TestRevocationClosesConnection(t *testing.T) {
+	ctx := context.Background()
+	e := startEnv(t)
+	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
+	auth := identity.NewAuthorityWriter(e.b.Registry(), e.setup.Authority)
+	if err := auth.Contain(ctx, identity.DemoAgentID, identity.StatusRevoked); err != nil {
+		t.Fatalf("Contain: %v", err)
+	}
+	waitFor(t, "revoked connection closed", func() bool { return !agent.nc.IsConnected() })
+}
+
+func TestAddedIdentityConnects(t *testing.T) {
+	ctx := context.Background()
+	e := startEnv(t)
+	creds, err := e.admin.Create(ctx, "agent-new", identity.KindAgent,
+		[]string{identity.RoleAgent})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	waitFor(t, "added identity connects", func() bool {
+		nc, err := broker.Connect(ctx, e.b.ClientURL(), creds, nats.NoReconnect())
+		if err != nil {
+			return false
+		}
+		nc.Close()
+		return true
+	})
+}
+
+func TestWrongNkeyRejected(t *testing.T) {
+	ctx := context.Background()
+	e := startEnv(t)
+	real := e.setup.Creds[identity.DemoAgentID]
+	realKP, err := real.NATSKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	realPub, _ := realKP.PublicKey()
+	otherKP, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPub, _ := otherKP.PublicKey()
+
+	tests := []struct {
+		name string
+		pub  string
+		sign nats.SignatureHandler
+	}{
+		{"unregistered nkey", otherPub, otherKP.Sign},
+		{"registered nkey signed by another key", realPub, otherKP.Sign},
+		{"empty signature", realPub, func([]byte) ([]byte, error) { return nil, nil }},
+	}
+	for _, tt := range tests {
+		nc, err := nats.Connect(e.b.ClientURL(), nats.Nkey(tt.pub, tt.sign), nats.NoReconnect())
+		if err == nil {
+			nc.Close()
+			t.Errorf("%s: connection accepted", tt.name)
+			continue
+		}
+		if !errors.Is(err, nats.ErrAuthorization) &&
+			!strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			t.Errorf("%s: err = %v, want an authorization error", tt.name, err)
+		}
+	}
+
+	// No credentials at all.
+	if nc, err := nats.Connect(e.b.ClientURL(), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Error("anonymous connection accepted")
+	}
+	_ = ctx
+}
+
+func TestStaleRegistryRejectsConnections(t *testing.T) {
+	ctx := context.Background()
+	setup, err := identity.Bootstrap(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No authority: the only heartbeat is the one Publish writes.
+	b, err := broker.Start(ctx, broker.Config{
+		DataDir: t.TempDir(), Root: setup.Root.Public(), StaleAfter: 300 * time.Millisecond,
+		OnError: func(err error) { t.Logf("broker: %v", err) },
+	})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(b.Shutdown)
+	if err := setup.Publish(ctx, b.Registry()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "registry fresh after the first heartbeat", func() bool {
+		return b.View().Fresh() == nil
+	})
+	waitFor(t, "registry goes stale", func() bool {
+		return errors.Is(b.View().Fresh(), identity.ErrStale)
+	})
+	if nc, err := broker.Connect(ctx, b.ClientURL(), setup.Creds["codesec"],
+		nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("connection accepted on a stale registry view")
+	}
+}
+
+func TestAgentReadsRegistryButCannotWrite(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e := startEnv(t)
+	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
+	js, err := jetstream.New(agent.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, identity.Bucket)
+	if err != nil {
+		t.Fatalf("agent binding registry: %v", err)
+	}
+	v, err := identity.Watch(ctx, kv, e.setup.Root.Public(), identity.ViewOptions{})
+	if err != nil {
+		t.Fatalf("agent watching registry: %v", err)
+	}
+	defer v.Close()
+	if _, err := v.Active("codesec"); err != nil {
+		t.Errorf("agent view of codesec: %v", err)
+	}
+
+	if _, err := kv.Put(ctx, identity.IdentityKey(identity.DemoAgentID), []byte("{}")); err == nil {
+		t.Error("agent wrote to the registry")
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "AGENT_OWN", Subjects: []string{"agent.own"},
+	}); err == nil {
+		t.Error("agent created a stream")
+	}
+}
+
+func TestServiceManagesOwnBucket(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e := startEnv(t)
+	svc := e.connect(t, e.setup.Creds["keyvault"])
+	js, err := jetstream.New(svc.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "NODEX_KEYVAULT"})
+	if err != nil {
+		t.Fatalf("keyvault creating its bucket: %v", err)
+	}
+	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatalf("keyvault writing its bucket: %v", err)
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "NODEX_POLICY"}); err == nil {
+		t.Error("keyvault created the policy bucket")
+	}
+}

@@ -1,0 +1,104 @@
+package broker
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/nodexsec/nodex/libs/identity"
+)
+
+// ErrUnauthorized reports a rejected connection. The client only sees the
+// server's generic "Authorization Violation"; the cause goes to OnError.
+var ErrUnauthorized = errors.New("broker: connection not authorized")
+
+// handleCallout answers one auth callout request from the server.
+func (b *Broker) handleCallout(msg *nats.Msg) {
+	rc, err := jwt.DecodeAuthorizationRequestClaims(string(msg.Data))
+	if err != nil {
+		// Without a decoded request there is no user key or server id to
+		// answer to; the server rejects the client when the callout times
+		// out.
+		b.cfg.OnError(fmt.Errorf("decoding auth callout request: %w", err))
+		return
+	}
+	req := &rc.AuthorizationRequest
+	resp := jwt.NewAuthorizationResponseClaims(req.UserNkey)
+	resp.Audience = req.Server.ID
+
+	userJWT, err := b.authorize(req)
+	if err != nil {
+		b.cfg.OnError(err)
+		resp.Error = "not authorized"
+	} else {
+		resp.Jwt = userJWT
+	}
+	token, err := resp.Encode(b.issuer)
+	if err != nil {
+		b.cfg.OnError(fmt.Errorf("signing auth callout response: %w", err))
+		return
+	}
+	if err := msg.Respond([]byte(token)); err != nil {
+		b.cfg.OnError(fmt.Errorf("sending auth callout response: %w", err))
+	}
+}
+
+// authorize checks the client's nkey signature over the server nonce and
+// the identity's status, and returns a user JWT with its permissions.
+func (b *Broker) authorize(req *jwt.AuthorizationRequest) (string, error) {
+	ident, err := b.verifyNonce(req)
+	if err != nil {
+		return "", err
+	}
+	if !ident.Active() {
+		return "", fmt.Errorf("%w: identity %q is %s", ErrUnauthorized, ident.ID, ident.Status)
+	}
+	uc := jwt.NewUserClaims(req.UserNkey)
+	// Outside operator mode the audience names the account the user joins.
+	uc.Audience = AccountNodeX
+	uc.Name = ident.ID
+	uc.Permissions = Permissions(b.cfg.Grants, ident)
+	token, err := uc.Encode(b.issuer)
+	if err != nil {
+		return "", fmt.Errorf("signing user JWT for %q: %w", ident.ID, err)
+	}
+
+	return token, nil
+}
+
+// verifyNonce returns the identity whose nkey signed the nonce of this
+// connection. nats.go signs the nonce with the nkey and sends the
+// signature in unpadded base64url; standard base64 is accepted as the
+// server itself does.
+func (b *Broker) verifyNonce(req *jwt.AuthorizationRequest) (*identity.Identity, error) {
+	pub := req.ConnectOptions.Nkey
+	nonce := req.ClientInformation.Nonce
+	if pub == "" || nonce == "" || req.ConnectOptions.SignedNonce == "" {
+		return nil, fmt.Errorf("%w: client %d from %s sent no nkey signature",
+			ErrUnauthorized, req.ClientInformation.ID, req.ClientInformation.Host)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(req.ConnectOptions.SignedNonce)
+	if err != nil {
+		sig, err = base64.StdEncoding.DecodeString(req.ConnectOptions.SignedNonce)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: nkey %s sent a malformed signature", ErrUnauthorized, pub)
+	}
+	kp, err := nkeys.FromPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: invalid nkey %q", ErrUnauthorized, pub)
+	}
+	if err := kp.Verify([]byte(nonce), sig); err != nil {
+		return nil, fmt.Errorf("%w: bad nonce signature for nkey %s", ErrUnauthorized, pub)
+	}
+	ident, err := b.view.ByNATSKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: nkey %s: %w", ErrUnauthorized, pub, err)
+	}
+
+	return ident, nil
+}

@@ -1,0 +1,191 @@
+package broker
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/nodexsec/nodex/libs/envelope"
+	"github.com/nodexsec/nodex/libs/identity"
+)
+
+// Grant is one row of the permission table: the NATS rights that every
+// identity holding Role receives. In subjects, "{id}" becomes the
+// identity id and "{wrap}" its wrap-key token.
+type Grant struct {
+	// Role selects identities: "*" is everyone, otherwise a role such as
+	// "agent" or "service:codesec".
+	Role string
+	// Publish and Subscribe list allowed subjects.
+	Publish   []string
+	Subscribe []string
+	// DenyPublish and DenySubscribe override every allow.
+	DenyPublish   []string
+	DenySubscribe []string
+	// Streams are JetStream stream names this role manages: create,
+	// update, read, consume and publish to. KV buckets are "KV_<bucket>",
+	// object stores "OBJ_<bucket>".
+	Streams []string
+	// ReadStreams are streams this role may read and consume but not
+	// change.
+	ReadStreams []string
+	// Responses lets the role reply once to each request it receives.
+	Responses bool
+}
+
+// responseTTL is how long a service may take to reply to one request
+// before its right to publish on that reply subject lapses. Sandbox runs
+// are the slowest requests.
+const responseTTL = 5 * time.Minute
+
+// RequestServices are the services that serve request subjects
+// nodex.v1.<service>.<verb>.
+var RequestServices = []string{"codesec", "sandbox", "keyvault", "policy", "incident"}
+
+// DefaultGrants returns the permission table of a NodeX deployment. A
+// caller may append rows, for example for a new stream, before passing it
+// to [Start].
+func DefaultGrants() []Grant {
+	everyone := Grant{
+		Role:      "*",
+		Subscribe: []string{"_INBOX.{id}.>"},
+		Publish:   []string{"$KV." + envelope.WrapBucket + ".wrap.{wrap}.>"},
+		ReadStreams: []string{
+			"KV_" + identity.Bucket, "KV_" + envelope.WrapBucket,
+		},
+	}
+	for _, svc := range RequestServices {
+		everyone.Publish = append(everyone.Publish, "nodex.v1."+svc+".*")
+	}
+	agent := Grant{
+		Role:          identity.RoleAgent,
+		DenyPublish:   []string{"nodex.v1.events.>", "nodex.v1.threats.>", "$KV.>", "$O.>"},
+		DenySubscribe: []string{"nodex.>"},
+	}
+	operator := Grant{
+		Role:      identity.RoleOperator,
+		Publish:   []string{"$JS.API.>", "$KV.>", "$O.>", "$JS.ACK.>", "$JS.FC.>"},
+		Subscribe: []string{"nodex.v1.events.>", "nodex.v1.threats.>"},
+	}
+
+	grants := []Grant{everyone, agent, operator}
+	for _, svc := range identity.Services {
+		grants = append(grants, serviceGrant(svc))
+	}
+
+	return grants
+}
+
+// serviceGrant returns the base rights of service svc plus the streams it
+// owns or reads.
+func serviceGrant(svc string) Grant {
+	g := Grant{
+		Role:        identity.ServiceRole(svc),
+		Subscribe:   []string{"nodex.v1." + svc + ".>"},
+		Publish:     []string{"nodex.v1.events." + svc + ".>"},
+		ReadStreams: []string{"NODEX_EVENTS", "KV_NODEX_POLICY"},
+		Responses:   true,
+	}
+	switch svc {
+	case "codesec":
+		g.Streams = []string{"OBJ_NODEX_BUNDLES", "KV_NODEX_REVOKED"}
+	case "sandbox":
+		g.ReadStreams = append(g.ReadStreams, "OBJ_NODEX_BUNDLES", "KV_NODEX_REVOKED",
+			"KV_NODEX_KEY_FINGERPRINTS")
+		g.Streams = []string{"NODEX_SANDBOX_JOBS"}
+	case "keyvault":
+		g.Streams = []string{"KV_NODEX_KEYVAULT", "KV_NODEX_KEY_FINGERPRINTS"}
+	case "policy":
+		g.Streams = []string{"KV_NODEX_POLICY"}
+	case "monitor":
+		g.Publish = append(g.Publish, "nodex.v1.threats.>")
+		g.Streams = []string{"NODEX_THREATS", "KV_MONITOR_SEEN", "KV_MONITOR_THREATS"}
+	case "incident":
+		g.ReadStreams = append(g.ReadStreams, "NODEX_THREATS")
+		g.Streams = []string{"KV_NODEX_INCIDENTS"}
+		// Containment writes authority-signed downgrades; readers verify
+		// the signature, so the write right alone grants nothing.
+		g.Publish = append(g.Publish, "$KV."+identity.Bucket+".id.*")
+	}
+
+	return g
+}
+
+// Permissions computes the NATS permissions of ident from grants: the
+// union of every row whose role ident holds, with denies applied last.
+func Permissions(grants []Grant, ident *identity.Identity) jwt.Permissions {
+	var p jwt.Permissions
+	r := strings.NewReplacer("{id}", ident.ID, "{wrap}", envelope.WrapSenderToken(ident.ID))
+	expand := func(subjects []string) []string {
+		out := make([]string, 0, len(subjects))
+		for _, s := range subjects {
+			out = append(out, r.Replace(s))
+		}
+
+		return out
+	}
+	for _, g := range grants {
+		if g.Role != "*" && !ident.HasRole(g.Role) {
+			continue
+		}
+		p.Pub.Allow.Add(expand(g.Publish)...)
+		p.Sub.Allow.Add(expand(g.Subscribe)...)
+		p.Pub.Deny.Add(expand(g.DenyPublish)...)
+		p.Sub.Deny.Add(expand(g.DenySubscribe)...)
+		for _, s := range g.Streams {
+			p.Pub.Allow.Add(manageStream(s)...)
+		}
+		for _, s := range g.ReadStreams {
+			p.Pub.Allow.Add(readStream(s)...)
+		}
+		if g.Responses {
+			p.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: responseTTL}
+		}
+	}
+	p.Pub.Allow.Add("$JS.API.INFO", "$JS.API.STREAM.NAMES")
+	// NODEX_EVENTS is append-only: nobody deletes or purges it through NATS.
+	p.Pub.Deny.Add(
+		"$JS.API.STREAM.DELETE.NODEX_EVENTS", "$JS.API.STREAM.PURGE.NODEX_EVENTS",
+		"$JS.API.STREAM.MSG.DELETE.NODEX_EVENTS",
+	)
+	slices.Sort(p.Pub.Allow)
+	p.Pub.Allow = slices.Compact(p.Pub.Allow)
+
+	return p
+}
+
+// readStream returns the JetStream API subjects for reading stream s:
+// stream info, direct and API message gets, and consumers that read it.
+func readStream(s string) []string {
+	return []string{
+		"$JS.API.STREAM.INFO." + s,
+		"$JS.API.STREAM.MSG.GET." + s,
+		"$JS.API.DIRECT.GET." + s, "$JS.API.DIRECT.GET." + s + ".>",
+		"$JS.API.CONSUMER.CREATE." + s, "$JS.API.CONSUMER.CREATE." + s + ".>",
+		"$JS.API.CONSUMER.DURABLE.CREATE." + s + ".>",
+		"$JS.API.CONSUMER.INFO." + s + ".>", "$JS.API.CONSUMER.DELETE." + s + ".>",
+		"$JS.API.CONSUMER.MSG.NEXT." + s + ".>",
+		"$JS.API.CONSUMER.NAMES." + s, "$JS.API.CONSUMER.LIST." + s,
+		"$JS.ACK." + s + ".>", "$JS.FC." + s + ".>",
+	}
+}
+
+// manageStream returns the subjects for managing stream s: reading it,
+// creating and updating it, and publishing to it if it is a KV bucket or
+// an object store. Deletion of a stream stays with the operator.
+func manageStream(s string) []string {
+	out := append(readStream(s),
+		"$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s,
+		"$JS.API.STREAM.MSG.DELETE."+s, "$JS.API.STREAM.PURGE."+s,
+	)
+	if b, ok := strings.CutPrefix(s, "KV_"); ok {
+		out = append(out, "$KV."+b+".>")
+	}
+	if b, ok := strings.CutPrefix(s, "OBJ_"); ok {
+		out = append(out, "$O."+b+".>")
+	}
+
+	return out
+}

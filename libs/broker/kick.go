@@ -1,0 +1,147 @@
+package broker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/nodexsec/nodex/libs/identity"
+)
+
+// connRef names one client connection in a cluster.
+type connRef struct {
+	server string
+	cid    uint64
+}
+
+// connTable maps identity ids to their open connections, as learned from
+// the system account's connect and disconnect events.
+type connTable struct {
+	mu   sync.Mutex
+	byID map[string]map[connRef]struct{}
+}
+
+func newConnTable() *connTable { return &connTable{byID: map[string]map[connRef]struct{}{}} }
+
+func (t *connTable) add(id string, c connRef) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	if t.byID[id] == nil {
+		t.byID[id] = map[connRef]struct{}{}
+	}
+	t.byID[id][c] = struct{}{}
+}
+
+func (t *connTable) remove(id string, c connRef) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	delete(t.byID[id], c)
+	if len(t.byID[id]) == 0 {
+		delete(t.byID, id)
+	}
+}
+
+func (t *connTable) list(id string) []connRef {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	out := make([]connRef, 0, len(t.byID[id]))
+	for c := range t.byID[id] {
+		out = append(out, c)
+	}
+
+	return out
+}
+
+// subscribeConnEvents tracks the connections of the NODEX account.
+func (b *Broker) subscribeConnEvents() error {
+	connect := fmt.Sprintf("$SYS.ACCOUNT.%s.CONNECT", AccountNodeX)
+	if _, err := b.sysNC.Subscribe(connect, b.onConnect); err != nil {
+		return fmt.Errorf("subscribing to %s: %w", connect, err)
+	}
+	disconnect := fmt.Sprintf("$SYS.ACCOUNT.%s.DISCONNECT", AccountNodeX)
+	if _, err := b.sysNC.Subscribe(disconnect, b.onDisconnect); err != nil {
+		return fmt.Errorf("subscribing to %s: %w", disconnect, err)
+	}
+	if err := b.sysNC.Flush(); err != nil {
+		return fmt.Errorf("flushing connection event subscriptions: %w", err)
+	}
+
+	return nil
+}
+
+// clientIdentity returns the identity id of a client: the callout sets it
+// as the user JWT's name, which the server reports as the user. (NameTag
+// carries the account name for callout users in nats-server 2.15.)
+func clientIdentity(c server.ClientInfo) string { return c.User }
+
+func (b *Broker) onConnect(msg *nats.Msg) {
+	var ev server.ConnectEventMsg
+	if err := json.Unmarshal(msg.Data, &ev); err != nil {
+		b.cfg.OnError(fmt.Errorf("decoding connect event: %w", err))
+		return
+	}
+	id := clientIdentity(ev.Client)
+	if identity.ValidateID(id) != nil {
+		return
+	}
+	ref := connRef{server: ev.Server.ID, cid: ev.Client.ID}
+	_, err := b.view.Active(id)
+	if errors.Is(err, identity.ErrNotFound) {
+		// The broker's own users are not in the registry.
+		return
+	}
+	b.conns.add(id, ref)
+	// A suspension that landed between the callout and this event would
+	// otherwise leave the connection open.
+	if errors.Is(err, identity.ErrNotActive) {
+		go b.kick(id, ref)
+	}
+}
+
+func (b *Broker) onDisconnect(msg *nats.Msg) {
+	var ev server.DisconnectEventMsg
+	if err := json.Unmarshal(msg.Data, &ev); err != nil {
+		b.cfg.OnError(fmt.Errorf("decoding disconnect event: %w", err))
+		return
+	}
+	b.conns.remove(clientIdentity(ev.Client), connRef{server: ev.Server.ID, cid: ev.Client.ID})
+}
+
+// onIdentityChange closes every connection of an identity that stopped
+// being active.
+func (b *Broker) onIdentityChange(c identity.Change) {
+	if c.New.Active() {
+		return
+	}
+	for _, ref := range b.conns.list(c.New.ID) {
+		go b.kick(c.New.ID, ref)
+	}
+}
+
+// kick asks the server holding ref to close it, through the system
+// account request $SYS.REQ.SERVER.<id>.KICK, which also works for a
+// connection on another node of a cluster.
+func (b *Broker) kick(id string, ref connRef) {
+	subject := fmt.Sprintf("$SYS.REQ.SERVER.%s.KICK", ref.server)
+	body, _ := json.Marshal(server.KickClientReq{CID: ref.cid})
+	reply, err := b.sysNC.Request(subject, body, 5*time.Second)
+	if err != nil {
+		b.cfg.OnError(fmt.Errorf("closing connection %d of %q: %w", ref.cid, id, err))
+		return
+	}
+	var resp server.ServerAPIResponse
+	if err := json.Unmarshal(reply.Data, &resp); err == nil && resp.Error != nil {
+		b.cfg.OnError(fmt.Errorf("closing connection %d of %q: %s", ref.cid, id,
+			resp.Error.Description))
+		return
+	}
+	b.conns.remove(id, ref)
+}
