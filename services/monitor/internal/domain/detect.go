@@ -128,10 +128,30 @@ func (e *Engine) raise(r *Rule, o *Observation, evidence []*Observation) (Threat
 		return Threat{}, false
 	}
 
-	a.Revision++
-	a.publishedAt = o.At
+	return a.nextRevision(o.At), true
+}
 
-	return a.snapshot(), true
+// nextRevision starts a new revision published at at and returns a copy.
+func (a *activeThreat) nextRevision(at time.Time) Threat {
+	a.Revision++
+	a.publishedAt = at
+	a.pending = false
+
+	return a.snapshot()
+}
+
+// PendingRevisions returns a new revision of every open threat that took
+// evidence since its last revision was published at least minAge before
+// now, so the final count of an attack that stopped is published too.
+func (e *Engine) PendingRevisions(now time.Time, minAge time.Duration) []Threat {
+	var out []Threat
+	for _, a := range e.threats {
+		if a.pending && now.Sub(a.publishedAt) >= minAge {
+			out = append(out, a.nextRevision(now))
+		}
+	}
+
+	return out
 }
 
 func newActiveThreat(r *Rule, group string, evidence []*Observation) *activeThreat {

@@ -66,20 +66,22 @@ func threatID(ruleID, group, firstEvidence string) string {
 	return "thr_" + hex.EncodeToString(h.Sum(nil)[:12])
 }
 
-// publishInterval is the longest a changed threat waits before its next
-// revision is due, when its count has not reached the next power of two.
-const publishInterval = 30 * time.Second
+// PublishInterval is the longest a changed threat waits for its next
+// revision when its count has not reached the next power of two; see
+// [Engine.PendingRevisions] for threats that stop receiving evidence.
+const PublishInterval = 10 * time.Second
 
 // activeThreat is a threat that can still take evidence.
 type activeThreat struct {
 	Threat
 	dedupe        time.Duration
 	publishedAt   time.Time
+	pending       bool
 	identityValid bool
 }
 
 // add records one more piece of evidence and reports whether a new revision
-// is due: at each power-of-two count, or publishInterval after the last
+// is due: at each power-of-two count, or PublishInterval after the last
 // published revision. So a flood of N events yields about log2(N) revisions.
 func (a *activeThreat) add(o *Observation, attribute bool) bool {
 	a.Count++
@@ -90,13 +92,14 @@ func (a *activeThreat) add(o *Observation, attribute bool) bool {
 		a.Evidence = append(a.Evidence, o.Event.ID)
 	}
 	addResource(&a.Threat, o.Event.Resource)
+	a.pending = true
 	if attribute && a.identityValid && o.Identity() != a.Identity {
 		// Evidence about different identities: name none of them.
 		a.Identity = ""
 		a.identityValid = false
 	}
 
-	return a.Count&(a.Count-1) == 0 || o.At.Sub(a.publishedAt) >= publishInterval
+	return a.Count&(a.Count-1) == 0 || o.At.Sub(a.publishedAt) >= PublishInterval
 }
 
 func addResource(t *Threat, resource string) {

@@ -1,0 +1,315 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/nodexsec/nodex/libs/events"
+	"github.com/nodexsec/nodex/libs/logx"
+	"github.com/nodexsec/nodex/services/monitor/internal/domain"
+)
+
+// Synthetic event types the detector raises itself. They go through the
+// rules like stored events, so the rule file decides what they mean.
+const (
+	TypeEventRejected = "monitor.event_rejected"
+	TypeSourceFlood   = "monitor.source_flood"
+)
+
+// DetectorOptions configure a [Detector]. Zero fields take defaults.
+type DetectorOptions struct {
+	// Self is the monitor's identity id, the source of synthetic events.
+	Self string
+
+	// FloodRatePerSecond and FloodBurst size the token bucket of each
+	// event source, measured in stored events; defaults 2,000 and 10,000.
+	FloodRatePerSecond int
+	FloodBurst         int
+
+	// FloodReportInterval is the shortest time between two flood reports
+	// for one source; default 10 s.
+	FloodReportInterval time.Duration
+
+	// Now returns the wall-clock time for ingest lag; default time.Now.
+	Now func() time.Time
+}
+
+// Detector processes stored events one at a time, in stream order. Process
+// and Reload may be called from different goroutines.
+type Detector struct {
+	log     *slog.Logger
+	opener  Opener
+	sink    ThreatSink
+	seen    SeenStore
+	threats ThreatStore
+	metrics Metrics
+	opts    DetectorOptions
+
+	mu     sync.Mutex
+	engine *domain.Engine
+	flood  *floodLimiter
+}
+
+// NewDetector returns a detector running rules. It panics on a nil
+// dependency, which is a programming error.
+func NewDetector(log *slog.Logger, rules []domain.Rule, opener Opener, sink ThreatSink,
+	seen SeenStore, threats ThreatStore, metrics Metrics, opts DetectorOptions) (*Detector, error) {
+	if log == nil || opener == nil || sink == nil || seen == nil || threats == nil ||
+		metrics == nil {
+		panic("app: NewDetector with a nil dependency")
+	}
+	if opts.Self == "" {
+		return nil, errors.New("monitor: detector needs the monitor's identity id")
+	}
+	if opts.FloodRatePerSecond <= 0 {
+		opts.FloodRatePerSecond = 2_000
+	}
+	if opts.FloodBurst <= 0 {
+		opts.FloodBurst = 10_000
+	}
+	if opts.FloodReportInterval <= 0 {
+		opts.FloodReportInterval = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+
+	engine, err := domain.NewEngine(rules)
+	if err != nil {
+		return nil, err
+	}
+
+	return &Detector{
+		log: log.With(logx.KeyComponent, "detector"), opener: opener, sink: sink,
+		seen: seen, threats: threats, metrics: metrics, opts: opts, engine: engine,
+		flood: newFloodLimiter(opts.FloodRatePerSecond, opts.FloodBurst),
+	}, nil
+}
+
+// Restore reopens the threats the store holds, so new evidence updates them.
+func (d *Detector) Restore(ctx context.Context) (int, error) {
+	open, err := d.threats.OpenThreats(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("loading open threats: %w", err)
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, t := range open {
+		if d.engine.RestoreThreat(t) {
+			n++
+		}
+	}
+
+	return n, nil
+}
+
+// Reload replaces the rules. On an error the old rules stay in force.
+func (d *Detector) Reload(rules []domain.Rule) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	return d.engine.SetRules(rules)
+}
+
+// Rules returns the rules in force.
+func (d *Detector) Rules() []domain.Rule {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	return d.engine.Rules()
+}
+
+// Process handles one stored message. A nil error means the message is
+// done (processed, rejected and reported, shed and counted, or a duplicate)
+// and may be acknowledged; an error means it should be delivered again.
+func (d *Detector) Process(ctx context.Context, msg *Message) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	source := sourceToken(msg.Subject)
+	if !d.flood.allow(source, msg.Stored) {
+		d.metrics.Shed(source, 1)
+		return d.reportFloodsLocked(ctx, msg.Stored)
+	}
+
+	obs, err := d.openLocked(ctx, msg)
+	if errors.Is(err, ErrRejected) {
+		return d.rejectLocked(ctx, msg, err)
+	}
+	if err != nil {
+		return err
+	}
+
+	d.metrics.Event(obs.Event.Type, obs.Event.Status)
+	d.metrics.Lag(d.opts.Now().Sub(msg.Stored))
+	if obs.Event.Type == "authz.decision" {
+		d.metrics.Decision(obs.Event.Status)
+	}
+	if obs.Event.Source == d.opts.Self && strings.HasPrefix(obs.Event.Type, "monitor.") {
+		// The monitor's own reports were evaluated when it raised them.
+		return nil
+	}
+
+	if msg.Delivered > 1 {
+		seen, err := d.seen.Seen(ctx, obs.Event.ID)
+		if err != nil {
+			return fmt.Errorf("checking event %s for a duplicate: %w", obs.Event.ID, err)
+		}
+		if seen {
+			d.metrics.Duplicate()
+			return nil
+		}
+	}
+
+	return d.observeLocked(ctx, obs)
+}
+
+// Flush reports sources whose shed events have not been reported yet and
+// publishes threat revisions held back for [domain.PublishInterval]. The
+// consumer calls it periodically, so the end of a flood or an attack is
+// published too.
+func (d *Detector) Flush(ctx context.Context, now time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	if err := d.reportFloodsLocked(ctx, now); err != nil {
+		return err
+	}
+	for _, t := range d.engine.PendingRevisions(now, domain.PublishInterval) {
+		if err := d.publishLocked(ctx, t); err != nil {
+			return err
+		}
+	}
+
+	return nil
+}
+
+// openLocked opens msg and checks the event against its subject and signer.
+func (d *Detector) openLocked(ctx context.Context, msg *Message) (*domain.Observation, error) {
+	opened, err := d.opener.Open(ctx, msg)
+	if err != nil {
+		return nil, err
+	}
+	if err := domain.CheckEvent(msg.Subject, opened.Sender, &opened.Event); err != nil {
+		return nil, &Rejection{Reason: "schema", Err: err}
+	}
+
+	return &domain.Observation{
+		Event:      opened.Event,
+		Sender:     opened.Sender,
+		SenderKind: opened.SenderKind,
+		Origin:     "subject:" + msg.Subject,
+		At:         msg.Stored,
+	}, nil
+}
+
+// observeLocked runs obs through the rules, publishes the threats due and
+// records the event id when it changed state.
+func (d *Detector) observeLocked(ctx context.Context, obs *domain.Observation) error {
+	due, matched := d.engine.Observe(obs)
+	for _, t := range due {
+		if err := d.publishLocked(ctx, t); err != nil {
+			return err
+		}
+	}
+	if !matched || obs.Event.Source == d.opts.Self {
+		return nil
+	}
+	if err := d.seen.MarkSeen(ctx, obs.Event.ID); err != nil {
+		return fmt.Errorf("recording event %s as seen: %w", obs.Event.ID, err)
+	}
+
+	return nil
+}
+
+func (d *Detector) publishLocked(ctx context.Context, t domain.Threat) error {
+	if err := d.sink.PublishThreat(ctx, t); err != nil {
+		return fmt.Errorf("publishing threat %s revision %d: %w", t.ID, t.Revision, err)
+	}
+	if err := d.threats.SaveThreat(ctx, t); err != nil {
+		return fmt.Errorf("saving threat %s: %w", t.ID, err)
+	}
+	if t.Revision == 1 {
+		d.metrics.Threat(t.Type)
+	}
+	d.log.InfoContext(ctx, "threat published",
+		"threat_id", t.ID, "threat_type", t.Type, "rule_id", t.RuleID,
+		"revision", t.Revision, "count", t.Count, logx.KeyIdentity, domain.Escape(t.Identity),
+		"origin", domain.Escape(t.Origin), "group", t.Group)
+
+	return nil
+}
+
+// rejectLocked reports a message that is not a genuine event. The report
+// names the subject the message arrived on and never the identity it
+// claims, because a forger chooses the claim.
+func (d *Detector) rejectLocked(ctx context.Context, msg *Message, err error) error {
+	reason := "invalid"
+	var rej *Rejection
+	if errors.As(err, &rej) {
+		reason = rej.Reason
+	}
+	d.metrics.Rejected(reason)
+	d.log.WarnContext(ctx, "event rejected", logx.KeySubject, domain.Escape(msg.Subject),
+		"reason", domain.Escape(reason), logx.Err(err))
+
+	obs := d.synthetic(TypeEventRejected, msg.Subject, msg.Stored, map[string]string{
+		"reason":  reason,
+		"origin":  "subject:" + msg.Subject,
+		"subject": msg.Subject,
+	})
+
+	return d.observeLocked(ctx, obs)
+}
+
+// reportFloodsLocked raises one source_flood event per source with shed
+// events whose report is due.
+func (d *Detector) reportFloodsLocked(ctx context.Context, at time.Time) error {
+	for source, n := range d.flood.dueReports(at, d.opts.FloodReportInterval) {
+		d.log.WarnContext(ctx, "events shed from flooding source",
+			"source", domain.Escape(source), "shed", n)
+		obs := d.synthetic(TypeSourceFlood, events.SubjectPrefix+source+".>", at,
+			map[string]string{"source": source, "shed": strconv.Itoa(n)})
+		if err := d.observeLocked(ctx, obs); err != nil {
+			return err
+		}
+	}
+
+	return nil
+}
+
+func (d *Detector) synthetic(typ, subject string, at time.Time,
+	meta map[string]string) *domain.Observation {
+	return &domain.Observation{
+		Event: domain.Event{
+			ID: uuid.NewString(), Type: typ, Time: at, Source: d.opts.Self,
+			Status: events.StatusFailure, Severity: events.SeverityHigh, Metadata: meta,
+		},
+		Sender:     d.opts.Self,
+		SenderKind: "service",
+		Origin:     "subject:" + subject,
+		At:         at,
+	}
+}
+
+// sourceToken returns the emitter token of an events subject
+// (nodex.v1.events.<source>.…), or the whole subject when it has none.
+func sourceToken(subject string) string {
+	rest, ok := strings.CutPrefix(subject, events.SubjectPrefix)
+	if !ok {
+		return subject
+	}
+	source, _, _ := strings.Cut(rest, ".")
+
+	return source
+}

@@ -1,0 +1,154 @@
+package ports
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nodexsec/nodex/libs/events"
+	"github.com/nodexsec/nodex/libs/logx"
+	"github.com/nodexsec/nodex/services/monitor/internal/app"
+	"github.com/nodexsec/nodex/services/monitor/internal/domain"
+)
+
+// ConsumerName is the durable consumer of the monitor on NODEX_EVENTS.
+const ConsumerName = "monitor-detect"
+
+// ConsumerOptions tune a [Consumer]. Zero fields take defaults.
+type ConsumerOptions struct {
+	// AckWait is how long JetStream waits for an ack before redelivering;
+	// default 30 s.
+	AckWait time.Duration
+	// MaxAckPending bounds unacknowledged messages; default 4,096.
+	MaxAckPending int
+	// NakDelay is the redelivery delay after a transient failure; default 1 s.
+	NakDelay time.Duration
+	// FlushInterval is how often held-back shed counts and threat
+	// revisions are checked for publishing; default 1 s.
+	FlushInterval time.Duration
+}
+
+// Consumer feeds the durable consumer's messages to a detector and acks
+// each one after the detector finished with it.
+type Consumer struct {
+	log  *slog.Logger
+	js   jetstream.JetStream
+	det  *app.Detector
+	opts ConsumerOptions
+}
+
+// NewConsumer returns a consumer; it panics on a nil dependency.
+func NewConsumer(log *slog.Logger, js jetstream.JetStream, det *app.Detector,
+	opts ConsumerOptions) *Consumer {
+	if log == nil || js == nil || det == nil {
+		panic("ports: NewConsumer with a nil dependency")
+	}
+	if opts.AckWait <= 0 {
+		opts.AckWait = 30 * time.Second
+	}
+	if opts.MaxAckPending <= 0 {
+		opts.MaxAckPending = 4096
+	}
+	if opts.NakDelay <= 0 {
+		opts.NakDelay = time.Second
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = time.Second
+	}
+
+	return &Consumer{log: log.With(logx.KeyComponent, "consumer"), js: js, det: det, opts: opts}
+}
+
+// Run binds the durable consumer and processes messages until ctx ends.
+// Messages in flight when ctx ends are not acked and are redelivered to
+// the next run.
+func (c *Consumer) Run(ctx context.Context) error {
+	cons, err := c.js.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
+		Durable:       ConsumerName,
+		Description:   "monitor threat detection",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       c.opts.AckWait,
+		MaxAckPending: c.opts.MaxAckPending,
+		FilterSubject: events.SubjectPrefix + ">",
+	})
+	if err != nil {
+		return fmt.Errorf("binding consumer %s on %s: %w", ConsumerName, events.StreamName, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return fmt.Errorf("pulling from consumer %s: %w", ConsumerName, err)
+	}
+	c.log.InfoContext(ctx, "consumer bound", logx.KeyStream, events.StreamName,
+		logx.KeyConsumer, ConsumerName)
+
+	done := make(chan struct{})
+	defer close(done)
+	go c.stopOnCancel(ctx, it, done)
+
+	for {
+		m, err := it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return nil
+		}
+		if err != nil {
+			c.log.WarnContext(ctx, "pulling message", logx.Err(err))
+			continue
+		}
+		c.handle(ctx, m)
+	}
+}
+
+// stopOnCancel stops the iterator when ctx ends and reports pending shed
+// counts every FlushInterval meanwhile.
+func (c *Consumer) stopOnCancel(ctx context.Context, it jetstream.MessagesContext,
+	done <-chan struct{}) {
+	tick := time.NewTicker(c.opts.FlushInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			it.Stop()
+			return
+		case <-done:
+			return
+		case now := <-tick.C:
+			if err := c.det.Flush(ctx, now); err != nil {
+				c.log.WarnContext(ctx, "reporting shed events", logx.Err(err))
+			}
+		}
+	}
+}
+
+func (c *Consumer) handle(ctx context.Context, m jetstream.Msg) {
+	md, err := m.Metadata()
+	if err != nil {
+		c.log.ErrorContext(ctx, "reading message metadata", logx.KeySubject,
+			domain.Escape(m.Subject()), logx.Err(err), logx.KeyUnexpected, true)
+		_ = m.Term()
+		return
+	}
+	msg := &app.Message{
+		Subject: m.Subject(), Data: m.Data(), Header: m.Headers(),
+		Stream: md.Stream, Sequence: md.Sequence.Stream,
+		MsgID:  m.Headers().Get(jetstream.MsgIDHeader),
+		Stored: md.Timestamp, Delivered: md.NumDelivered,
+	}
+
+	if err := c.det.Process(ctx, msg); err != nil {
+		c.log.WarnContext(ctx, "processing event, will retry", logx.KeySubject,
+			domain.Escape(msg.Subject), "stream_seq", msg.Sequence,
+			logx.KeyAttempt, msg.Delivered, logx.Err(err))
+		if err := m.NakWithDelay(c.opts.NakDelay); err != nil {
+			c.log.WarnContext(ctx, "naking message", "stream_seq", msg.Sequence, logx.Err(err))
+		}
+		return
+	}
+	if err := m.Ack(); err != nil {
+		c.log.WarnContext(ctx, "acking message", "stream_seq", msg.Sequence, logx.Err(err))
+	}
+}
