@@ -181,7 +181,7 @@ func mountDev(cfg *proto.Config) error {
 	if err := os.Mkdir(dev, 0o755); err != nil {
 		return fmt.Errorf("creating /dev: %w", err)
 	}
-	if err := mountAt("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC,
+	if err := mountAt("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC,
 		"size=64k,nr_inodes=64,mode=0755"); err != nil {
 		return err
 	}
@@ -253,6 +253,12 @@ func mountProc(cfg *proto.Config) error {
 			continue
 		}
 		if err := mountAt(newRoot+"/dev/null", p, "", unix.MS_BIND, ""); err != nil {
+			return err
+		}
+		// With nodev the mask cannot even be opened.
+		set := uint64(unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV |
+			unix.MOUNT_ATTR_NOEXEC)
+		if err := setattr(p, set, false); err != nil {
 			return err
 		}
 	}

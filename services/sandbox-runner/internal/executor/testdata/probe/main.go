@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -96,10 +97,11 @@ var cases = map[string]func() error{
 		_, _, e := unix.RawSyscall(unix.SYS_PERSONALITY, 0xffffffff, 0, 0)
 		return errnoOf(0, 0, e)
 	},
-	"ptrace": func() error { return errnoOf(unix.RawSyscall(unix.SYS_PTRACE, unix.PTRACE_TRACEME, 0, 0)) },
-	"fsopen": func() error { _, err := unix.Fsopen("tmpfs", 0); return err },
-	"mount":  func() error { return unix.Mount("none", "/tmp", "tmpfs", 0, "") },
-	"kexec":  func() error { return errnoOf(unix.RawSyscall(unix.SYS_KEXEC_LOAD, 0, 0, 0)) },
+	"ptrace":   func() error { return errnoOf(unix.RawSyscall(unix.SYS_PTRACE, unix.PTRACE_TRACEME, 0, 0)) },
+	"fsopen":   func() error { _, err := unix.Fsopen("tmpfs", 0); return err },
+	"mount":    func() error { return unix.Mount("none", "/tmp", "tmpfs", 0, "") },
+	"kexec":    func() error { return errnoOf(unix.RawSyscall(unix.SYS_KEXEC_LOAD, 0, 0, 0)) },
+	"exec_tmp": execFromTmp,
 	"write_proc_sys": func() error {
 		return os.WriteFile("/proc/sys/kernel/hostname", []byte("x"), 0)
 	},
@@ -120,6 +122,18 @@ func cloneNewUser() error {
 	return nil
 }
 
+// execFromTmp copies the probe to /tmp and runs the copy.
+func execFromTmp() error {
+	b, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile("/tmp/probe", b, 0o755); err != nil {
+		return err
+	}
+	return exec.Command("/tmp/probe", "unix_pair").Run()
+}
+
 // Identity is what the identity case reports.
 type Identity struct {
 	UID, GID, EUID, EGID int
@@ -131,6 +145,7 @@ type Identity struct {
 	PID1Exe              string
 	PID1Environ          string
 	Hostname             string
+	MaxUserNamespaces    string
 	ShadowReadable       bool
 }
 
@@ -161,6 +176,7 @@ func identity() {
 		id.PID1Environ = "readable"
 	}
 	id.Hostname, _ = os.Hostname()
+	id.MaxUserNamespaces = strings.TrimSpace(readText("/proc/sys/user/max_user_namespaces"))
 	_, err := os.ReadFile("/etc/shadow")
 	id.ShadowReadable = err == nil
 	_ = json.NewEncoder(os.Stdout).Encode(id)
