@@ -11,7 +11,7 @@ import (
 	"github.com/nodexsec/nodex/services/keyvault/internal/domain"
 )
 
-// Request subjects. Each is answered by the role "service:keyvault" in the
+// Request subjects. The role "service:keyvault" serves each of them in the
 // queue group [QueueGroup].
 const (
 	SubjectStore          = "nodex.v1.keyvault.store"
@@ -25,7 +25,7 @@ const (
 
 	// QueueGroup spreads requests over keyvault replicas.
 	QueueGroup = "keyvault"
-	// Role is the role that must answer every keyvault request.
+	// Role is the role that must reply to every keyvault request.
 	Role = "service:keyvault"
 )
 
@@ -73,8 +73,8 @@ type StoreReply struct {
 	Created  time.Time `json:"created"`
 }
 
-// RetrieveRequest asks for a key value. Version 0 means the latest active
-// version. Purpose is free text the policy and the audit event see.
+// RetrieveRequest requests a key value. Version 0 means the latest active
+// version. Purpose is free text passed to the policy and the audit event.
 type RetrieveRequest struct {
 	Name    string `json:"name"`
 	Version int    `json:"version,omitempty"`
@@ -170,7 +170,7 @@ type DisableReply struct {
 	Disabled []int  `json:"disabled"`
 }
 
-// FingerprintKeyRequest asks for the HMAC key of the fingerprint bucket.
+// FingerprintKeyRequest requests the HMAC key of the fingerprint bucket.
 type FingerprintKeyRequest struct{}
 
 // FingerprintKeyReply carries the fingerprint HMAC key inside the reply

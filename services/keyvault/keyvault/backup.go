@@ -14,7 +14,7 @@ import (
 
 // BackupBuckets are the KV buckets that hold the keyvault's state. Every
 // value in them is metadata, a fingerprint or sealed under the KEK, so a
-// copy holds no key value in the clear; restoring needs the same keyring.
+// copy holds no key value in the clear. Restoring needs the same keyring.
 var BackupBuckets = []string{kvstore.Bucket, api.FingerprintBucket}
 
 // Backup is a copy of the keyvault's buckets: bucket name to KV key to

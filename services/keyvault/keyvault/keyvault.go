@@ -35,7 +35,7 @@ type KEK = sealing.KEK
 // ErrNoKEK is returned by Run when no key encryption key is configured.
 var ErrNoKEK = kek.ErrNoKEK
 
-// Deps are what Run needs. Client, Decider, Audit and Log are required.
+// Deps are the collaborators of [Run]. Client, Decider, Audit and Log are required.
 type Deps struct {
 	Config Config
 	// Client is the keyvault's own bus identity (role service:keyvault).

@@ -107,7 +107,7 @@ func (w *world) start(t testing.TB, cfg keyvault.Config) {
 		_ = pub.Close(context.Background())
 	})
 
-	// Wait until the handlers answer.
+	// Wait until the handlers respond.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var reply api.ListReply

@@ -76,10 +76,9 @@ func (s *Service) audit(ctx context.Context, a auditEvent) error {
 	return nil
 }
 
-// auditFailure records a failed operation. The operation has failed
-// already, so the caller returns its own error either way; a lost audit
-// event is logged and, for denials, turns the reply into audit_unavailable
-// only when the caller had no coded error to give.
+// auditFailure records a failed operation and returns its error. When the
+// event is lost, the result also wraps [errs.AuditUnavailable], but the
+// reply keeps the operation's own coded error, which errs.From finds first.
 func (s *Service) auditFailure(ctx context.Context, a auditEvent) error {
 	if a.severity == "" {
 		a.severity = events.SeverityLow
@@ -91,7 +90,7 @@ func (s *Service) auditFailure(ctx context.Context, a auditEvent) error {
 	return a.err
 }
 
-// authorize asks the policy engine first and audits a denial. The reply
+// authorize requests a policy decision and audits a denial. The reply
 // to a denial never says whether the key exists.
 func (s *Service) authorize(ctx context.Context, c Caller, action string, t target,
 	purpose string) (authz.Decision, error) {
@@ -125,7 +124,7 @@ func (s *Service) authorize(ctx context.Context, c Caller, action string, t targ
 	})
 }
 
-// target is the key an operation concerns, as the policy sees it. Name is
+// target is the key an operation concerns, as the policy input describes it. Name is
 // empty for operations on the whole keyvault, such as list.
 type target struct {
 	name     string

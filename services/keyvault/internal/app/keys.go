@@ -159,7 +159,7 @@ func (s *Service) Disable(ctx context.Context, c Caller, req api.DisableRequest)
 	return api.DisableReply{Name: k.Name, Disabled: disabled}, nil
 }
 
-// loadForAction checks the name, loads the key and asks the policy. A key
+// loadForAction checks the name, loads the key and requests a policy decision. A key
 // that does not exist is reported only to a caller the policy allows.
 func (s *Service) loadForAction(ctx context.Context, c Caller, action, name, purpose string) (
 	*domain.Key, uint64, error) {

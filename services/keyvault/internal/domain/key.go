@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// State is where a key version is in its lifecycle.
+// State is the lifecycle stage of a key version.
 type State string
 
 // Version states. A version is created active; rotation moves the previous

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 )
 
-// Redacted is what a [Secret] prints, logs and marshals as.
+// Redacted is the text a [Secret] prints, logs and marshals as.
 const Redacted = "[REDACTED]"
 
 // Secret is a provider key value. Printing it with any fmt verb, logging it

@@ -4,9 +4,9 @@
 // listed unwraps. It loads from a file of mode 0600 or from the text of an
 // environment variable.
 //
-// Keyring text has one version per line, "<number> <base64 key>"; blank
-// lines and lines starting with '#' are ignored, and in an environment
-// variable ';' may separate versions instead of line breaks.
+// Keyring text has one version per line, "<number> <base64 key>". Blank
+// lines and lines starting with '#' are ignored. In an environment variable,
+// ';' may separate versions instead of line breaks.
 package kek
 
 import (

@@ -98,7 +98,7 @@ func TestRotateKeepsOldVersions(t *testing.T) {
 		t.Error("unwrapping under the wrong version succeeded")
 	}
 
-	// A second process sharing the file sees the new version after reload.
+	// A second process sharing the file loads the new version.
 	other, err := LoadFile(path)
 	if err != nil {
 		t.Fatal(err)

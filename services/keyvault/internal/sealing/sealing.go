@@ -34,7 +34,7 @@ type KEK interface {
 // that is not in the keyring.
 var ErrOpen = errors.New("keyvault: sealed value failed to open")
 
-// Binding is what a sealed value is bound to.
+// Binding is the identity of a sealed value: key name, provider and version.
 type Binding struct {
 	Name     string
 	Provider string
