@@ -233,3 +233,9 @@ func killProcs(dir string) {
 		}
 	}
 }
+
+// Dir returns the folder that holds run cgroups for controller c.
+func (m *Manager) Dir(c string) (string, bool) {
+	h, ok := m.ctrl[c]
+	return h.dir, ok
+}

@@ -188,3 +188,13 @@ func readKey(path, key string) (int64, error) {
 	}
 	return 0, nil
 }
+
+// PidsLimitHits returns how many forks the pids limit has refused so far.
+func (g *Group) PidsLimitHits() int64 {
+	d, ok := g.dirs[Pids]
+	if !ok {
+		return 0
+	}
+	n, _ := readKey(filepath.Join(d.path, "pids.events"), "max")
+	return n
+}

@@ -451,6 +451,11 @@ func (r *run) watch(ctx context.Context, exited <-chan struct{}) {
 			if used, err := r.group.CPUTime(); err == nil && used > r.lim.CPUTime {
 				r.killWith(ReasonCPU)
 			}
+			// A refused fork is how fork and thread bombs show; benign programs
+			// stay under the limit.
+			if r.group.PidsLimitHits() > 0 {
+				r.killWith(ReasonPids)
+			}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -74,4 +75,8 @@ func runSpec(t testing.TB, e *Executor, spec Spec) Result {
 		t.Fatalf("Run: %v", err)
 	}
 	return res
+}
+
+func discardLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }

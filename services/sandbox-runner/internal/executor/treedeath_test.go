@@ -1,0 +1,220 @@
+package executor
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/proto"
+)
+
+// processesOfIDs lists host processes whose real uid is in [lo, hi].
+func processesOfIDs(lo, hi int) []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		f, err := os.Open(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "Uid:"); ok {
+				if uid, err := strconv.Atoi(strings.Fields(v)[0]); err == nil && uid >= lo && uid <= hi {
+					out = append(out, e.Name())
+				}
+			}
+		}
+		f.Close()
+	}
+	return out
+}
+
+// runCgroupsLeft lists run folders left under the executor's cgroups.
+func runCgroupsLeft(e *Executor) []string {
+	var out []string
+	for _, c := range []string{"memory", "pids", "cpu", "cpuacct"} {
+		h, ok := e.cgroups.Dir(c)
+		if !ok {
+			continue
+		}
+		entries, _ := os.ReadDir(h)
+		for _, en := range entries {
+			if en.IsDir() {
+				out = append(out, filepath.Join(h, en.Name()))
+			}
+		}
+	}
+	return out
+}
+
+type treeCase struct {
+	name    string
+	script  string
+	reasons []string
+}
+
+var treeCases = []treeCase{
+	{"setsid double fork", `
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(300)
+    os._exit(0)
+os.wait()
+print("parent done")
+`, []string{ReasonExited}},
+	{"grandchild holds stdout", `
+import os, time
+if os.fork() == 0:
+    if os.fork() == 0:
+        time.sleep(300)
+    os._exit(0)
+print("parent done", flush=True)
+`, []string{ReasonExited}},
+	{"fork bomb", `
+import os
+while True:
+    try:
+        os.fork()
+    except OSError:
+        pass
+`, []string{ReasonPids}},
+}
+
+// checkTreeDeath runs one case and returns what went wrong: a late result, a
+// wrong reason, a process left under the slot's ids, or a cgroup folder left.
+func checkTreeDeath(t *testing.T, e *Executor, tc treeCase, layers proto.Layers) []string {
+	const wall = 5 * time.Second
+	start := time.Now()
+	res := runSpec(t, e, Spec{Runtime: RuntimePython, Entrypoint: "main.py",
+		Files:  []proto.File{{Path: "main.py", Data: []byte(tc.script)}},
+		Limits: Limits{WallTime: wall}, Layers: layers})
+	var p []string
+	if took := time.Since(start); took > wall+2*time.Second {
+		p = append(p, fmt.Sprintf("result took %v, want under %v", took, wall+2*time.Second))
+	}
+	if !containsString(tc.reasons, res.Reason) {
+		p = append(p, fmt.Sprintf("got reason %s (stderr %q), want one of %v", res.Reason, res.Stderr, tc.reasons))
+	}
+	base := e.cfg.HostIDBase
+	if left := processesOfIDs(base, base+2*e.cfg.Slots); len(left) > 0 {
+		p = append(p, fmt.Sprintf("processes left under slot ids: %v", left))
+	}
+	if left := runCgroupsLeft(e); len(left) > 0 {
+		p = append(p, fmt.Sprintf("cgroups left: %v", left))
+	}
+	return p
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestTreeDeath(t *testing.T) {
+	e := newTestExecutor(t, 1)
+	for _, tc := range treeCases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, p := range checkTreeDeath(t, e, tc, proto.Layers{}) {
+				t.Error(p)
+			}
+		})
+	}
+}
+
+// TestTreeDeathFailsWithoutTreeKill proves the check notices escaped processes:
+// without the kill of the PID namespace when the program exits, the escapes
+// keep the run alive until the wall timeout.
+func TestTreeDeathFailsWithoutTreeKill(t *testing.T) {
+	e := newTestExecutor(t, 1)
+	for _, tc := range treeCases[:2] {
+		t.Run(tc.name, func(t *testing.T) {
+			if len(checkTreeDeath(t, e, tc, proto.Layers{NoTreeKill: true})) == 0 {
+				t.Errorf("tree death check passed without the tree kill")
+			}
+		})
+	}
+}
+
+// runnerHelperEnv makes the test binary act as a runner that starts one long
+// sandbox run and blocks, so a test can kill it mid-run.
+const runnerHelperEnv = "NODEX_TEST_RUNNER_HELPER"
+
+// helperIDBase keeps the helper's slot ids apart from the test's.
+const helperIDBase = 1<<20 + 4096
+
+func init() {
+	if os.Getenv(runnerHelperEnv) == "" {
+		return
+	}
+	initPath = os.Getenv(runnerHelperEnv)
+	e, err := New(Config{InitPath: initPath, Slots: 1, HostIDBase: helperIDBase,
+		Logger: discardLogger()})
+	if err != nil {
+		fmt.Println("helper:", err)
+		os.Exit(1)
+	}
+	fmt.Println("helper ready")
+	_, _ = e.Run(context.Background(), Spec{Argv: []string{"/usr/bin/sleep", "300"},
+		Limits: Limits{WallTime: time.Hour}})
+	os.Exit(0)
+}
+
+func TestRunnerDeathLeavesNoSandbox(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), runnerHelperEnv+"="+initPath)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if !strings.Contains(line, "helper ready") {
+		t.Fatalf("helper said %q", line)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(processesOfIDs(helperIDBase, helperIDBase+1)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(processesOfIDs(helperIDBase, helperIDBase+1)) == 0 {
+		t.Fatal("the helper's sandbox never started")
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+
+	deadline = time.Now().Add(5 * time.Second)
+	for len(processesOfIDs(helperIDBase, helperIDBase+1)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if left := processesOfIDs(helperIDBase, helperIDBase+1); len(left) > 0 {
+		t.Errorf("sandbox processes outlived the runner: %v", left)
+	}
+	// The helper's run folders remain until the next runner sweeps them.
+	e := newTestExecutor(t, 1)
+	if left := runCgroupsLeft(e); len(left) > 0 {
+		t.Errorf("cgroups left after the sweep at start: %v", left)
+	}
+}
