@@ -237,6 +237,7 @@ func (b *Broker) startHeartbeat() {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	w := identity.NewAuthorityWriter(b.kv, *b.cfg.Authority)
+	w.Digest = b.view.Digest
 	b.wg.Go(func() {
 		w.RunHeartbeat(ctx, interval, func(err error) { b.cfg.OnError(err) })
 	})

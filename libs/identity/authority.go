@@ -14,6 +14,10 @@ import (
 type AuthorityWriter struct {
 	kv     jetstream.KeyValue
 	signer Signer
+	// Digest, if set, returns the registry digest each heartbeat signs,
+	// normally the writer's own [View.Digest]. Without it, heartbeats prove
+	// liveness only and cannot reveal withheld records.
+	Digest func() []byte
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -40,6 +44,9 @@ func (w *AuthorityWriter) now() time.Time {
 func (w *AuthorityWriter) Heartbeat(ctx context.Context) error {
 	now := w.now()
 	rec := &Record{Key: KeyHeartbeat, Version: uint64(now.UnixNano()), IssuedAt: now}
+	if w.Digest != nil {
+		rec.Digest = w.Digest()
+	}
 	e, err := w.signer.Sign(rec)
 	if err != nil {
 		return err

@@ -498,3 +498,72 @@ func TestDirectoryStaleMapsToEnvelope(t *testing.T) {
 		t.Errorf("Party on stale view: err = %v, want envelope.ErrStale", err)
 	}
 }
+
+func TestHeartbeatDigestExposesWithheldRecord(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	f := newFixture(t)
+	writerView := f.watch(t, identity.ViewOptions{})
+	f.auth.Digest = writerView.Digest
+
+	// mirror plays a server that shows one reader everything except the
+	// suspension of agent-demo.
+	js := testkit.JetStream(t, testkit.NATSServer(t))
+	mirror, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "MIRROR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyKey := func(key string) {
+		t.Helper()
+		e, err := f.kv.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mirror.Put(ctx, key, e.Value()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := f.kv.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range keys.Keys() {
+		copyKey(k)
+	}
+	if err := f.auth.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	copyKey(identity.KeyHeartbeat)
+	reader, err := identity.Watch(ctx, mirror, f.setup.Root.Public(),
+		identity.ViewOptions{StaleAfter: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reader.Close)
+	if err := reader.Fresh(); err != nil {
+		t.Fatalf("reader with the full registry: %v", err)
+	}
+
+	if err := f.admin.Suspend(ctx, identity.DemoAgentID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "writer sees suspension", func() bool {
+		_, err := writerView.Active(identity.DemoAgentID)
+		return errors.Is(err, identity.ErrNotActive)
+	})
+	stop := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(stop) {
+		if err := f.auth.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+		copyKey(identity.KeyHeartbeat)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := reader.Active(identity.DemoAgentID); !errors.Is(err, identity.ErrStale) {
+		t.Errorf("reader missing the suspension: err = %v, want ErrStale", err)
+	}
+	if reader.Mismatched() == 0 {
+		t.Error("no heartbeat digest mismatch counted")
+	}
+}

@@ -51,7 +51,8 @@ type Entry struct {
 }
 
 // Record is the signed content of a registry entry. Exactly one of its
-// optional fields is set, except for heartbeats, which carry none.
+// optional body fields is set, except for heartbeats, which carry at most
+// a digest.
 type Record struct {
 	// Key is the KV key the record belongs to; a record read under another
 	// key is rejected, so the server cannot move records around.
@@ -60,6 +61,9 @@ type Record struct {
 	// equal version than one they have seen.
 	Version  uint64    `json:"version"`
 	IssuedAt time.Time `json:"issued_at"`
+
+	// Digest is set on heartbeats only: the writer's [View.Digest].
+	Digest []byte `json:"digest,omitempty"`
 
 	Identity  *Identity  `json:"identity,omitempty"`
 	Role      *RoleEpoch `json:"role,omitempty"`

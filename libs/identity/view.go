@@ -1,8 +1,10 @@
 package identity
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
 	"maps"
 	"slices"
@@ -69,6 +71,7 @@ type View struct {
 	roleEpochs map[string]map[int]*RoleEpoch
 	heartbeat  time.Time
 	rejected   uint64
+	mismatched uint64
 	lastErr    error
 	listeners  []func(Change)
 	done       chan struct{}
@@ -209,7 +212,14 @@ func (v *View) storeLocked(rec *Record, e Entry) *Change {
 	case rec.Key == KeyAuthority:
 		_, _ = v.verifier.SetAuthority(e)
 	case rec.Key == KeyHeartbeat:
-		v.heartbeat = rec.IssuedAt
+		// A heartbeat whose digest differs from this view's state means
+		// the view missed or was denied a record: it must not count as
+		// fresh, or a server could hide a suspension from some parties.
+		if rec.Digest == nil || bytes.Equal(rec.Digest, v.digestLocked()) {
+			v.heartbeat = rec.IssuedAt
+		} else {
+			v.mismatched++
+		}
 	case rec.Role != nil:
 		v.roles[rec.Role.Role] = rec.Role
 		if v.roleEpochs[rec.Role.Role] == nil {
@@ -230,7 +240,41 @@ func (v *View) storeLocked(rec *Record, e Entry) *Change {
 	return nil
 }
 
-// Fresh returns ErrStale unless a heartbeat newer than StaleAfter was seen.
+// Digest returns the SHA-256 digest of the registry state this view
+// accepted: every key except the heartbeat with its version, sorted by key.
+// The heartbeat writer signs it so that readers can detect withheld
+// records.
+func (v *View) Digest() []byte {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+
+	return v.digestLocked()
+}
+
+func (v *View) digestLocked() []byte {
+	keys := slices.Sorted(maps.Keys(v.versions))
+	h := sha256.New()
+	for _, k := range keys {
+		if k == KeyHeartbeat {
+			continue
+		}
+		fmt.Fprintf(h, "%s\x00%d\n", k, v.versions[k])
+	}
+
+	return h.Sum(nil)
+}
+
+// Mismatched returns how many heartbeats carried a digest that differed
+// from this view's state and so did not refresh it.
+func (v *View) Mismatched() uint64 {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+
+	return v.mismatched
+}
+
+// Fresh returns ErrStale unless a heartbeat newer than StaleAfter was seen
+// whose digest, if it carries one, matched this view's state.
 func (v *View) Fresh() error {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
