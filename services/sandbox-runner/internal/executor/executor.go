@@ -481,7 +481,9 @@ func (r *run) classify(st proto.Status, stats cgroup.Stats) string {
 		return ReasonSetupFailed
 	case st.Signal == int(unix.SIGSYS):
 		return ReasonSeccomp
-	case stats.PidsLimitHits > 0 && (st.ExitCode != 0 || st.Signal != 0):
+	case stats.PidsLimitHits > 0:
+		// The program may have exited on its own after a refused fork, before
+		// the poll saw it; the limit was still what stopped it.
 		return ReasonPids
 	}
 	return ReasonExited

@@ -34,6 +34,11 @@ var baseEnv = []string{
 	"USER=sandbox",
 }
 
+// mallocArenas caps glibc's per-thread malloc arenas, which reserve 64 MiB of
+// address space each: under the address-space limit, a few threads would
+// otherwise exhaust it long before the pids limit.
+const mallocArenas = "MALLOC_ARENA_MAX=2"
+
 // resolveRuntimes finds the interpreters once, at start. A missing one is left
 // out and a run that names it is rejected.
 func resolveRuntimes() (map[string]string, error) {
@@ -81,7 +86,7 @@ func (e *Executor) command(spec *Spec, lim Limits) ([]string, []string, []proto.
 	var argv []string
 	switch spec.Runtime {
 	case RuntimePython:
-		env = append(env, "PYTHONDONTWRITEBYTECODE=1")
+		env = append(env, "PYTHONDONTWRITEBYTECODE=1", mallocArenas)
 		boot := fmt.Sprintf(pythonBootstrap, pythonGuard(spec.Modules))
 		argv = []string{bin, "-I", "-c", boot, entry}
 	case RuntimeNode:
@@ -95,6 +100,7 @@ func (e *Executor) command(spec *Spec, lim Limits) ([]string, []string, []proto.
 		}
 		argv = append(argv, entry)
 	default:
+		env = append(env, mallocArenas)
 		argv = []string{bin, entry}
 	}
 	return append(argv, spec.Args...), env, files, nil
@@ -111,7 +117,10 @@ func rlimits(spec *Spec, lim Limits) []proto.Rlimit {
 		fixed(unix.RLIMIT_NOFILE, lim.OpenFiles),
 		fixed(unix.RLIMIT_MEMLOCK, 64<<10),
 		fixed(unix.RLIMIT_MSGQUEUE, 64<<10),
-		fixed(unix.RLIMIT_NPROC, uint64(lim.Pids)),
+		// Above the pids cgroup limit, which also counts the init's threads, so
+		// the cgroup (whose refusals are counted) stops a bomb first; the rlimit
+		// is the backstop where no pids controller exists.
+		fixed(unix.RLIMIT_NPROC, uint64(lim.Pids+16)),
 	}
 	if spec.Runtime != RuntimeNode && !strings.HasSuffix(firstArg(spec), "/node") {
 		// Four times the memory limit: real allocations meet the cgroup first, so
