@@ -91,8 +91,8 @@ func (s *Service) runAction(ctx context.Context, inc *domain.Incident, a domain.
 	actor string,
 ) error {
 	req := ActionRequest{
-		IncidentID: inc.ID, Type: inc.Type, Target: a.Target, Actor: actor,
-		Reason: fmt.Sprintf("incident %s (%s, %s)", inc.ID, inc.Type, inc.Severity),
+		IncidentID: inc.ID, Type: inc.Type, Target: a.Target, Identity: inc.Identity.ID,
+		Actor: actor, Reason: fmt.Sprintf("incident %s (%s, %s)", inc.ID, inc.Type, inc.Severity),
 	}
 	if a.Expiry > 0 {
 		req.ExpiresAt = s.now().Add(a.Expiry)
@@ -112,9 +112,15 @@ func (s *Service) runAction(ctx context.Context, inc *domain.Incident, a domain.
 			return err
 		}
 		fresh.RecordAttempt(fa, actor, result, callErr, s.now())
-		if callErr != nil {
+		switch {
+		case callErr != nil:
 			fresh.AddFollowUp(s.now(), fmt.Sprintf("%s %s %s failed; fix the cause and run "+
 				"contain", fa.ID, fa.Kind, fa.Target))
+		case fa.Kind == domain.ActDisableKeyVersion:
+			// A provider key cannot be replaced offline, so rotation is the
+			// operator's step.
+			fresh.AddFollowUp(s.now(), fmt.Sprintf("rotate key %s at its provider and store "+
+				"the new value with `nodex keys rotate`", fa.Target))
 		}
 
 		return nil
@@ -160,8 +166,6 @@ func (s *Service) undo(ctx context.Context, kind domain.ActionKind, req ActionRe
 		return c.RestoreKeyAccess(ctx, req)
 	case domain.ActTightenRateLimit:
 		return c.RestoreRateLimit(ctx, req)
-	case domain.ActDisableKeyVersion:
-		return c.EnableKeyVersion(ctx, req)
 	case domain.ActQuarantineIdentity:
 		return c.ReleaseQuarantine(ctx, req)
 	default:
@@ -192,12 +196,11 @@ func (s *Service) lift(ctx context.Context, inc *domain.Incident, a domain.Actio
 	actor, reason string,
 ) error {
 	if a.Status != domain.StatusDone || !a.Kind.Liftable() {
-		return fmt.Errorf("%w: action %s (%s) is %s; only a done %s can be lifted",
-			domain.ErrActionState, a.ID, a.Kind, a.Status, "suspension, restriction, "+
-				"quarantine or key disable")
+		return fmt.Errorf("%w: action %s (%s) is %s; only a done suspension, restriction "+
+			"or quarantine can be lifted", domain.ErrActionState, a.ID, a.Kind, a.Status)
 	}
-	req := ActionRequest{IncidentID: inc.ID, Type: inc.Type, Target: a.Target, Actor: actor,
-		Reason: reason}
+	req := ActionRequest{IncidentID: inc.ID, Type: inc.Type, Target: a.Target,
+		Identity: inc.Identity.ID, Actor: actor, Reason: reason}
 	result, callErr := s.undo(ctx, a.Kind, req)
 	if callErr != nil {
 		s.log.ErrorContext(ctx, "containment lift failed", logx.KeyIncidentID, inc.ID,
@@ -219,8 +222,12 @@ func (s *Service) lift(ctx context.Context, inc *domain.Incident, a domain.Actio
 		return err
 	}
 	if callErr != nil {
-		return fmt.Errorf("lifting %s %s: %w", a.Kind, a.Target, callErr)
+		return fmt.Errorf("%w: lifting %s %s: %w", ErrActionFailed, a.Kind, a.Target, callErr)
 	}
 
 	return nil
 }
+
+// ErrActionFailed marks a containment call or lift that the target refused
+// or could not perform; the incident records it either way.
+var ErrActionFailed = errors.New("incident: action failed")

@@ -211,10 +211,6 @@ func (t *targets) DisableKeyVersion(_ context.Context, r app.ActionRequest) (str
 	return t.set("DisableKeyVersion", t.disabled, r.Target, true)
 }
 
-func (t *targets) EnableKeyVersion(_ context.Context, r app.ActionRequest) (string, error) {
-	return t.set("EnableKeyVersion", t.disabled, r.Target, false)
-}
-
 func (t *targets) Quarantine(_ context.Context, r app.ActionRequest) (string, error) {
 	return t.set("Quarantine", t.quarantined, r.Target, true)
 }

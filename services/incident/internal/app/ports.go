@@ -62,8 +62,11 @@ type ActionRequest struct {
 	IncidentID string
 	Type       domain.Type
 	Target     string
-	Actor      string
-	Reason     string
+	// Identity is who the incident is about, which for an alert or a
+	// bundle differs from Target.
+	Identity string
+	Actor    string
+	Reason   string
 	// ExpiresAt is when the containment lifts, zero for never; target
 	// services may show it.
 	ExpiresAt time.Time
@@ -84,10 +87,10 @@ type Containment interface {
 	RevokeBundle(ctx context.Context, req ActionRequest) (string, error)
 	// KillSandboxes kills the running sandboxes of req.Target, an identity.
 	KillSandboxes(ctx context.Context, req ActionRequest) (string, error)
-	// DisableKeyVersion disables req.Target ("<provider>/<version>") and
-	// marks it for rotation at the provider.
+	// DisableKeyVersion disables req.Target, a key name with an optional
+	// "/<version>", in keyvault. There is no inverse: an exposed key is
+	// rotated at its provider, which the service leaves to an operator.
 	DisableKeyVersion(ctx context.Context, req ActionRequest) (string, error)
-	EnableKeyVersion(ctx context.Context, req ActionRequest) (string, error)
 	Quarantine(ctx context.Context, req ActionRequest) (string, error)
 	ReleaseQuarantine(ctx context.Context, req ActionRequest) (string, error)
 	// Alert pages the operators about the incident req.IncidentID.

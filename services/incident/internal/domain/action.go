@@ -41,11 +41,11 @@ var ActionKinds = []ActionKind{
 }
 
 // Liftable reports whether the action can be undone. A revoked bundle, a
-// killed sandbox and a sent alert stay as they are.
+// killed sandbox, a disabled key version and a sent alert stay as they are:
+// an exposed key is rotated, never enabled again.
 func (k ActionKind) Liftable() bool {
 	switch k {
-	case ActSuspendIdentity, ActSuspendKeyAccess, ActTightenRateLimit,
-		ActDisableKeyVersion, ActQuarantineIdentity:
+	case ActSuspendIdentity, ActSuspendKeyAccess, ActTightenRateLimit, ActQuarantineIdentity:
 		return true
 	default:
 		return false

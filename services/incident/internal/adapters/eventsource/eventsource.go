@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nodexsec/nodex/libs/envelope"
 	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/libs/logx"
 	"github.com/nodexsec/nodex/services/incident/internal/app"
@@ -20,17 +21,44 @@ import (
 )
 
 // Decoder turns one stored stream message into an event. Events on the wire
-// are envelopes; the bus's stream opener is the production decoder.
-type Decoder func(msg jetstream.Msg) (events.SecurityEvent, error)
+// are envelopes, so production passes [OpenEnvelope]; tests that publish
+// plain JSON pass [DecodeJSON].
+type Decoder func(ctx context.Context, msg jetstream.Msg) (events.SecurityEvent, error)
 
 // DecodeJSON decodes a message whose data is a plain SecurityEvent.
-func DecodeJSON(msg jetstream.Msg) (events.SecurityEvent, error) {
+func DecodeJSON(_ context.Context, msg jetstream.Msg) (events.SecurityEvent, error) {
 	var ev events.SecurityEvent
 	if err := json.Unmarshal(msg.Data(), &ev); err != nil {
 		return ev, fmt.Errorf("decoding event on %s: %w", msg.Subject(), err)
 	}
 
 	return ev, nil
+}
+
+// OpenEnvelope returns a Decoder that opens sealed events with codec, under
+// the same stream rules as libs/bus's consumer: Nats-Msg-Id must be the
+// envelope id and the signed time must fit the stored stream time.
+func OpenEnvelope(codec *envelope.Codec) Decoder {
+	return func(ctx context.Context, msg jetstream.Msg) (events.SecurityEvent, error) {
+		var ev events.SecurityEvent
+		md, err := msg.Metadata()
+		if err != nil {
+			return ev, fmt.Errorf("reading metadata of %s: %w", msg.Subject(), err)
+		}
+		d := envelope.Delivery{
+			Subject: msg.Subject(), Stream: md.Stream, Sequence: md.Sequence.Stream,
+			StreamTime: md.Timestamp, MsgID: msg.Headers().Get(jetstream.MsgIDHeader),
+		}
+		opened, err := codec.Open(ctx, d, msg.Data())
+		if err != nil {
+			return ev, fmt.Errorf("opening event %d: %w", md.Sequence.Stream, err)
+		}
+		if err := opened.Decode(&ev); err != nil {
+			return ev, fmt.Errorf("decoding event %d: %w", md.Sequence.Stream, err)
+		}
+
+		return ev, nil
+	}
 }
 
 // Source implements app.EventSource over a stream.
@@ -110,11 +138,11 @@ func (s *Source) scan(ctx context.Context, cons jetstream.Consumer, q app.EventQ
 				continue
 			}
 			if meta.Timestamp.After(q.Until.Add(s.Slack)) || meta.Sequence.Stream >= last {
-				rows = s.keep(rows, msg, q, &skipped)
+				rows = s.keep(ctx, rows, msg, q, &skipped)
 
 				return s.limit(rows, q.Limit), nil
 			}
-			rows = s.keep(rows, msg, q, &skipped)
+			rows = s.keep(ctx, rows, msg, q, &skipped)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return rows, fmt.Errorf("fetching events: %w", err)
@@ -128,10 +156,10 @@ func (s *Source) scan(ctx context.Context, cons jetstream.Consumer, q app.EventQ
 }
 
 // keep appends msg when it matches q.
-func (s *Source) keep(rows []domain.TimelineRow, msg jetstream.Msg, q app.EventQuery,
-	skipped *int,
+func (s *Source) keep(ctx context.Context, rows []domain.TimelineRow, msg jetstream.Msg,
+	q app.EventQuery, skipped *int,
 ) []domain.TimelineRow {
-	ev, err := s.decode(msg)
+	ev, err := s.decode(ctx, msg)
 	if err != nil {
 		*skipped++
 		return rows
