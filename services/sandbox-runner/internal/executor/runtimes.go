@@ -116,7 +116,7 @@ func rlimits(spec *Spec, lim Limits) []proto.Rlimit {
 		fixed(unix.RLIMIT_FSIZE, uint64(lim.FileBytes)),
 		fixed(unix.RLIMIT_NOFILE, lim.OpenFiles),
 		fixed(unix.RLIMIT_MEMLOCK, 64<<10),
-		fixed(unix.RLIMIT_MSGQUEUE, 64<<10),
+		fixed(unix.RLIMIT_MSGQUEUE, 800<<10), // the kernel default; raising it needs a capability,
 		// Above the pids cgroup limit, which also counts the init's threads, so
 		// the cgroup (whose refusals are counted) stops a bomb first; the rlimit
 		// is the backstop where no pids controller exists.
