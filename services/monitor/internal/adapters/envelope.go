@@ -18,8 +18,8 @@ type EnvelopeOpener struct {
 var _ app.Opener = EnvelopeOpener{}
 
 // Open implements [app.Opener]. A stale registry view or a missing wrap
-// record is returned as a plain error so the message is retried, since
-// both heal; every other failure is a rejection.
+// record is an [app.Retryable], since both can heal; every other failure
+// is a rejection.
 func (o EnvelopeOpener) Open(ctx context.Context, msg *app.Message) (app.Opened, error) {
 	d := envelope.Delivery{
 		Subject: msg.Subject, Stream: msg.Stream, Sequence: msg.Sequence,
@@ -27,7 +27,7 @@ func (o EnvelopeOpener) Open(ctx context.Context, msg *app.Message) (app.Opened,
 	}
 	opened, err := o.Codec.Open(ctx, d, msg.Data)
 	if errors.Is(err, envelope.ErrStale) || errors.Is(err, envelope.ErrWrapMissing) {
-		return app.Opened{}, err
+		return app.Opened{}, &app.Retryable{Reason: RejectionReason(err), Err: err}
 	}
 	if err != nil {
 		return app.Opened{}, &app.Rejection{Reason: RejectionReason(err), Err: err}

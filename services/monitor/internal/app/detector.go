@@ -38,6 +38,10 @@ type DetectorOptions struct {
 	// for one source; default 10 s.
 	FloodReportInterval time.Duration
 
+	// MaxOpenAttempts is how many deliveries a message that fails to open
+	// with a [*Retryable] error gets before it is rejected; default 5.
+	MaxOpenAttempts uint64
+
 	// Now returns the wall-clock time for ingest lag; default time.Now.
 	Now func() time.Time
 }
@@ -77,6 +81,9 @@ func NewDetector(log *slog.Logger, rules []domain.Rule, opener Opener, sink Thre
 	}
 	if opts.FloodReportInterval <= 0 {
 		opts.FloodReportInterval = 10 * time.Second
+	}
+	if opts.MaxOpenAttempts == 0 {
+		opts.MaxOpenAttempts = 5
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -143,6 +150,10 @@ func (d *Detector) Process(ctx context.Context, msg *Message) error {
 	}
 
 	obs, err := d.openLocked(ctx, msg)
+	var retry *Retryable
+	if errors.As(err, &retry) && msg.Delivered >= d.opts.MaxOpenAttempts {
+		err = &Rejection{Reason: retry.Reason, Err: err}
+	}
 	if errors.Is(err, ErrRejected) {
 		return d.rejectLocked(ctx, msg, err)
 	}

@@ -44,9 +44,9 @@ type Opened struct {
 
 // Opener verifies, decrypts and decodes one stored message. It returns an
 // error wrapping [ErrRejected] when the message is not a genuine event
-// (forged, badly signed, unknown sender, undecodable), and any other error
-// when opening could not be attempted (for example the registry is
-// unreachable), so the message is retried.
+// (forged, badly signed, unknown sender, undecodable), a [*Retryable] when
+// opening may succeed later, and any other error when opening could not be
+// attempted; the last two retry the message.
 type Opener interface {
 	Open(ctx context.Context, msg *Message) (Opened, error)
 }
@@ -66,6 +66,21 @@ func (r *Rejection) Error() string { return r.Reason + ": " + r.Err.Error() }
 
 // Unwrap returns [ErrRejected] and the cause.
 func (r *Rejection) Unwrap() []error { return []error{ErrRejected, r.Err} }
+
+// Retryable marks an opener failure that may heal, such as a stale registry
+// view or a wrap record not replicated yet. The detector retries it and,
+// after [DetectorOptions.MaxOpenAttempts] deliveries, rejects the message
+// with Reason, so a message that never opens cannot be retried forever.
+type Retryable struct {
+	Reason string
+	Err    error
+}
+
+// Error implements error.
+func (r *Retryable) Error() string { return r.Reason + ": " + r.Err.Error() }
+
+// Unwrap returns the cause.
+func (r *Retryable) Unwrap() error { return r.Err }
 
 // ThreatSink persists one threat revision and returns after the stream
 // acknowledged it.
