@@ -5,4 +5,6 @@ import (
 	"github.com/nodexsec/nodex/services/keyvault/internal/ports/busport"
 )
 
-func registerHandlers(c *bus.Client, svc *service) error { return busport.Register(c, svc.app) }
+func registerHandlers(c *bus.Client, svc *service, o busport.Options) error {
+	return busport.Register(c, svc.app, o)
+}

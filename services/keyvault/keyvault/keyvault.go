@@ -11,11 +11,15 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/nodexsec/nodex/libs/bus"
 	"github.com/nodexsec/nodex/services/keyvault/internal/adapters/kvstore"
 	"github.com/nodexsec/nodex/services/keyvault/internal/app"
 	"github.com/nodexsec/nodex/services/keyvault/internal/config"
 	"github.com/nodexsec/nodex/services/keyvault/internal/kek"
+	"github.com/nodexsec/nodex/services/keyvault/internal/ports/busport"
 	"github.com/nodexsec/nodex/services/keyvault/internal/sealing"
 )
 
@@ -50,6 +54,9 @@ type Deps struct {
 	KEK KEK
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Tracer opens a span per request; nil means the global OpenTelemetry
+	// tracer provider's "nodex/keyvault" tracer.
+	Tracer trace.Tracer
 }
 
 // GenerateKEKFile creates a keyring file at path (mode 0600) with one
@@ -73,7 +80,12 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	if err := registerHandlers(d.Client, svc); err != nil {
+	tracer := d.Tracer
+	if tracer == nil {
+		tracer = otel.Tracer("nodex/keyvault")
+	}
+	opts := busport.Options{Tracer: tracer, Replays: svc.store, Log: log.With("component", "bus")}
+	if err := registerHandlers(d.Client, svc, opts); err != nil {
 		return err
 	}
 	log.InfoContext(ctx, "keyvault started", "config", cfg, "kek_version", svc.kekVersion)
@@ -92,6 +104,7 @@ func Run(ctx context.Context, d Deps) error {
 
 type service struct {
 	app        *app.Service
+	store      *kvstore.Store
 	kekVersion int
 }
 
@@ -114,7 +127,7 @@ func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*ser
 	svc := app.New(app.Deps{Store: store, KEK: keyring, Decider: d.Decider, Audit: d.Audit,
 		Log: log, Now: d.Now, Grace: cfg.Grace, Limits: limits(cfg)})
 
-	return &service{app: svc, kekVersion: keyring.CurrentVersion()}, nil
+	return &service{app: svc, store: store, kekVersion: keyring.CurrentVersion()}, nil
 }
 
 func loadKeyring(cfg Config) (*kek.Keyring, error) {

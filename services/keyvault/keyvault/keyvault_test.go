@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nodexsec/nodex/libs/authz"
 	"github.com/nodexsec/nodex/libs/bus"
@@ -30,6 +31,9 @@ type world struct {
 	operator *bus.Client
 	agent    *bus.Client
 	kekFile  string
+	// log and tracer, when set, receive the service's logs and spans.
+	log    *slog.Logger
+	tracer trace.Tracer
 }
 
 func newWorld(t testing.TB, srv *server.Server) *world {
@@ -95,9 +99,13 @@ func (w *world) start(t testing.TB, cfg keyvault.Config) {
 	if cfg.KEKFile == "" {
 		cfg.KEKFile = w.kekFile
 	}
+	log := w.log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	go func() {
 		errc <- keyvault.Run(ctx, keyvault.Deps{Config: cfg, Client: w.keyvault,
-			Decider: engine(t), Audit: pub, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			Decider: engine(t), Audit: pub, Log: log, Tracer: w.tracer})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -111,8 +119,11 @@ func (w *world) start(t testing.TB, cfg keyvault.Config) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var reply api.ListReply
-		err := w.operator.Request(context.Background(), api.SubjectList, api.Role,
-			api.ListRequest{}, &reply)
+		// A request sent before the handlers subscribe gets no reply and
+		// waits out its deadline, so each attempt is short.
+		attempt, cancelAttempt := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := w.operator.Request(attempt, api.SubjectList, api.Role, api.ListRequest{}, &reply)
+		cancelAttempt()
 		if err == nil {
 			return
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nodexsec/nodex/libs/bus"
 	"github.com/nodexsec/nodex/services/keyvault/api"
 	"github.com/nodexsec/nodex/services/keyvault/internal/domain"
 )
@@ -32,10 +33,20 @@ const (
 	prefixMeta  = "meta."
 )
 
+// RequestBucket records the envelope ids of requests that change state, so
+// a replayed request that reaches another replica changes nothing.
+const RequestBucket = "NODEX_KEYVAULT_REQUESTS"
+
+// RequestTTL is how long a request id stays recorded. It exceeds the
+// envelope freshness window (30 s by default in libs/envelope), after which
+// the envelope check itself rejects a replay.
+const RequestTTL = 5 * time.Minute
+
 // Store implements the keyvault's storage on JetStream KV.
 type Store struct {
-	kv  jetstream.KeyValue
-	fps jetstream.KeyValue
+	kv       jetstream.KeyValue
+	fps      jetstream.KeyValue
+	requests jetstream.KeyValue
 }
 
 // Options configure the buckets.
@@ -68,7 +79,23 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 		return nil, fmt.Errorf("opening KV bucket %s: %w", api.FingerprintBucket, err)
 	}
 
-	return &Store{kv: kv, fps: fps}, nil
+	requests, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      RequestBucket,
+		Description: "NodeX keyvault: ids of state-changing requests, against replays",
+		TTL:         RequestTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(o.Replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening KV bucket %s: %w", RequestBucket, err)
+	}
+
+	return &Store{kv: kv, fps: fps, requests: requests}, nil
+}
+
+// RecordRequest records a request id and reports whether it was new.
+func (s *Store) RecordRequest(ctx context.Context, id string) (bool, error) {
+	return bus.RecordOnce(ctx, s.requests, "req."+id, nil)
 }
 
 // NameToken encodes a key name as one KV key token: '.' becomes '=',
