@@ -85,7 +85,8 @@ func prepare(ctx context.Context, set PolicySet, query string) (*prepared, error
 	if data == nil {
 		data = map[string]any{}
 	}
-	store := inmem.NewFromObjectWithOpts(data, inmem.OptRoundTripOnWrite(true))
+	store := inmem.NewFromObjectWithOpts(data, inmem.OptRoundTripOnWrite(true),
+		inmem.OptReturnASTValuesOnRead(true))
 
 	pq, err := rego.New(
 		rego.Query(query),

@@ -62,8 +62,9 @@ type Deps struct {
 
 // Service implements the policy service's requests.
 type Service struct {
-	d   Deps
-	log *slog.Logger
+	d      Deps
+	log    *slog.Logger
+	grants grantCache
 }
 
 // New returns a Service. It panics on a missing dependency, which is a

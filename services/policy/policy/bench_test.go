@@ -1,0 +1,258 @@
+package policy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+
+	"github.com/nodexsec/nodex/libs/authz"
+	"github.com/nodexsec/nodex/libs/bus"
+	"github.com/nodexsec/nodex/libs/events"
+	"github.com/nodexsec/nodex/services/policy/policies"
+	"github.com/nodexsec/nodex/services/policy/policy"
+)
+
+// benchRBAC returns the default roles plus generated ones up to 50 roles,
+// and 1,000 bindings. The benchmarked subject, bench-agent-500, holds its
+// grant only through a binding to team-38, the role that reads events, so
+// the binding lookup is part of every decision.
+func benchRBAC(b *testing.B) authz.RBAC {
+	b.Helper()
+
+	r, err := policies.RBAC()
+	if err != nil {
+		b.Fatal(err)
+	}
+	resources := []string{"code", "bundle", "sandbox", "key", "incident", "event", "threat"}
+	for i := 0; len(r.Roles) < 50; i++ {
+		r.Roles[fmt.Sprintf("team-%02d", i)] = authz.Role{
+			Kinds: []string{authz.KindAgent},
+			Permissions: []authz.Permission{
+				{Resource: resources[(i+2)%len(resources)], Actions: []string{"read", "get", "list"}},
+				{Resource: "event", Actions: []string{"publish"}},
+			},
+		}
+	}
+	r.Bindings = map[string][]string{}
+	for i := range 1000 {
+		r.Bindings[fmt.Sprintf("bench-agent-%d", i)] = []string{
+			fmt.Sprintf("team-%02d", i%42), "agent",
+		}
+	}
+
+	return r
+}
+
+func benchInput() authz.Input {
+	return authz.Input{
+		Subject: authz.Subject{ID: "bench-agent-500", Kind: authz.KindAgent,
+			Roles: []string{"agent"}, Status: authz.StatusActive},
+		Action:   "read",
+		Resource: authz.Resource{Type: "event", ID: "ev-1"},
+		Context:  authz.Context{Time: time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)},
+	}
+}
+
+// latencies times each of b.N calls of f and reports p50 and p99.
+func latencies(b *testing.B, f func() error) {
+	b.Helper()
+
+	d := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		if err := f(); err != nil {
+			b.Fatal(err)
+		}
+		d = append(d, time.Since(start))
+	}
+	b.StopTimer()
+
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	b.ReportMetric(float64(d[len(d)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(d[len(d)*99/100].Nanoseconds()), "p99-ns")
+}
+
+// BenchmarkDecide measures, in one run, a bare OPA evaluation of the
+// decision query, a libs/authz decision, raw NATS request/reply, a libs/bus
+// request/reply with an empty handler, and nodex.v1.policy.decide over the
+// bus, all with the same policies, data and input.
+func BenchmarkDecide(b *testing.B) {
+	ctx := context.Background()
+	modules, err := policies.Modules()
+	if err != nil {
+		b.Fatal(err)
+	}
+	rbac := benchRBAC(b)
+	data, err := authz.WithRBAC(nil, rbac)
+	if err != nil {
+		b.Fatal(err)
+	}
+	set := authz.PolicySet{Revision: "bench", Modules: modules, Data: data}
+
+	b.Run("bare_opa", func(b *testing.B) {
+		pq := bareQuery(b, set)
+		in := inputValue(b, benchInput())
+		latencies(b, func() error {
+			rs, err := pq.Eval(ctx, rego.EvalParsedInput(in))
+			if err == nil && !rs[0].Expressions[0].Value.(map[string]any)["allow"].(bool) {
+				err = fmt.Errorf("bare OPA denied the benchmark input")
+			}
+			return err
+		})
+	})
+
+	b.Run("authz", func(b *testing.B) {
+		e := authz.New(authz.Options{})
+		if err := e.Load(ctx, set); err != nil {
+			b.Fatal(err)
+		}
+		latencies(b, func() error { return allowed(e.Decide(ctx, benchInput())) })
+	})
+
+	w := start(b)
+	storeRBAC(b, w, rbac)
+
+	b.Run("authz_audited", func(b *testing.B) {
+		pub := events.NewPublisher(w.codesec, "codesec", events.PublisherOptions{})
+		e := authz.New(authz.Options{Audit: authz.EventSink(pub)})
+		if err := e.Load(ctx, set); err != nil {
+			b.Fatal(err)
+		}
+		latencies(b, func() error { return allowed(e.Decide(ctx, benchInput())) })
+		if err := pub.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(pub.Lost()), "lost-events")
+	})
+
+	b.Run("nats_raw", func(b *testing.B) {
+		nc := w.codesec.NATS()
+		sub, err := w.policy.NATS().Subscribe("bench.raw", func(m *nats.Msg) {
+			_ = m.Respond(m.Data)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+		if err := w.policy.NATS().Flush(); err != nil {
+			b.Fatal(err)
+		}
+		body, _ := json.Marshal(benchInput())
+		latencies(b, func() error {
+			_, err := nc.Request("bench.raw", body, 5*time.Second)
+			return err
+		})
+	})
+
+	b.Run("bus_echo", func(b *testing.B) {
+		err := w.policy.Handle("nodex.v1.policy.bench_echo", "", func(_ context.Context,
+			r *bus.Request) (any, error) {
+			return authz.Decision{ID: "x", Allow: true, Reasons: []string{"echo"}}, nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		latencies(b, func() error {
+			var d authz.Decision
+			return w.codesec.Request(ctx, "nodex.v1.policy.bench_echo", policyRole,
+				benchInput(), &d)
+		})
+	})
+
+	b.Run("policy_decide", func(b *testing.B) {
+		latencies(b, func() error {
+			var d authz.Decision
+			err := w.codesec.Request(ctx, policy.SubjectDecide, policyRole, benchInput(), &d)
+			if err == nil && !d.Allow {
+				err = fmt.Errorf("remote decide denied: %q", d.Reasons)
+			}
+			return err
+		})
+	})
+}
+
+func allowed(d authz.Decision, err error) error {
+	if err == nil && !d.Allow {
+		return fmt.Errorf("denied: %q", d.Reasons)
+	}
+
+	return err
+}
+
+func bareQuery(b *testing.B, set authz.PolicySet) rego.PreparedEvalQuery {
+	b.Helper()
+
+	opts := []func(*rego.Rego){
+		rego.Query(authz.DefaultQuery),
+		rego.Store(inmem.NewFromObjectWithOpts(set.Data, inmem.OptRoundTripOnWrite(true),
+			inmem.OptReturnASTValuesOnRead(true))),
+	}
+	for name, src := range set.Modules {
+		if !authz.IsTestModule(name) {
+			opts = append(opts, rego.Module(name, src))
+		}
+	}
+	pq, err := rego.New(opts...).PrepareForEval(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	return pq
+}
+
+// inputValue converts in once, outside the timed loop, so that the bare
+// evaluation pays no conversion at all.
+func inputValue(b *testing.B, in authz.Input) ast.Value {
+	b.Helper()
+
+	raw, err := json.Marshal(in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		b.Fatal(err)
+	}
+	v, err := ast.InterfaceToValue(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	return v
+}
+
+// storeRBAC stores r in the service's bucket and waits until a watching
+// engine sees it.
+func storeRBAC(b *testing.B, w *world, r authz.RBAC) {
+	b.Helper()
+
+	raw, err := json.Marshal(r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kv, err := w.policy.JetStream().KeyValue(context.Background(), authz.KVBucket)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := kv.Put(context.Background(), authz.KeyRBAC, raw); err != nil {
+		b.Fatal(err)
+	}
+
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if d, _ := w.local.Decide(context.Background(), benchInput()); d.Allow {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.Fatal("benchmark role data not active after 5s")
+}
