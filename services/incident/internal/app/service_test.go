@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/libs/testkit"
 	"github.com/nodexsec/nodex/services/incident/internal/app"
 	"github.com/nodexsec/nodex/services/incident/internal/domain"
@@ -452,5 +453,61 @@ func TestRevisionsKeepHistory(t *testing.T) {
 			t.Errorf("revision %d does not extend revision %d", revs[i].Revision,
 				revs[i-1].Revision)
 		}
+	}
+}
+
+func TestAckGathersRelatedEvents(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	pub := events.NewPublisher(jsSink{e.js}, "keyvault", events.PublisherOptions{})
+	now := e.clock.Now()
+	publish := func(id, subject, trace string, at time.Time) {
+		t.Helper()
+		err := pub.PublishSync(ctx, events.SecurityEvent{
+			ID: id, Type: "keyvault.retrieve", Time: at, Subject: subject, TraceID: trace,
+			Status: events.StatusFailure, Severity: events.SeverityMedium,
+		})
+		if err != nil {
+			t.Fatalf("publishing event %s: %v", id, err)
+		}
+	}
+	evidence := "0b7e6c1e-0000-4000-8000-000000000001"
+	publish(evidence, "agent-demo", "", now.Add(-time.Minute))
+	publish("0b7e6c1e-0000-4000-8000-000000000002", "agent-demo", "", now.Add(-2*time.Minute))
+	publish("0b7e6c1e-0000-4000-8000-000000000003", "agent-two", "", now)
+	publish("0b7e6c1e-0000-4000-8000-000000000004", "agent-demo", "", now.Add(-time.Hour))
+
+	th := e.threat("th-1", domain.UnauthorizedAccess, "agent-demo")
+	th.Evidence = []string{evidence}
+	inc := e.handle(th)
+	inc, err := e.update("operator", inc.ID, app.VerbAck, "")
+	if err != nil {
+		t.Fatalf("ack: %v", err)
+	}
+	var got []string
+	evidenceMarked := false
+	for _, row := range inc.Timeline {
+		if row.Type == "keyvault.retrieve" {
+			got = append(got, row.EventID[len(row.EventID)-1:])
+		}
+		if row.EventID == evidence {
+			evidenceMarked = row.Evidence
+		}
+	}
+	if diff := cmp.Diff([]string{"2", "1"}, got); diff != "" {
+		t.Errorf("gathered events (-want +got):\n%s", diff)
+	}
+	if !evidenceMarked {
+		t.Error("evidence event not marked as evidence")
+	}
+	if inc.Assignee != "operator" {
+		t.Errorf("assignee = %q, want operator", inc.Assignee)
+	}
+	r, md, err := e.svc.Report(ctx, inc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Events) != len(inc.Timeline) || !strings.Contains(md, evidence) {
+		t.Errorf("report lacks the gathered events or the evidence id")
 	}
 }
