@@ -1,11 +1,11 @@
 // Package broker runs the embedded NATS server of a NodeX deployment and
 // authorizes every connection against the identity registry.
 //
-// Every identity is its own NATS user, authenticated by its nkey. The
-// server asks the broker about each new connection through NATS auth
-// callout ($SYS.REQ.USER.AUTH); the broker checks the nkey signature of
-// the server's nonce, looks the identity up in its verified registry view,
-// and returns a user JWT carrying that identity's permissions from the
+// Every identity is its own NATS user, authenticated by its nkey. For each
+// new connection the server sends an auth callout request on
+// $SYS.REQ.USER.AUTH. The broker checks the nkey signature of the server's
+// nonce and looks the identity up in its verified registry view. It then
+// replies with a user JWT carrying that identity's permissions from the
 // permission table ([DefaultGrants]). Adding, suspending or revoking an
 // identity therefore needs no server restart, and a suspension or
 // revocation also closes the identity's open connections through the
@@ -96,7 +96,7 @@ var ErrConfig = errors.New("broker: invalid configuration")
 
 // Start starts the embedded server, connects the broker's internal users,
 // creates the registry bucket if missing, loads the registry view and
-// starts answering auth callout requests. Stop it with [Broker.Shutdown].
+// starts serving auth callout requests. Stop it with [Broker.Shutdown].
 func Start(ctx context.Context, cfg Config) (*Broker, error) {
 	if cfg.DataDir == "" || len(cfg.Root) == 0 {
 		return nil, fmt.Errorf("%w: DataDir and Root are required", ErrConfig)

@@ -16,13 +16,12 @@ import (
 // server's generic "Authorization Violation"; the cause goes to OnError.
 var ErrUnauthorized = errors.New("broker: connection not authorized")
 
-// handleCallout answers one auth callout request from the server.
+// handleCallout replies to one auth callout request from the server.
 func (b *Broker) handleCallout(msg *nats.Msg) {
 	rc, err := jwt.DecodeAuthorizationRequestClaims(string(msg.Data))
 	if err != nil {
-		// Without a decoded request there is no user key or server id to
-		// answer to; the server rejects the client when the callout times
-		// out.
+		// Without a decoded request there is no user key or server id for
+		// a reply. The server rejects the client when the callout times out.
 		b.cfg.OnError(fmt.Errorf("decoding auth callout request: %w", err))
 		return
 	}

@@ -145,7 +145,7 @@ func Permissions(grants []Grant, ident *identity.Identity) jwt.Permissions {
 		}
 	}
 	p.Pub.Allow.Add("$JS.API.INFO", "$JS.API.STREAM.NAMES")
-	// NODEX_EVENTS is append-only: nobody deletes or purges it through NATS.
+	// NODEX_EVENTS is append-only, so no identity may delete or purge it.
 	p.Pub.Deny.Add(
 		"$JS.API.STREAM.DELETE.NODEX_EVENTS", "$JS.API.STREAM.PURGE.NODEX_EVENTS",
 		"$JS.API.STREAM.MSG.DELETE.NODEX_EVENTS",

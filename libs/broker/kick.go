@@ -126,9 +126,9 @@ func (b *Broker) onIdentityChange(c identity.Change) {
 	}
 }
 
-// kick asks the server holding ref to close it, through the system
-// account request $SYS.REQ.SERVER.<id>.KICK, which also works for a
-// connection on another node of a cluster.
+// kick sends the system account request $SYS.REQ.SERVER.<id>.KICK to the
+// server holding ref, which closes the connection. The request reaches
+// other nodes of a cluster too.
 func (b *Broker) kick(id string, ref connRef) {
 	subject := fmt.Sprintf("$SYS.REQ.SERVER.%s.KICK", ref.server)
 	body, _ := json.Marshal(server.KickClientReq{CID: ref.cid})

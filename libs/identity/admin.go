@@ -337,9 +337,9 @@ func (a *Admin) Role(ctx context.Context, role string) (*RoleEpoch, error) {
 }
 
 // StartRoleEpoch publishes a new epoch of role for the given members,
-// chaining the previous epoch. opener must be a member of the previous
-// epoch (the operator, in practice), since chaining needs its private key;
-// it is added to the new epoch so the next change can chain again.
+// chaining the previous epoch. Chaining needs the previous private key, so
+// opener (the operator, in practice) must be a member of the previous
+// epoch. The opener is added to the new epoch so the next change can chain.
 func (a *Admin) StartRoleEpoch(ctx context.Context, role string, opener *Credentials,
 	members []*Identity,
 ) (*RoleEpoch, error) {

@@ -60,7 +60,7 @@ func (w *AuthorityWriter) Heartbeat(ctx context.Context) error {
 
 // RunHeartbeat writes a heartbeat every interval until ctx ends. A failed
 // write is passed to onError (which may be nil) and retried at the next
-// tick; readers go stale if failures last longer than their bound.
+// tick. Readers go stale if failures last longer than their bound.
 func (w *AuthorityWriter) RunHeartbeat(ctx context.Context, interval time.Duration,
 	onError func(error),
 ) {

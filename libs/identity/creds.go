@@ -44,8 +44,8 @@ type Credentials struct {
 	// RootKey is the operator root public key this party trusts. It is
 	// pinned here so that every party verifies the registry against it.
 	RootKey ed25519.PublicKey
-	// NATSSeed is the nkeys user seed ("SU...") used only to answer the
-	// NATS connection challenge.
+	// NATSSeed is the nkeys user seed ("SU...") used only to sign the NATS
+	// server's connection nonce.
 	NATSSeed []byte
 	// SigningKeys and HPKEKeys hold every version still in use, oldest
 	// first; the last one is current.
@@ -114,7 +114,7 @@ func (c *Credentials) HPKEKeyVersion(v int) (HPKEKey, error) {
 	return HPKEKey{}, fmt.Errorf("%w: HPKE version %d of %q", ErrUnknownKey, v, c.ID)
 }
 
-// NATSKeyPair returns the nkey that answers the NATS connection challenge.
+// NATSKeyPair returns the nkey that signs the NATS connection nonce.
 func (c *Credentials) NATSKeyPair() (nkeys.KeyPair, error) {
 	kp, err := nkeys.FromSeed(c.NATSSeed)
 	if err != nil {
@@ -242,8 +242,8 @@ func WriteCreds(path string, c *Credentials) error {
 }
 
 // LoadCreds reads the credentials file at path. A file that group or others
-// can read is rejected with ErrCredsMode, whose message says to run
-// chmod 600 on it.
+// can read is rejected with ErrCredsMode, and the message contains the fix,
+// "chmod 600 PATH".
 func LoadCreds(path string) (*Credentials, error) {
 	data, err := readSecretFile(path)
 	if err != nil {

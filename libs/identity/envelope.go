@@ -127,9 +127,9 @@ func (d *Directory) RoleEpoch(_ context.Context, role string) (envelope.RoleEpoc
 // Fresh implements [envelope.Directory].
 func (d *Directory) Fresh(context.Context) error { return mapErr(d.View.Fresh()) }
 
-// Keyring adapts [Credentials] and a [View] to [envelope.Keys]. Role keys
-// are opened from the member's wrap in the current epoch and followed back
-// along the epoch chain for older epochs; opened keys are cached.
+// Keyring adapts [Credentials] and a [View] to [envelope.Keys]. A role key
+// is opened from the member's wrap in the current epoch, and older epochs
+// are reached along the epoch chain. Opened keys are cached.
 type Keyring struct {
 	Creds *Credentials
 	View  *View
@@ -171,7 +171,7 @@ func (k *Keyring) RoleKey(role string, epoch uint32) (hpke.PrivateKey, error) {
 		return nil, mapErr(err)
 	}
 	if uint32(cur.Epoch) < epoch || !cur.HasMember(k.Creds.ID) {
-		return nil, fmt.Errorf("%w: %q holds no key of role %q epoch %d",
+		return nil, fmt.Errorf("%w: %q is not a member of role %q epoch %d",
 			envelope.ErrNotFound, k.Creds.ID, role, epoch)
 	}
 	priv, err := cur.OpenPrivate(k.Creds)

@@ -4,8 +4,8 @@
 //
 // An identity has three kinds of keys with separate jobs: Ed25519 keys sign
 // envelopes, HPKE (MLKEM768-X25519) keys receive content keys, and a NATS
-// nkey answers only the NATS connection challenge, so a hostile NATS server
-// never obtains an envelope signature.
+// nkey signs only the NATS server's connection nonce. A hostile NATS server
+// chooses that nonce, so it must never be signed with an envelope key.
 package identity
 
 import (
@@ -139,8 +139,8 @@ type Identity struct {
 	// rotation (zero if never rotated).
 	Created time.Time `json:"created"`
 	Rotated time.Time `json:"rotated,omitzero"`
-	// NATSKey is the public user nkey ("U...") that answers the NATS
-	// connection challenge.
+	// NATSKey is the public user nkey ("U...") that signs the NATS
+	// connection nonce.
 	NATSKey string `json:"nats_key"`
 	// SigningKeys are the Ed25519 envelope signing keys, oldest first.
 	SigningKeys []PublicKey `json:"signing_keys"`

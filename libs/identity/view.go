@@ -42,8 +42,8 @@ func EnsureBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyVal
 
 // ViewOptions tune a [View]. The zero value uses the defaults.
 type ViewOptions struct {
-	// StaleAfter is how old the newest heartbeat may be before every lookup
-	// fails with ErrStale. Zero means DefaultStaleAfter.
+	// StaleAfter is the maximum age of the newest fresh heartbeat. Past it,
+	// every lookup fails with ErrStale. Zero means DefaultStaleAfter.
 	StaleAfter time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
