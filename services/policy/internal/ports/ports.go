@@ -53,4 +53,3 @@ func handle[Req, Resp any](f func(context.Context, app.Caller, Req) (Resp, error
 func callerOf(r *bus.Request) app.Caller {
 	return app.Caller{ID: r.Sender, Kind: r.SenderKind, Roles: r.SenderRoles}
 }
-

@@ -1,0 +1,181 @@
+// Command policy runs the NodeX policy service on its own: it connects to
+// NATS as the policy identity, keeps the policy set and role data in the
+// NODEX_POLICY bucket and serves nodex.v1.policy.*. `nodex dev` runs the
+// same service in process.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nodexsec/nodex/libs/broker"
+	"github.com/nodexsec/nodex/libs/bus"
+	"github.com/nodexsec/nodex/libs/conf"
+	"github.com/nodexsec/nodex/libs/envelope"
+	"github.com/nodexsec/nodex/libs/events"
+	"github.com/nodexsec/nodex/libs/identity"
+	"github.com/nodexsec/nodex/libs/logx"
+	"github.com/nodexsec/nodex/services/policy/policy"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if err := run(ctx, os.Args[1:], conf.OSEnv(), os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "policy:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command-line settings besides [policy.Config].
+type options struct {
+	server, creds, logFormat, logLevel string
+	checkConfig                        bool
+}
+
+func run(ctx context.Context, args []string, getenv conf.Getenv, stderr io.Writer) error {
+	cfg, opts, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	if opts.checkConfig {
+		return cfg.WithDefaults().Validate()
+	}
+
+	level, err := logx.ParseLevel(opts.logLevel)
+	if err != nil {
+		return err
+	}
+	log, err := logx.New(stderr, logx.Options{Format: opts.logFormat, Level: level})
+	if err != nil {
+		return err
+	}
+	log.InfoContext(ctx, "configuration loaded", "config", conf.Masked(cfg))
+
+	client, id, closeAll, err := connect(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+
+	pub := events.NewPublisher(client, id, events.PublisherOptions{
+		OnLost: func(ev events.SecurityEvent, err error) {
+			log.Error("decision event lost", "msg_id", ev.ID, "event_type", ev.Type, "error", err)
+		},
+	})
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := pub.Close(closeCtx); err != nil {
+			log.Error("closing event publisher", "lost", pub.Lost(), "error", err)
+		}
+	}()
+
+	return policy.Run(ctx, policy.Deps{Client: client, Events: pub, Log: log, Config: cfg})
+}
+
+func parseFlags(args []string, getenv conf.Getenv,
+	stderr io.Writer) (policy.Config, options, error) {
+	var cfg policy.Config
+	var o options
+	fs := flag.NewFlagSet("policy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.server, "server", nats.DefaultURL, "NATS server URL")
+	fs.StringVar(&o.creds, "creds", "", "credentials file of the policy identity")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&o.checkConfig, "check-config", false, "validate the configuration, then exit")
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return cfg, o, err
+	}
+	if err := conf.ApplyEnv(fs, "NODEX_POLICY", getenv); err != nil {
+		return cfg, o, err
+	}
+	if o.creds == "" {
+		o.creds = getenv("NODEX_CREDS")
+	}
+	if u := getenv("NATS_URL"); u != "" && !flagGiven(fs, "server") {
+		o.server = u
+	}
+
+	return cfg, o, nil
+}
+
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+
+	return given
+}
+
+// connect opens the policy identity's NATS connection and its secure bus
+// client over the identity registry.
+func connect(ctx context.Context, o options) (*bus.Client, string, func(), error) {
+	if o.creds == "" {
+		return nil, "", nil, errors.New(
+			"missing -creds (or NODEX_CREDS): the policy identity's credentials file")
+	}
+	creds, err := identity.LoadCreds(o.creds)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	nc, err := broker.Connect(ctx, o.server, creds)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	fail := func(err error) (*bus.Client, string, func(), error) {
+		nc.Close()
+		return nil, "", nil, err
+	}
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fail(fmt.Errorf("creating JetStream context: %w", err))
+	}
+	kv, err := js.KeyValue(ctx, identity.Bucket)
+	if err != nil {
+		return fail(fmt.Errorf("binding registry bucket %s: %w", identity.Bucket, err))
+	}
+	view, err := identity.Watch(ctx, kv, creds.RootKey, identity.ViewOptions{})
+	if err != nil {
+		return fail(err)
+	}
+	wraps, err := bus.NewWrapStore(ctx, js, 0)
+	if err != nil {
+		view.Close()
+		return fail(err)
+	}
+	codec, err := envelope.New(envelope.Config{
+		Keys:      &identity.Keyring{Creds: creds, View: view},
+		Directory: &identity.Directory{View: view},
+		Wraps:     wraps,
+	})
+	if err != nil {
+		view.Close()
+		return fail(fmt.Errorf("creating envelope codec: %w", err))
+	}
+	client, err := bus.New(bus.Config{Conn: nc, Codec: codec})
+	if err != nil {
+		view.Close()
+		return fail(err)
+	}
+
+	closeAll := func() {
+		view.Close()
+		nc.Close()
+	}
+
+	return client, creds.ID, closeAll, nil
+}
