@@ -289,3 +289,30 @@ func TestMaxGroupsPerRule(t *testing.T) {
 		t.Errorf("GroupsDropped: got %d, want 10", got)
 	}
 }
+
+func TestLongResourceCut(t *testing.T) {
+	e := mustEngine(t, Rule{ID: "one", Kind: KindSingle, ThreatType: ThreatAPIAbuse,
+		Severity: "low", Match: Match{"type": {"*"}}, GroupBy: []string{"identity"},
+		AttributeIdentity: true, Dedupe: time.Minute})
+	o := denial("1", "agent-1", 0)
+	o.Event.Resource = strings.Repeat("é", 300)
+	due, _ := e.Observe(o)
+	if len(due) != 1 {
+		t.Fatalf("got %d threats, want 1", len(due))
+	}
+	if got := len(due[0].Resources[0]); got > MaxResourceBytes {
+		t.Errorf("resource: got %d bytes, want <= %d", got, MaxResourceBytes)
+	}
+}
+
+func TestObserveReportsMatch(t *testing.T) {
+	e := mustEngine(t, denialRule())
+	if _, matched := e.Observe(denial("1", "agent-1", 0)); !matched {
+		t.Error("denial: matched false, want true")
+	}
+	other := denial("2", "agent-1", 0)
+	other.Event.Type = "keyvault.list"
+	if _, matched := e.Observe(other); matched {
+		t.Error("keyvault.list: matched true, want false")
+	}
+}

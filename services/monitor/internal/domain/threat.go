@@ -8,10 +8,13 @@ import (
 	"time"
 )
 
-// Limits on one threat's lists. Count keeps counting past them.
+// Limits on one threat's lists and resource names. Count keeps counting
+// past them. Consumers such as the incident service reject threats whose
+// resources exceed 256 bytes, so longer resource names are cut.
 const (
-	MaxEvidence  = 64
-	MaxResources = 16
+	MaxEvidence      = 64
+	MaxResources     = 16
+	MaxResourceBytes = 200
 )
 
 // Threat is one detected attack. The monitor publishes a threat when it is
@@ -107,6 +110,9 @@ func addResource(t *Threat, resource string) {
 		return
 	}
 	r := Escape(resource)
+	if len(r) > MaxResourceBytes {
+		r = strings.ToValidUTF8(r[:MaxResourceBytes], "")
+	}
 	for _, have := range t.Resources {
 		if have == r {
 			return

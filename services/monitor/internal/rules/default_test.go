@@ -188,6 +188,19 @@ func TestDefaultRules(t *testing.T) {
 			rule: "keyvault-limit-hit", threat: "API_ABUSE", identity: "agent-6", count: 1,
 		},
 		{
+			name: "retrieve refused by rate limit",
+			obs: []*domain.Observation{serviceObs("q3", "keyvault", "keyvault.retrieve",
+				"failure", "high", "agent-6", 0,
+				map[string]string{"reason": "rate_limited", "threat_hint": "api_abuse"})},
+			rule: "keyvault-retrieve-limited", threat: "API_ABUSE", identity: "agent-6", count: 1,
+		},
+		{
+			name: "retrieve refused by quota",
+			obs: []*domain.Observation{serviceObs("q4", "keyvault", "keyvault.retrieve",
+				"failure", "high", "agent-6", 0, map[string]string{"reason": "quota_exceeded"})},
+			rule: "keyvault-retrieve-limited", threat: "API_ABUSE", identity: "agent-6", count: 1,
+		},
+		{
 			name: "source flood",
 			obs: []*domain.Observation{serviceObs("f1", "monitor", "monitor.source_flood",
 				"failure", "high", "", 0, map[string]string{"source": "codesec", "shed": "500"})},
