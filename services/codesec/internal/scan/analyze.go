@@ -1,0 +1,197 @@
+package scan
+
+import (
+	"strings"
+)
+
+// facts are what the analysis of one file found; the rules match on them.
+type facts struct {
+	refs     []refFact
+	imports  []valueFact
+	names    []valueFact
+	strings  []stringFact
+	commands []valueFact
+	lines    []valueFact
+	checks   []valueFact
+}
+
+// refFact is a resolved dotted name at a call or reference.
+type refFact struct {
+	name string
+	line int
+	call bool
+	args []argFact
+}
+
+// argFact describes one argument of a call.
+type argFact struct {
+	constant bool   // the argument folds to a constant string
+	value    string // the constant's value
+	decoded  bool // a decoder call or a variable assigned from one is in it
+}
+
+type valueFact struct {
+	value string
+	line  int
+}
+
+// stringFact is a string value; folded means it was built from several
+// pieces or decoded, rather than written as one literal.
+type stringFact struct {
+	value  string
+	line   int
+	folded bool
+	// literals are the source literals a folded value was built from.
+	literals []string
+}
+
+// analyzer walks the tokens of a Python or JavaScript file.
+type analyzer struct {
+	toks     []token
+	lang     string
+	aliases  map[string]string // local name -> dotted name it stands for
+	star     []string          // modules imported with "from m import *"
+	decoders []string
+	tainted  map[string]bool // names assigned from a decoder call
+	facts    facts
+}
+
+func analyzeCode(lang, src string, decoders []string) *facts {
+	a := &analyzer{lang: lang, aliases: map[string]string{}, decoders: decoders,
+		tainted: map[string]bool{}}
+	if lang == "python" {
+		a.toks = tokenizePython(src)
+	} else {
+		a.toks = tokenizeJavaScript(src)
+	}
+	a.facts.lines = logicalLines(src, lang)
+
+	a.collectRefs()
+	a.collectStrings()
+	for _, t := range a.toks {
+		if t.kind == tokName {
+			a.facts.names = append(a.facts.names, valueFact{value: t.text, line: t.line})
+		}
+	}
+
+	return &a.facts
+}
+
+// logicalLines returns the source lines with comments cut, for line rules.
+func logicalLines(src, lang string) []valueFact {
+	var out []valueFact
+	for i, line := range strings.Split(src, "\n") {
+		if lang == "python" {
+			if j := strings.Index(line, "#"); j >= 0 && !strings.ContainsAny(line[:j], `'"`) {
+				line = line[:j]
+			}
+		}
+		if strings.TrimSpace(line) != "" {
+			out = append(out, valueFact{value: line, line: i + 1})
+		}
+	}
+
+	return out
+}
+
+func (a *analyzer) tok(i int) token {
+	if i >= 0 && i < len(a.toks) {
+		return a.toks[i]
+	}
+
+	return token{}
+}
+
+// statementStart reports whether token i begins a statement.
+func (a *analyzer) statementStart(i int) bool {
+	prev := a.tok(i - 1)
+	return i == 0 || prev.kind == tokNewline || prev.is(tokOp, ";") || prev.is(tokOp, ":") ||
+		prev.is(tokOp, "{") || prev.is(tokOp, "}")
+}
+
+func (a *analyzer) addImport(module string, line int) {
+	a.facts.imports = append(a.facts.imports, valueFact{value: module, line: line})
+}
+
+// resolveHead maps the first element of a dotted name through the alias
+// table, so "sp.run" after "import subprocess as sp" becomes "subprocess.run".
+func (a *analyzer) resolveHead(name string) string {
+	head, rest, hasRest := strings.Cut(name, ".")
+	target, ok := a.aliases[head]
+	if !ok {
+		return name
+	}
+	if hasRest {
+		return target + "." + rest
+	}
+
+	return target
+}
+
+// dottedAt reads NAME(.NAME)* at i and returns it with the index after it.
+func (a *analyzer) dottedAt(i int) (string, int) {
+	if a.tok(i).kind != tokName {
+		return "", i
+	}
+	parts := []string{a.tok(i).text}
+	j := i + 1
+	for a.tok(j).is(tokOp, ".") && a.tok(j+1).kind == tokName {
+		parts = append(parts, a.tok(j+1).text)
+		j += 2
+	}
+
+	return strings.Join(parts, "."), j
+}
+
+// closing returns the index of the bracket that closes the one at open, or
+// the last token.
+func (a *analyzer) closing(open int) int {
+	depth := 0
+	for j := open; j < len(a.toks); j++ {
+		t := a.toks[j]
+		if t.kind != tokOp {
+			continue
+		}
+		switch t.text {
+		case "(", "[", "{":
+			depth++
+		case ")", "]", "}":
+			depth--
+			if depth == 0 {
+				return j
+			}
+		}
+	}
+
+	return len(a.toks) - 1
+}
+
+// splitArgs returns the token ranges [start, end) of the arguments of the
+// call whose '(' is at open.
+func (a *analyzer) splitArgs(open int) [][2]int {
+	end := a.closing(open)
+	var args [][2]int
+	start, depth := open+1, 0
+	for j := open + 1; j < end; j++ {
+		t := a.toks[j]
+		if t.kind != tokOp {
+			continue
+		}
+		switch t.text {
+		case "(", "[", "{":
+			depth++
+		case ")", "]", "}":
+			depth--
+		case ",":
+			if depth == 0 {
+				args = append(args, [2]int{start, j})
+				start = j + 1
+			}
+		}
+	}
+	if start < end {
+		args = append(args, [2]int{start, end})
+	}
+
+	return args
+}

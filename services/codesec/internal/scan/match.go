@@ -1,0 +1,106 @@
+package scan
+
+import (
+	"slices"
+	"strings"
+)
+
+type reportFunc func(r *Rule, line int, detail string)
+
+// matchRule reports every place where one of r's matchers matches f.
+func matchRule(r *Rule, f *facts, report reportFunc) {
+	matchRefs(r, f, report)
+	for _, imp := range f.imports {
+		if slices.ContainsFunc(r.Imports, func(p string) bool { return moduleMatch(p, imp.value) }) {
+			report(r, imp.line, imp.value)
+		}
+	}
+	for _, n := range f.names {
+		if slices.Contains(r.Names, n.value) {
+			report(r, n.line, n.value)
+		}
+	}
+	matchStrings(r, f, report)
+	for _, c := range f.commands {
+		if slices.Contains(r.Commands, c.value) {
+			report(r, c.line, c.value)
+		}
+	}
+	for _, l := range f.lines {
+		for _, re := range r.lines {
+			if m := re.FindString(l.value); m != "" {
+				report(r, l.line, m)
+			}
+		}
+	}
+	for _, c := range f.checks {
+		if slices.Contains(r.Checks, c.value) {
+			report(r, c.line, c.value)
+		}
+	}
+}
+
+func matchRefs(r *Rule, f *facts, report reportFunc) {
+	for _, ref := range f.refs {
+		if anyGlob(r.Calls, ref.name) {
+			report(r, ref.line, ref.name)
+		}
+		if !ref.call {
+			continue
+		}
+		for _, c := range r.ComputedArgs {
+			if globMatch(c.Call, ref.name) && len(ref.args) >= c.Arg && !ref.args[c.Arg-1].constant {
+				report(r, ref.line, ref.name+" with a computed argument")
+			}
+		}
+		if anyGlob(r.EncodedSinks, ref.name) && slices.ContainsFunc(ref.args,
+			func(a argFact) bool { return a.decoded }) {
+			report(r, ref.line, ref.name+" of decoded data")
+		}
+	}
+}
+
+func matchStrings(r *Rule, f *facts, report reportFunc) {
+	for _, s := range f.strings {
+		if slices.Contains(r.Names, s.value) {
+			report(r, s.line, s.value)
+		}
+		if s.folded && hasObfuscatedName(r.ObfuscatedNames, s.value, s.literals) {
+			report(r, s.line, s.value)
+		}
+		for _, re := range r.strings {
+			if re.MatchString(s.value) {
+				report(r, s.line, s.value)
+			}
+		}
+	}
+}
+
+// hasObfuscatedName reports whether value, split into words at characters
+// that cannot be part of a name, contains one of names that none of the
+// literals it was built from contains: "os.sys" + "tem" hides "system",
+// while "open " + "file" only repeats the word "open" written in the source.
+func hasObfuscatedName(names []string, value string, literals []string) bool {
+	if len(names) == 0 {
+		return false
+	}
+	written := map[string]bool{}
+	for _, lit := range literals {
+		for _, w := range nameWords(lit) {
+			written[w] = true
+		}
+	}
+	for _, w := range nameWords(value) {
+		if slices.Contains(names, w) && !written[w] {
+			return true
+		}
+	}
+
+	return false
+}
+
+func nameWords(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool {
+		return r != '_' && !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9')
+	})
+}

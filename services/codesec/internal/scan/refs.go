@@ -1,0 +1,424 @@
+package scan
+
+import "strings"
+
+// pendingCall is a call whose argument facts are filled in once every
+// decoder call position is known.
+type pendingCall struct {
+	fact int // index into facts.refs
+	open int // index of the '(' token
+}
+
+// assignment is "NAME = expression", kept to spread taint from decoders.
+type assignment struct {
+	name       string
+	start, end int
+}
+
+// refPass walks the tokens forward once: it follows imports and assignments
+// into the alias table as they appear, and records every resolved dotted
+// name, with calls, at its position.
+type refPass struct {
+	*analyzer
+	calls       []pendingCall
+	assignments []assignment
+	refIndex    []int // token index of each facts.refs entry
+}
+
+func (a *analyzer) collectRefs() {
+	p := &refPass{analyzer: a}
+	for i := 0; i < len(a.toks); i++ {
+		if a.statementStart(i) {
+			p.statement(i)
+		}
+		t := a.tok(i)
+		prev := a.tok(i - 1)
+		if t.kind != tokName || prev.is(tokOp, ".") || prev.is(tokOp, "?.") || a.isDefinition(i) {
+			continue
+		}
+		p.chainAt(i)
+	}
+	p.finishCalls()
+}
+
+// isDefinition reports whether the name at i is being defined, not used.
+func (a *analyzer) isDefinition(i int) bool {
+	prev := a.tok(i - 1)
+	if prev.kind != tokName {
+		return false
+	}
+	switch prev.text {
+	case "def", "class", "function", "as":
+		return true
+	}
+
+	return false
+}
+
+// statement handles imports and assignments that begin at i.
+func (p *refPass) statement(i int) {
+	t := p.tok(i)
+	if t.kind != tokName {
+		return
+	}
+	switch {
+	case p.lang == "python" && (t.text == "import" || t.text == "from"):
+		p.pythonImport(i)
+	case p.lang == "javascript" && t.text == "import" && !p.tok(i+1).is(tokOp, "("):
+		p.jsImport(i)
+	case p.lang == "javascript" && (t.text == "const" || t.text == "let" || t.text == "var"):
+		p.assign(i + 1)
+	default:
+		p.assign(i)
+	}
+}
+
+// assign records "NAME = ref" aliases and "{a, b: c} = ref" destructuring.
+func (p *refPass) assign(i int) {
+	if p.tok(i).is(tokOp, "{") {
+		p.destructure(i)
+		return
+	}
+	if p.tok(i).kind != tokName || !p.tok(i+1).is(tokOp, "=") {
+		return
+	}
+	name := p.tok(i).text
+	end := p.statementEnd(i + 2)
+	p.assignments = append(p.assignments, assignment{name: name, start: i + 2, end: end})
+
+	if ref, j, ok := p.refAt(i+2, false); ok && j >= end {
+		p.aliases[name] = ref
+	}
+}
+
+func (p *refPass) destructure(open int) {
+	close := p.closing(open)
+	if !p.tok(close + 1).is(tokOp, "=") {
+		return
+	}
+	ref, _, ok := p.refAt(close+2, false)
+	if !ok {
+		return
+	}
+	for j := open + 1; j < close; j++ {
+		if p.tok(j).kind != tokName || p.tok(j-1).is(tokOp, ":") {
+			continue
+		}
+		local := p.tok(j).text
+		if p.tok(j+1).is(tokOp, ":") && p.tok(j+2).kind == tokName {
+			local = p.tok(j + 2).text
+		}
+		p.aliases[local] = ref + "." + p.tok(j).text
+	}
+}
+
+func (p *refPass) statementEnd(i int) int {
+	for j := i; j < len(p.toks); j++ {
+		t := p.toks[j]
+		if t.kind == tokNewline || t.is(tokOp, ";") {
+			return j
+		}
+		if t.kind == tokOp && (t.text == "(" || t.text == "[" || t.text == "{") {
+			j = p.closing(j)
+		}
+	}
+
+	return len(p.toks)
+}
+
+func (p *refPass) pythonImport(i int) {
+	line := p.tok(i).line
+	end := p.statementEnd(i)
+	if p.tok(i).text == "import" {
+		for _, item := range p.importItems(i+1, end) {
+			p.addImport(item[0], line)
+			if item[1] != "" {
+				p.aliases[item[1]] = item[0]
+			} else {
+				head, _, _ := strings.Cut(item[0], ".")
+				p.aliases[head] = head
+			}
+		}
+		return
+	}
+
+	j := i + 1
+	for p.tok(j).is(tokOp, ".") || p.tok(j).is(tokOp, "...") {
+		j++ // relative import: the package is local code
+	}
+	module, j := p.dottedAt(j)
+	if module == "" || !p.tok(j).is(tokName, "import") {
+		return
+	}
+	p.addImport(module, line)
+	if p.tok(j + 1).is(tokOp, "*") {
+		p.star = append(p.star, module)
+		return
+	}
+	for _, item := range p.importItems(j+1, end) {
+		p.addImport(module+"."+item[0], line)
+		local := item[1]
+		if local == "" {
+			local = item[0]
+		}
+		p.aliases[local] = module + "." + item[0]
+	}
+}
+
+// importItems reads "a.b as c, d" into {name, alias} pairs.
+func (p *refPass) importItems(i, end int) [][2]string {
+	var items [][2]string
+	for j := i; j < end; j++ {
+		name, next := p.dottedAt(j)
+		if name == "" {
+			continue
+		}
+		alias := ""
+		if p.tok(next).is(tokName, "as") && p.tok(next+1).kind == tokName {
+			alias = p.tok(next + 1).text
+			next += 2
+		}
+		items = append(items, [2]string{name, alias})
+		j = next
+	}
+
+	return items
+}
+
+func (p *refPass) jsImport(i int) {
+	end := p.statementEnd(i)
+	from := -1
+	for j := i + 1; j < end; j++ {
+		if p.tok(j).kind == tokString {
+			from = j
+		}
+	}
+	if from < 0 {
+		return
+	}
+	module := normalizeModule(p.tok(from).text)
+	p.addImport(module, p.tok(i).line)
+
+	for j := i + 1; j < from; j++ {
+		t := p.tok(j)
+		switch {
+		case t.is(tokOp, "*") && p.tok(j+1).is(tokName, "as"):
+			p.aliases[p.tok(j+2).text] = module
+			j += 2
+		case t.is(tokOp, "{"):
+			p.jsNamedImports(j, module)
+			j = p.closing(j)
+		case t.kind == tokName && t.text != "from" && t.text != "type":
+			p.aliases[t.text] = module
+		}
+	}
+}
+
+func (p *refPass) jsNamedImports(open int, module string) {
+	close := p.closing(open)
+	for j := open + 1; j < close; j++ {
+		if p.tok(j).kind != tokName {
+			continue
+		}
+		name, local := p.tok(j).text, p.tok(j).text
+		if p.tok(j+1).is(tokName, "as") && p.tok(j+2).kind == tokName {
+			local = p.tok(j + 2).text
+			j += 2
+		}
+		p.aliases[local] = module + "." + name
+	}
+}
+
+func normalizeModule(m string) string {
+	return strings.TrimPrefix(m, "node:")
+}
+
+// chainAt records the names used by the expression chain that starts at i.
+func (p *refPass) chainAt(i int) {
+	p.refAt(i, true)
+}
+
+// refAt reads a reference chain: a primary followed by attribute accesses,
+// subscripts with constant keys and calls. With record set, it records each
+// call and the final reference as facts. It returns the resolved name (call
+// results marked with "()") and the index after the chain.
+func (p *refPass) refAt(i int, record bool) (string, int, bool) {
+	name, j, ok := p.primary(i, record)
+	if !ok {
+		return "", i, false
+	}
+	for {
+		t := p.tok(j)
+		switch {
+		case (t.is(tokOp, ".") || t.is(tokOp, "?.")) && p.tok(j+1).kind == tokName:
+			name += "." + p.tok(j+1).text
+			j += 2
+		case t.is(tokOp, "["):
+			close := p.closing(j)
+			key, ok := p.constantIn(j+1, close)
+			if !ok {
+				p.recordFinal(record, name, t.line, i)
+				return name, j, true
+			}
+			name += "." + key
+			j = close + 1
+		case t.is(tokOp, "("):
+			if resolved, ok := p.specialCall(name, j, i, record); ok {
+				name = resolved
+			} else {
+				if record {
+					p.recordRef(name, t.line, j, i)
+				}
+				name += "()"
+			}
+			j = p.closing(j) + 1
+		default:
+			p.recordFinal(record, name, t.line, i)
+			return name, j, true
+		}
+	}
+}
+
+func (p *refPass) recordFinal(record bool, name string, line, at int) {
+	if record && !strings.HasSuffix(name, "()") {
+		p.recordRef(name, line, -1, at)
+	}
+}
+
+// primary reads the start of a chain: a dotted name, or one of the calls
+// that [refPass.specialCall] resolves.
+func (p *refPass) primary(i int, record bool) (string, int, bool) {
+	if p.tok(i).kind != tokName {
+		return "", i, false
+	}
+	dotted, j := p.dottedAt(i)
+	name := p.resolveHead(dotted)
+	if p.tok(j).is(tokOp, "(") {
+		if resolved, ok := p.specialCall(name, j, i, record); ok {
+			return resolved, p.closing(j) + 1, true
+		}
+	}
+
+	return name, j, true
+}
+
+// specialCall resolves the calls that turn a constant string into a
+// reference: getattr(obj, "name"), __import__("m"),
+// importlib.import_module("m"), require("m") and import("m"). callee is
+// the resolved name of the function and open the index of its '('.
+func (p *refPass) specialCall(callee string, open, at int, record bool) (string, bool) {
+	callee = stripGlobalPrefix(callee)
+	args := p.splitArgs(open)
+	line := p.tok(open).line
+
+	switch {
+	case callee == "getattr" && p.lang == "python" && len(args) >= 2:
+		base, baseEnd, ok := p.refAt(args[0][0], false)
+		attr, constant := p.constantIn(args[1][0], args[1][1])
+		if !ok || baseEnd != args[0][1] || !constant {
+			return "", false
+		}
+		if record {
+			p.recordRef(callee, line, open, at)
+		}
+		return base + "." + attr, true
+	case isImportCall(p.lang, callee) && len(args) >= 1:
+		module, constant := p.constantIn(args[0][0], args[0][1])
+		if !constant {
+			return "", false
+		}
+		module = normalizeModule(module)
+		if record {
+			p.recordRef(callee, line, open, at)
+			p.addImport(module, line)
+		}
+		return module, true
+	}
+
+	return "", false
+}
+
+func isImportCall(lang, callee string) bool {
+	if lang == "python" {
+		return callee == "__import__" || callee == "importlib.import_module" ||
+			callee == "importlib.__import__"
+	}
+
+	return callee == "require" || callee == "import" || callee == "module.require"
+}
+
+// stripGlobalPrefix removes the namespaces through which builtins and
+// globals are also reachable, so "__builtins__.eval" matches "eval".
+func stripGlobalPrefix(name string) string {
+	for _, prefix := range []string{"builtins.", "__builtins__.", "globalThis.", "global.",
+		"window.", "self."} {
+		if rest, ok := strings.CutPrefix(name, prefix); ok && rest != "" {
+			return rest
+		}
+	}
+
+	return name
+}
+
+// recordRef adds a reference fact; open is the index of the call's '(' or
+// -1 for a plain reference.
+func (p *refPass) recordRef(name string, line, open, at int) {
+	variants := []string{name}
+	if stripped := stripGlobalPrefix(name); stripped != name {
+		variants = append(variants, stripped)
+	}
+	if !strings.Contains(name, ".") {
+		for _, m := range p.star {
+			variants = append(variants, m+"."+name)
+		}
+	}
+	for _, v := range variants {
+		p.facts.refs = append(p.facts.refs, refFact{name: v, line: line, call: open >= 0})
+		p.refIndex = append(p.refIndex, at)
+		if open >= 0 {
+			p.calls = append(p.calls, pendingCall{fact: len(p.facts.refs) - 1, open: open})
+		}
+	}
+}
+
+// finishCalls marks decoder calls, spreads taint through assignments, and
+// fills in the argument facts of every call.
+func (p *refPass) finishCalls() {
+	decoderAt := map[int]bool{}
+	for k, r := range p.facts.refs {
+		if r.call && anyGlob(p.decoders, r.name) {
+			decoderAt[p.refIndex[k]] = true
+		}
+	}
+	for range 2 { // twice, so that y = x.decode() after x = b64decode(...) is tainted
+		for _, as := range p.assignments {
+			if p.rangeDecoded(as.start, as.end, decoderAt) {
+				p.tainted[as.name] = true
+			}
+		}
+	}
+
+	for _, c := range p.calls {
+		var args []argFact
+		for _, r := range p.splitArgs(c.open) {
+			value, constant := p.constantIn(r[0], r[1])
+			args = append(args, argFact{constant: constant, value: value,
+				decoded: p.rangeDecoded(r[0], r[1], decoderAt)})
+		}
+		p.facts.refs[c.fact].args = args
+	}
+}
+
+func (p *refPass) rangeDecoded(start, end int, decoderAt map[int]bool) bool {
+	for k := start; k < end; k++ {
+		if decoderAt[k] {
+			return true
+		}
+		t := p.tok(k)
+		if t.kind == tokName && p.tainted[t.text] && !p.tok(k-1).is(tokOp, ".") {
+			return true
+		}
+	}
+
+	return false
+}

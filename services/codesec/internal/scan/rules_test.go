@@ -1,0 +1,151 @@
+package scan
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/nodexsec/nodex/libs/bundle"
+)
+
+func defaultScanner(t testing.TB) *Scanner {
+	t.Helper()
+
+	s, err := NewDefault()
+	if err != nil {
+		t.Fatalf("loading embedded rules: %v", err)
+	}
+	for _, lang := range []string{"python", "javascript", "sh"} {
+		if s.Rules(lang) == nil {
+			t.Fatalf("no embedded rule file for %s", lang)
+		}
+	}
+
+	return s
+}
+
+func scanText(t testing.TB, s *Scanner, lang, src string) []bundle.Finding {
+	t.Helper()
+
+	name := map[string]string{"python": "main.py", "javascript": "main.js", "sh": "main.sh"}[lang]
+	findings, err := s.Scan(lang, []bundle.File{{Name: name, Data: []byte(src)}})
+	if err != nil {
+		t.Fatalf("Scan: %v", err)
+	}
+
+	return findings
+}
+
+func ruleIDs(findings []bundle.Finding) []string {
+	var ids []string
+	for _, f := range findings {
+		if !slices.Contains(ids, f.RuleID) {
+			ids = append(ids, f.RuleID)
+		}
+	}
+
+	return ids
+}
+
+// TestRuleSamples runs every rule's own samples: each positive sample must
+// make the rule fire, and no negative sample may.
+func TestRuleSamples(t *testing.T) {
+	t.Parallel()
+	s := defaultScanner(t)
+
+	for _, lang := range []string{"python", "javascript", "sh"} {
+		for _, r := range s.Rules(lang).Rules {
+			t.Run(r.ID, func(t *testing.T) {
+				t.Parallel()
+				for i, src := range r.Samples.Positive {
+					if ids := ruleIDs(scanText(t, s, lang, src)); !slices.Contains(ids, r.ID) {
+						t.Errorf("positive sample %d %q: rules %v fired, want %s", i, src, ids, r.ID)
+					}
+				}
+				for i, src := range r.Samples.Negative {
+					if ids := ruleIDs(scanText(t, s, lang, src)); slices.Contains(ids, r.ID) {
+						t.Errorf("negative sample %d %q: rule %s fired", i, src, r.ID)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestFindingFields(t *testing.T) {
+	t.Parallel()
+	s := defaultScanner(t)
+
+	got := scanText(t, s, "python", "x = 1\n\nimport os\nos.system('id')\n")
+	want := bundle.Finding{RuleID: "PY-PROC-001", Severity: "critical", File: "main.py", Line: 4,
+		Message: `process spawning: "os.system"`}
+	if !slices.Contains(got, want) {
+		t.Errorf("findings %+v do not contain %+v", got, want)
+	}
+}
+
+// TestObfuscationCases checks the obfuscation seen in real payloads, each
+// case naming the rule that must fire.
+func TestObfuscationCases(t *testing.T) {
+	t.Parallel()
+	s := defaultScanner(t)
+	tests := []struct {
+		name string
+		lang string
+		src  string
+		want string
+	}{
+		{"concatenated getattr name", "python", "import os\ngetattr(os, 'sy' + 'st' + 'em')('id')\n", "PY-PROC-001"},
+		{"concatenated import", "python", "m = __import__('o' + 's')\nm.system('id')\n", "PY-PROC-001"},
+		{"chr-built import", "python", "__import__(chr(111)+chr(115)).popen('id')\n", "PY-PROC-001"},
+		{"reversed name", "python", "import os\ngetattr(os, 'metsys'[::-1])('id')\n", "PY-PROC-001"},
+		{"importlib alias", "python", "import importlib as il\nil.import_module('subprocess').call('id')\n", "PY-PROC-001"},
+		{"builtins subscript", "python", "__builtins__['__imp' + 'ort__']('os').system('id')\n", "PY-PROC-001"},
+		{"computed getattr", "python", "name = input()\ngetattr(obj, name)()\n", "PY-ATTR-001"},
+		{"base64 blob to exec", "python", "import base64\nexec(base64.b64decode('aW1wb3J0IG9zOyBvcy5zeXN0ZW0oImlkIik='))\n", "PY-EXEC-002"},
+		{"base64 blob content", "python", "import base64\nexec(base64.b64decode('aW1wb3J0IG9zOyBvcy5zeXN0ZW0oImlkIik='))\n", "PY-PROC-001"},
+		{"base64 through variable", "python", "from base64 import b64decode as d\np = d(blob)\nexec(p)\n", "PY-EXEC-002"},
+		{"exec of a string literal", "python", "exec(\"import socket; socket.socket().connect(('127.0.0.1', 1))\")\n", "PY-NET-001"},
+		{"hex payload", "python", "exec(bytes.fromhex('696d706f7274206f733b206f732e73797374656d28276964272920').decode())\n", "PY-PROC-001"},
+		{"lambda subclasses walk", "python", "x = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == 'catch_warnings']\n", "PY-ESCAPE-001"},
+		{"escaped string", "python", "getattr(__import__('\\x6fs'), 'system')('id')\n", "PY-PROC-001"},
+		{"js concatenated require", "javascript", "const m = require('chi' + 'ld_pro' + 'cess');\nm.execSync('id');\n", "JS-PROC-001"},
+		{"js template require", "javascript", "const cp = require(`child_process`);\ncp.exec('id');\n", "JS-PROC-001"},
+		{"js bracket access", "javascript", "const cp = require('child_process');\ncp['ex' + 'ecSync']('id');\n", "JS-PROC-001"},
+		{"js code in template substitution", "javascript", "const s = `${require('child_process').execSync('id')}`;\n", "JS-PROC-001"},
+		{"js eval of atob", "javascript", "eval(atob('cmVxdWlyZSgiY2hpbGRfcHJvY2VzcyIpLmV4ZWNTeW5jKCJpZCIp'));\n", "JS-PROC-001"},
+		{"sh base64 to shell", "sh", "echo Y2F0IC9ldGMvcGFzc3dk | base64 -d | bash\n", "SH-PIPE-001"},
+		{"sh quoted command", "sh", "'c'\"url\" http://127.0.0.1/\n", "SH-NET-001"},
+		{"sh command substitution in quotes", "sh", "echo \"$(cat /etc/shadow)\"\n", "SH-FILE-001"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ids := ruleIDs(scanText(t, s, tt.lang, tt.src))
+			if !slices.Contains(ids, tt.want) {
+				t.Errorf("rules %v fired, want %s", ids, tt.want)
+			}
+		})
+	}
+}
+
+func TestFindingsCapped(t *testing.T) {
+	t.Parallel()
+	s := defaultScanner(t)
+	src := ""
+	for i := range 500 {
+		src += fmt.Sprintf("eval('%d')\n", i)
+	}
+
+	if got := len(scanText(t, s, "python", src)); got != MaxFindingsPerFile {
+		t.Errorf("got %d findings, want the cap of %d", got, MaxFindingsPerFile)
+	}
+}
+
+func TestScanUnknownLanguage(t *testing.T) {
+	t.Parallel()
+	s := defaultScanner(t)
+	if _, err := s.Scan("ruby", []bundle.File{{Name: "a.rb", Data: []byte("x")}}); err == nil {
+		t.Error("Scan of ruby: error = nil, want an error")
+	}
+}
