@@ -27,7 +27,7 @@ type refFact struct {
 type argFact struct {
 	constant bool   // the argument folds to a constant string
 	value    string // the constant's value
-	decoded  bool // a decoder call or a variable assigned from one is in it
+	decoded  bool   // a decoder call or a variable assigned from one is in it
 }
 
 type valueFact struct {

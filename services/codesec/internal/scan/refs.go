@@ -93,7 +93,7 @@ func (p *refPass) assign(i int) {
 
 func (p *refPass) destructure(open int) {
 	close := p.closing(open)
-	if !p.tok(close + 1).is(tokOp, "=") {
+	if !p.tok(close+1).is(tokOp, "=") {
 		return
 	}
 	ref, _, ok := p.refAt(close+2, false)
@@ -151,7 +151,7 @@ func (p *refPass) pythonImport(i int) {
 		return
 	}
 	p.addImport(module, line)
-	if p.tok(j + 1).is(tokOp, "*") {
+	if p.tok(j+1).is(tokOp, "*") {
 		p.star = append(p.star, module)
 		return
 	}
