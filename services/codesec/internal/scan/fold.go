@@ -37,7 +37,7 @@ func (a *analyzer) constantIn(start, end int) (string, bool) {
 // fold evaluates the expression at i as far as it is a constant string:
 // literals (adjacent ones concatenated), '+', chr(N), String.fromCharCode,
 // str.join over constant lists, reversal ([::-1] or
-// .split(”).reverse().join(”)), case changes, .decode(), and decoder calls
+// .split("").reverse().join("")), case changes, .decode(), and decoder calls
 // (base64, hex) on constants. These are the ways real payloads hide a name
 // such as "system" from a plain text search.
 func (a *analyzer) fold(i, depth int) (folded, bool) {
@@ -238,7 +238,7 @@ func (a *analyzer) foldList(start, end, depth int) ([]string, bool) {
 	return parts, true
 }
 
-// foldJSJoin evaluates ['a', 'b'].join(”) in JavaScript.
+// foldJSJoin evaluates ['a', 'b'].join("") in JavaScript.
 func (a *analyzer) foldJSJoin(i, depth int) (folded, bool) {
 	close := a.closing(i)
 	if a.lang != "javascript" || !a.tok(close+1).is(tokOp, ".") ||
