@@ -1,0 +1,248 @@
+// Package scan finds and redacts secrets in sandbox output: provider API keys
+// by their published shapes, and exact values that keyvault holds, by HMAC
+// fingerprints of their plain, base64 and URL-encoded forms.
+//
+// The shapes come from the facts in the gitleaks, betterleaks and trufflehog
+// rule sets (prefix, length, character set), restated as our own patterns.
+// Keys without a prefix (Cohere, Mistral, AWS secrets, Azure) have no
+// reliable shape and are found only through fingerprints.
+package scan
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"net/url"
+	"regexp"
+	"sort"
+	"sync"
+)
+
+// Redacted replaces every secret found.
+const Redacted = "[REDACTED]"
+
+// Pattern is one provider key shape.
+type Pattern struct {
+	Provider string
+	re       *regexp.Regexp
+}
+
+// patterns are the prefixed key shapes, each bounded by non-key characters.
+var patterns = func() []Pattern {
+	shapes := []struct{ provider, re string }{
+		{"openai", `sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{58,74}T3BlbkFJ[A-Za-z0-9_-]{58,74}`},
+		{"openai", `sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}`},
+		{"anthropic", `sk-ant-(?:api03|admin01)-[A-Za-z0-9_-]{93}AA`},
+		{"google", `AIza[A-Za-z0-9_-]{35}`},
+		{"groq", `gsk_[A-Za-z0-9]{52}`},
+		{"huggingface", `(?:hf_|api_org_)[A-Za-z0-9]{34}`},
+		{"aws", `(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}`},
+		{"bedrock", `ABSK[A-Za-z0-9+/]{109,269}={0,2}`},
+		{"xai", `xai-[A-Za-z0-9_-]{70,120}`},
+		{"openrouter", `sk-or-v1-[0-9a-f]{64}`},
+		{"perplexity", `pplx-[A-Za-z0-9]{48}`},
+		{"replicate", `r8_[A-Za-z0-9]{37}`},
+		{"together", `tgp_v1_[A-Za-z0-9_-]{43}`},
+		{"cerebras", `csk-[A-Za-z0-9]{48}`},
+		{"elevenlabs", `sk_[0-9a-f]{48}`},
+	}
+	out := make([]Pattern, len(shapes))
+	for i, s := range shapes {
+		out[i] = Pattern{s.provider, regexp.MustCompile(`(?:^|[^A-Za-z0-9_-])(` + s.re + `)(?:$|[^A-Za-z0-9_-])`)}
+	}
+	return out
+}()
+
+// Fingerprint is one keyvault entry: HMAC-SHA256 of a key value of Length bytes.
+type Fingerprint struct {
+	Name     string `json:"name"`
+	Provider string `json:"provider"`
+	Version  int    `json:"version"`
+	Length   int    `json:"length"`
+	HMAC     string `json:"hmac"`
+}
+
+// Fingerprints is the set of keyvault fingerprints, safe for concurrent use.
+type Fingerprints struct {
+	mu      sync.RWMutex
+	key     []byte
+	entries map[string]Fingerprint // by HMAC
+	lengths map[int]int            // length -> entry count
+}
+
+// NewFingerprints returns an empty set keyed by the HMAC key.
+func NewFingerprints(key []byte) *Fingerprints {
+	return &Fingerprints{key: bytes.Clone(key), entries: map[string]Fingerprint{}, lengths: map[int]int{}}
+}
+
+// Put adds or replaces an entry under id (the KV key).
+func (f *Fingerprints) Put(fp Fingerprint) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.entries[fp.HMAC]; !ok {
+		f.lengths[fp.Length]++
+	}
+	f.entries[fp.HMAC] = fp
+}
+
+// Delete removes the entry with the given HMAC.
+func (f *Fingerprints) Delete(hmacHex string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fp, ok := f.entries[hmacHex]; ok {
+		delete(f.entries, hmacHex)
+		if f.lengths[fp.Length]--; f.lengths[fp.Length] == 0 {
+			delete(f.lengths, fp.Length)
+		}
+	}
+}
+
+// Finding is one secret found in output. It never holds the secret.
+type Finding struct {
+	// Kind is "pattern" or "fingerprint"; Encoding is "plain", "base64" or "url".
+	Kind     string `json:"kind"`
+	Provider string `json:"provider"`
+	// KeyName is the keyvault key name for a fingerprint match.
+	KeyName  string `json:"key_name,omitempty"`
+	Encoding string `json:"encoding"`
+}
+
+type span struct{ start, end int }
+
+// Redact returns out with every secret replaced by [Redacted], and what it
+// found. fps may be nil.
+func Redact(out []byte, fps *Fingerprints) ([]byte, []Finding) {
+	var spans []span
+	var found []Finding
+	for _, p := range patterns {
+		for _, m := range p.re.FindAllSubmatchIndex(out, -1) {
+			spans = append(spans, span{m[2], m[3]})
+			found = append(found, Finding{Kind: "pattern", Provider: p.Provider, Encoding: "plain"})
+		}
+	}
+	if fps != nil {
+		s, f := fps.match(out)
+		spans, found = append(spans, s...), append(found, f...)
+	}
+	if len(spans) == 0 {
+		return out, nil
+	}
+	return replaceSpans(out, spans), found
+}
+
+func replaceSpans(out []byte, spans []span) []byte {
+	sort.Slice(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
+	var b bytes.Buffer
+	last := 0
+	for _, s := range spans {
+		if s.start < last {
+			s.start = last // overlapping matches
+		}
+		if s.end <= last {
+			continue
+		}
+		b.Write(out[last:s.start])
+		b.WriteString(Redacted)
+		last = s.end
+	}
+	b.Write(out[last:])
+	return b.Bytes()
+}
+
+func isKeyByte(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+func isBase64Byte(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' ||
+		c == '/' || c == '=' || c == '_' || c == '-'
+}
+
+// match finds fingerprinted values in plain form (every window of each
+// fingerprint length inside a run of key characters), inside base64 runs, and
+// in the URL-decoded output.
+func (f *Fingerprints) match(out []byte) ([]span, []Finding) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if len(f.entries) == 0 {
+		return nil, nil
+	}
+	spans, found := f.matchPlain(out, "plain", func(s span) span { return s })
+	for _, run := range runs(out, isBase64Byte) {
+		decoded := decodeBase64(out[run.start:run.end])
+		if decoded == nil {
+			continue
+		}
+		if _, fnd := f.matchPlain(decoded, "base64", nil); len(fnd) > 0 {
+			spans = append(spans, run)
+			found = append(found, fnd...)
+		}
+	}
+	if bytes.IndexByte(out, '%') >= 0 {
+		if dec, err := url.QueryUnescape(string(out)); err == nil {
+			if _, fnd := f.matchPlain([]byte(dec), "url", nil); len(fnd) > 0 {
+				// The encoded form's position is not tracked: redact every
+				// percent-encoded run.
+				spans = append(spans, runs(out, func(c byte) bool { return isKeyByte(c) || c == '%' })...)
+				found = append(found, fnd...)
+			}
+		}
+	}
+	return spans, found
+}
+
+func (f *Fingerprints) matchPlain(text []byte, encoding string, keep func(span) span) ([]span, []Finding) {
+	var spans []span
+	var found []Finding
+	mac := hmac.New(sha256.New, f.key)
+	sum := make([]byte, 0, sha256.Size)
+	for _, run := range runs(text, isKeyByte) {
+		for length := range f.lengths {
+			for i := run.start; i+length <= run.end; i++ {
+				mac.Reset()
+				mac.Write(text[i : i+length])
+				sum = mac.Sum(sum[:0])
+				fp, ok := f.entries[hex.EncodeToString(sum)]
+				if !ok {
+					continue
+				}
+				found = append(found, Finding{Kind: "fingerprint", Provider: fp.Provider,
+					KeyName: fp.Name, Encoding: encoding})
+				if keep != nil {
+					spans = append(spans, keep(span{i, i + length}))
+				}
+			}
+		}
+	}
+	return spans, found
+}
+
+func runs(text []byte, in func(byte) bool) []span {
+	var out []span
+	start := -1
+	for i := 0; i <= len(text); i++ {
+		if i < len(text) && in(text[i]) {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start >= 0 && i-start >= 8 {
+			out = append(out, span{start, i})
+		}
+		start = -1
+	}
+	return out
+}
+
+func decodeBase64(b []byte) []byte {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding,
+		base64.URLEncoding, base64.RawURLEncoding} {
+		if d, err := enc.DecodeString(string(b)); err == nil {
+			return d
+		}
+	}
+	return nil
+}

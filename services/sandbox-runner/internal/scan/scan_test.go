@@ -1,0 +1,83 @@
+package scan
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// Fake keys with the right shape; the bodies are visibly not real.
+var (
+	fakeAnthropic = "sk-ant-api03-" + strings.Repeat("FAKEfake0", 11)[:93] + "AA"
+	fakeOpenAI    = "sk-proj-" + strings.Repeat("FAKE", 19)[:74] + "T3BlbkFJ" + strings.Repeat("fake", 19)[:74]
+	fakeAWS       = "AKIA" + "FAKEFAKEFAKE2345"
+	fakeMistral   = "FAKEmistralFAKEmistralFAKE123456" // no prefix: only a fingerprint finds it
+)
+
+func TestRedactProviderPatterns(t *testing.T) {
+	for _, key := range []string{fakeAnthropic, fakeOpenAI, fakeAWS} {
+		out, found := Redact([]byte("token="+key+"\n"), nil)
+		if strings.Contains(string(out), key) {
+			t.Errorf("key %s… not redacted: %q", key[:8], out)
+		}
+		if len(found) != 1 || found[0].Kind != "pattern" {
+			t.Errorf("key %s…: got findings %+v, want one pattern", key[:8], found)
+		}
+	}
+}
+
+func TestRedactLeavesOrdinaryText(t *testing.T) {
+	in := "sum = 4950\nAKIA is a prefix\n"
+	out, found := Redact([]byte(in), nil)
+	if string(out) != in || len(found) != 0 {
+		t.Errorf("got %q %+v, want the text unchanged", out, found)
+	}
+}
+
+func fingerprintsFor(t *testing.T, value string) *Fingerprints {
+	t.Helper()
+	key := []byte("0123456789abcdef0123456789abcdef")
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(value))
+	fps := NewFingerprints(key)
+	fps.Put(Fingerprint{Name: "mistral-main", Provider: "mistral", Version: 1,
+		Length: len(value), HMAC: hex.EncodeToString(mac.Sum(nil))})
+	return fps
+}
+
+func TestRedactFingerprintForms(t *testing.T) {
+	fps := fingerprintsFor(t, fakeMistral)
+	tests := []struct {
+		name, text, encoding string
+	}{
+		{"plain", "key: " + fakeMistral + "\n", "plain"},
+		{"inside a longer token", "x" + fakeMistral + "y", "plain"},
+		{"base64", base64.StdEncoding.EncodeToString([]byte("k=" + fakeMistral)), "base64"},
+		// A url-safe key is its own URL encoding, so the plain scan finds it too.
+		{"url", "q=" + url.QueryEscape("k "+fakeMistral+"&"), "url"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, found := Redact([]byte(tt.text), fps)
+			if !hasEncoding(found, tt.encoding) {
+				t.Fatalf("got findings %+v, want a %s match of mistral-main", found, tt.encoding)
+			}
+			if strings.Contains(string(out), fakeMistral) {
+				t.Errorf("value not redacted: %q", out)
+			}
+		})
+	}
+}
+
+func hasEncoding(found []Finding, encoding string) bool {
+	for _, f := range found {
+		if f.Encoding == encoding && f.KeyName == "mistral-main" {
+			return true
+		}
+	}
+	return false
+}
