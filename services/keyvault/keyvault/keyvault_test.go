@@ -2,6 +2,7 @@ package keyvault_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -74,17 +75,29 @@ func client(t testing.TB, srv *server.Server, p *envtest.Party) *bus.Client {
 	return c
 }
 
+// engine loads the policy set that the policy service ships, so these
+// tests follow its real key rules: operators may do anything with keys, and
+// key-reader:<provider> may retrieve that provider's keys.
 func engine(t testing.TB) *authz.Engine {
 	t.Helper()
-	src, err := os.ReadFile("../internal/app/testdata/policy.rego")
+	const dir = "../../policy/policies/"
+	src, err := os.ReadFile(dir + "authz.rego")
 	if err != nil {
+		t.Fatalf("reading the shipped policy: %v", err)
+	}
+	raw, err := os.ReadFile(dir + "data.json")
+	if err != nil {
+		t.Fatalf("reading the shipped role data: %v", err)
+	}
+	var data map[string]any
+	if err := json.Unmarshal(raw, &data); err != nil {
 		t.Fatal(err)
 	}
 	e := authz.New(authz.Options{})
-	err = e.Load(context.Background(), authz.PolicySet{Revision: "test",
-		Modules: map[string]string{"policy.rego": string(src)}})
+	err = e.Load(context.Background(), authz.PolicySet{Revision: "shipped",
+		Modules: map[string]string{"authz.rego": string(src)}, Data: data})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("loading the shipped policy: %v", err)
 	}
 
 	return e
@@ -165,6 +178,20 @@ func TestRunServesOverBus(t *testing.T) {
 	if string(got.Value) != string(value.Reveal()) || got.Version != 1 {
 		t.Errorf("retrieved version %d, value equal %v; want version 1 and the stored value",
 			got.Version, string(got.Value) == string(value.Reveal()))
+	}
+
+	// A key labelled env=prod needs a role allowed on prod, which a plain
+	// key-reader role is not in the shipped policy.
+	err = w.operator.Request(ctx, api.SubjectStore, api.Role, api.StoreRequest{
+		Provider: "openai", Name: "openai-live", Value: fake(t, "openai"),
+		Labels: map[string]string{"env": "prod"}}, &stored)
+	if err != nil {
+		t.Fatalf("store prod key: %v", err)
+	}
+	err = w.agent.Request(ctx, api.SubjectRetrieve, api.Role,
+		api.RetrieveRequest{Name: "openai-live"}, &got)
+	if !errors.Is(err, errs.AccessDenied) {
+		t.Errorf("agent retrieve of a prod key: error = %v, want access_denied", err)
 	}
 
 	// The agent may not store, nor read another provider's key.

@@ -38,6 +38,7 @@ type Store interface {
 	UpdateMeta(ctx context.Context, name string, v any) error
 	PutFingerprint(ctx context.Context, fp api.Fingerprint) error
 	DeleteFingerprint(ctx context.Context, name string, version int) error
+	FingerprintExists(ctx context.Context, name string, version int) (bool, error)
 }
 
 // Decider returns access decisions; [authz.Engine] implements it.

@@ -497,4 +497,42 @@ func TestFingerprintMatchesValue(t *testing.T) {
 	if fps[0].HMAC != app.Fingerprint(key, value.Reveal()) || fps[0].Length != value.Len() {
 		t.Errorf("fingerprint %+v does not match the value", fps[0])
 	}
+
+	// A fingerprint lost after a rotation comes back with the next sweep,
+	// also when an earlier version still has its own.
+	if _, err := h.svc.Rotate(ctx, operator, api.RotateRequest{Name: "x",
+		Value: fakeKey(t, "xai")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.DeleteFingerprint(ctx, "x", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.svc.Sweep(ctx); err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	if ok, err := h.store.FingerprintExists(ctx, "x", 2); err != nil || !ok {
+		t.Errorf("fingerprint of version 2 after sweep: exists %v, error %v; want republished",
+			ok, err)
+	}
+}
+
+func TestLongPurposeRejectedAndAudited(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, harnessOptions{})
+	if _, err := h.svc.Store(ctx, operator, api.StoreRequest{Provider: "groq", Name: "g",
+		Value: fakeKey(t, "groq")}); err != nil {
+		t.Fatal(err)
+	}
+	for name, purpose := range map[string]string{
+		"too long": strings.Repeat("p", app.MaxTextLen+1), "newline": "a\nb",
+	} {
+		_, err := h.svc.Retrieve(ctx, operator, api.RetrieveRequest{Name: "g", Purpose: purpose})
+		if !errors.Is(err, errs.InvalidRequest) {
+			t.Errorf("%s: error = %v, want invalid_request", name, err)
+		}
+	}
+	ev, ok := findEvent(h.streamEvents(t), "keyvault.retrieve", events.StatusFailure)
+	if !ok || ev.Metadata["reason"] != "invalid_request" {
+		t.Errorf("rejected purpose event = %+v, want reason invalid_request", ev)
+	}
 }

@@ -19,6 +19,9 @@ const (
 	metaDecisionID = "decision_id"
 	metaReason     = "reason"
 	metaKEKVersion = "kek_version"
+	// metaDisableReason is the free-text reason of a disable request;
+	// metaReason is the coded error name of a failure.
+	metaDisableReason = "disable_reason"
 	// metaThreatHint names the threat type a detection rule should raise,
 	// such as "api_abuse" for an exceeded rate limit or quota.
 	metaThreatHint = "threat_hint"
@@ -91,7 +94,7 @@ func (s *Service) auditFailure(ctx context.Context, a auditEvent) error {
 }
 
 // authorize requests a policy decision and audits a denial. The reply
-// to a denial never says whether the key exists.
+// to a denial never reveals whether the key exists.
 func (s *Service) authorize(ctx context.Context, c Caller, action string, t target,
 	purpose string) (authz.Decision, error) {
 	name := t.name

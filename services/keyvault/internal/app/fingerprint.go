@@ -80,10 +80,8 @@ func (s *Service) createFingerprintKey(ctx context.Context) error {
 }
 
 // publishFingerprint publishes the HMAC of a new version. A failure is
-// logged, not returned: the version is stored already, and a missing
-// fingerprint weakens leak detection without exposing anything.
-// TODO: republish missing fingerprints in the periodic sweep, so a failure
-// here does not leave a version undetectable until its next rotation.
+// logged, not returned: the version is stored already, and [Service.Sweep]
+// publishes missing fingerprints later.
 func (s *Service) publishFingerprint(ctx context.Context, k *domain.Key, value domain.Secret, n int) {
 	key, err := s.fingerprintKey(ctx)
 	if err == nil {
@@ -96,6 +94,34 @@ func (s *Service) publishFingerprint(ctx context.Context, k *domain.Key, value d
 		s.log.ErrorContext(ctx, "fingerprint not published",
 			"key_id", k.Name, "version", n, "error", err)
 	}
+}
+
+// publishMissingFingerprints publishes the fingerprint of every version
+// whose value is still in use (active, grace or disabled) and has none.
+func (s *Service) publishMissingFingerprints(ctx context.Context, k *domain.Key) error {
+	for _, v := range k.Versions {
+		if v.Sealed == nil || v.State == domain.StateRetired {
+			continue
+		}
+		ok, err := s.d.Store.FingerprintExists(ctx, k.Name, v.Number)
+		if err != nil {
+			return err
+		}
+		if ok {
+			continue
+		}
+		b := sealing.Binding{Name: k.Name, Provider: k.Provider, Version: v.Number}
+		value, err := sealing.Open(ctx, s.d.KEK, b, v.Sealed)
+		if err != nil {
+			return err
+		}
+		secret := domain.NewSecret(value)
+		clear(value)
+		s.publishFingerprint(ctx, k, secret, v.Number)
+		secret.Wipe()
+	}
+
+	return nil
 }
 
 func (s *Service) withdrawFingerprint(ctx context.Context, name string, n int) {

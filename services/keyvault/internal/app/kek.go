@@ -123,13 +123,18 @@ func (s *Service) rewrapFingerprintKey(ctx context.Context, current int) (int, e
 }
 
 // Sweep retires grace versions whose period has ended, destroying their
-// data keys and withdrawing their fingerprints. Run calls it periodically.
+// data keys and withdrawing their fingerprints, and publishes fingerprints
+// that an earlier failure left missing. Run calls it periodically.
 func (s *Service) Sweep(ctx context.Context) error {
 	keys, err := s.d.Store.ListKeys(ctx)
 	if err != nil {
 		return err
 	}
 	for _, k := range keys {
+		if err := s.publishMissingFingerprints(ctx, k); err != nil {
+			s.log.WarnContext(ctx, "missing fingerprints not published", "key_id", k.Name,
+				"error", err)
+		}
 		if !k.Clone().RetireExpired(s.d.Now()) {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/nodexsec/nodex/libs/errs"
 	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/services/keyvault/api"
 	"github.com/nodexsec/nodex/services/keyvault/internal/domain"
@@ -128,7 +129,7 @@ func (s *Service) Disable(ctx context.Context, c Caller, req api.DisableRequest)
 	}
 	meta := map[string]string{metaProvider: k.Provider, metaVersion: strconv.Itoa(req.Version)}
 	if req.Reason != "" {
-		meta[metaReason] = req.Reason
+		meta[metaDisableReason] = req.Reason
 	}
 	if err := s.audit(ctx, auditEvent{action: action, name: k.Name, caller: c,
 		severity: events.SeverityMedium, meta: meta}); err != nil {
@@ -166,6 +167,10 @@ func (s *Service) loadForAction(ctx context.Context, c Caller, action, name, pur
 	if err := domain.ValidateName(name); err != nil {
 		return nil, 0, s.auditFailure(ctx, auditEvent{action: action, caller: c,
 			err: codedError(err)})
+	}
+	if err := validateText(purpose); err != nil {
+		return nil, 0, s.auditFailure(ctx, auditEvent{action: action, name: name, caller: c,
+			err: err})
 	}
 	k, rev, err := s.d.Store.GetKey(ctx, name)
 	if err != nil && !errors.Is(err, domain.ErrKeyNotFound) {
@@ -220,6 +225,25 @@ func (s *Service) auditAfter(ctx context.Context, action, name string, c Caller,
 		"action", action, "key_id", name, "identity", c.ID, "error", err)
 	s.d.Audit.Publish(ctx, auditEvent{action: action, name: name, caller: c,
 		severity: events.SeverityLow, err: codedError(err)}.securityEvent())
+}
+
+// MaxTextLen is the maximum length in bytes of a purpose or reason. It
+// keeps audit events within the event size limit of libs/events, so a long
+// text cannot make the audit fail.
+const MaxTextLen = 256
+
+func validateText(text string) error {
+	if len(text) > MaxTextLen {
+		return errs.InvalidRequest.Withf("purpose or reason is %d bytes, max %d",
+			len(text), MaxTextLen)
+	}
+	for _, r := range text {
+		if r < 0x20 || r == 0x7f {
+			return errs.InvalidRequest.Withf("purpose or reason contains a control character")
+		}
+	}
+
+	return nil
 }
 
 func validateValue(provider string, value domain.Secret) error {

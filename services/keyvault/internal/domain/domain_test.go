@@ -74,16 +74,16 @@ func TestMalformedKeysRejectedWithoutEcho(t *testing.T) {
 			if !fixedLength(f) {
 				delete(bad, "extra char")
 			}
-			for how, v := range bad {
+			for breakage, v := range bad {
 				err := p.ValidateKey(v)
 				if !errors.Is(err, ErrMalformedKey) {
-					t.Errorf("%s %s %s: error = %v, want ErrMalformedKey", p.ID, f.Kind, how, err)
+					t.Errorf("%s %s %s: error = %v, want ErrMalformedKey", p.ID, f.Kind, breakage, err)
 					continue
 				}
 				body := strings.TrimSpace(string(v))
 				body = body[len(body)/3:]
 				if strings.Contains(err.Error(), body[:min(12, len(body))]) {
-					t.Errorf("%s %s %s: error echoes the value", p.ID, f.Kind, how)
+					t.Errorf("%s %s %s: error echoes the value", p.ID, f.Kind, breakage)
 				}
 			}
 		}
@@ -136,9 +136,9 @@ func TestSecretRedacts(t *testing.T) {
 		"%v": fmt.Sprintf("%v", s), "%s": fmt.Sprintf("%s", s), "%q": fmt.Sprintf("%q", s),
 		"%x": fmt.Sprintf("%x", s), "%#v": fmt.Sprintf("%#v", s), "%+v": fmt.Sprintf("%+v", &s),
 	}
-	for how, out := range outputs {
+	for verb, out := range outputs {
 		if strings.Contains(out, "FAKEVALUE") || strings.Contains(out, "46414b45") {
-			t.Errorf("%s output contains the value: %s", how, out)
+			t.Errorf("%s output contains the value: %s", verb, out)
 		}
 	}
 	if string(s.Reveal()) != value {

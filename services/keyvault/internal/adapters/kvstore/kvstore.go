@@ -311,6 +311,19 @@ func (s *Store) DeleteFingerprint(ctx context.Context, name string, version int)
 	return nil
 }
 
+// FingerprintExists reports whether a version's fingerprint is published.
+func (s *Store) FingerprintExists(ctx context.Context, name string, version int) (bool, error) {
+	_, err := s.fps.Get(ctx, fingerprintKey(name, version))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("loading fingerprint of %q version %d: %w", name, version, err)
+	}
+
+	return true, nil
+}
+
 func fingerprintKey(name string, version int) string {
 	return "fp." + NameToken(name) + "." + strconv.Itoa(version)
 }
