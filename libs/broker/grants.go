@@ -61,7 +61,7 @@ func DefaultGrants() []Grant {
 	}
 	agent := Grant{
 		Role:          identity.RoleAgent,
-		DenyPublish:   []string{"nodex.v1.events.>", "nodex.v1.threats.>", "$KV.>", "$O.>"},
+		DenyPublish:   []string{"nodex.v1.events.>", "nodex.v1.threats.>", "$O.>"},
 		DenySubscribe: []string{"nodex.>"},
 	}
 	operator := Grant{

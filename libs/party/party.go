@@ -1,0 +1,201 @@
+// Package party opens everything one NodeX party needs to take part in the
+// system: its NATS connection as its own identity, a verified watch of the
+// identity registry, the envelope codec, the secure bus client, its security
+// event publisher, and, for services that decide locally, the embedded policy
+// engine watching the policy bucket.
+//
+// Every service's main and `nodex dev` call [Open], so one process or many run
+// the same start-up path.
+package party
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nodexsec/nodex/libs/authz"
+	"github.com/nodexsec/nodex/libs/broker"
+	"github.com/nodexsec/nodex/libs/bus"
+	"github.com/nodexsec/nodex/libs/envelope"
+	"github.com/nodexsec/nodex/libs/events"
+	"github.com/nodexsec/nodex/libs/identity"
+	"github.com/nodexsec/nodex/libs/logx"
+)
+
+// Config says who the party is and where NATS is.
+type Config struct {
+	// URL is the NATS server URL, e.g. nats://127.0.0.1:4222.
+	URL string
+	// Creds are the party's credentials; see identity.LoadCreds.
+	Creds *identity.Credentials
+	// Log receives the party's own log lines; nil discards them.
+	Log *slog.Logger
+	// Authz, when set, builds an embedded policy engine that watches the
+	// NODEX_POLICY bucket and audits every decision as an event.
+	Authz bool
+	// StaleAfter bounds the registry view's age; zero means the identity
+	// package's default.
+	StaleAfter time.Duration
+	// NATSOptions are applied to the connection after the defaults.
+	NATSOptions []nats.Option
+}
+
+// Party is an opened participant. Close releases it in reverse order.
+type Party struct {
+	Creds  *identity.Credentials
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	View   *identity.View
+	Codec  *envelope.Codec
+	Bus    *bus.Client
+	Events *events.Publisher
+	// Authz is nil unless Config.Authz was set.
+	Authz *authz.Engine
+	Log   *slog.Logger
+
+	closers []func(context.Context) error
+}
+
+// Open connects the party and returns once the registry and, if asked, the
+// policy set are loaded. On error everything opened so far is closed.
+func Open(ctx context.Context, cfg Config) (p *Party, err error) {
+	if cfg.Creds == nil {
+		return nil, errors.New("party: no credentials")
+	}
+	if cfg.Log == nil {
+		cfg.Log = logx.Discard()
+	}
+	p = &Party{Creds: cfg.Creds, Log: cfg.Log.With(logx.KeyIdentity, cfg.Creds.ID)}
+	defer func() {
+		if err != nil {
+			_ = p.Close(context.WithoutCancel(ctx))
+			p = nil
+		}
+	}()
+
+	if err := p.connect(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if err := p.openBus(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Authz {
+		if err := p.openAuthz(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	return p, nil
+}
+
+func (p *Party) connect(ctx context.Context, cfg Config) error {
+	nc, err := broker.Connect(ctx, cfg.URL, cfg.Creds, cfg.NATSOptions...)
+	if err != nil {
+		return err
+	}
+	p.NC = nc
+	p.closers = append(p.closers, func(context.Context) error { nc.Close(); return nil })
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("party: creating JetStream context for %q: %w", cfg.Creds.ID, err)
+	}
+	p.JS = js
+
+	kv, err := js.KeyValue(ctx, identity.Bucket)
+	if err != nil {
+		return fmt.Errorf("party: opening registry bucket %s: %w", identity.Bucket, err)
+	}
+	view, err := identity.Watch(ctx, kv, cfg.Creds.RootKey, identity.ViewOptions{
+		StaleAfter: cfg.StaleAfter,
+	})
+	if err != nil {
+		return err
+	}
+	p.View = view
+	p.closers = append(p.closers, func(context.Context) error { view.Close(); return nil })
+
+	return nil
+}
+
+func (p *Party) openBus(ctx context.Context, cfg Config) error {
+	wraps, err := bus.NewWrapStore(ctx, p.JS, 0)
+	if err != nil {
+		return err
+	}
+	// The rejection hook runs before the publisher exists; it reads p.Events
+	// when a rejection happens.
+	codec, err := envelope.New(envelope.Config{
+		Keys:      &identity.Keyring{Creds: cfg.Creds, View: p.View},
+		Directory: &identity.Directory{View: p.View},
+		Wraps:     wraps,
+		OnReject:  p.reportRejection,
+	})
+	if err != nil {
+		return fmt.Errorf("party: creating envelope codec for %q: %w", cfg.Creds.ID, err)
+	}
+	p.Codec = codec
+
+	client, err := bus.New(bus.Config{Conn: p.NC, Codec: codec})
+	if err != nil {
+		return fmt.Errorf("party: creating bus client for %q: %w", cfg.Creds.ID, err)
+	}
+	p.Bus = client
+	p.closers = append(p.closers, client.Drain)
+
+	p.Events = events.NewPublisher(client, cfg.Creds.ID, events.PublisherOptions{
+		OnLost: func(ev events.SecurityEvent, err error) {
+			p.Log.Warn("security event lost", logx.KeyEventType, ev.Type, logx.Err(err))
+		},
+	})
+	p.closers = append(p.closers, p.Events.Close)
+
+	return nil
+}
+
+func (p *Party) openAuthz(ctx context.Context) error {
+	kv, err := p.JS.KeyValue(ctx, authz.KVBucket)
+	if err != nil {
+		return fmt.Errorf("party: opening policy bucket %s: %w", authz.KVBucket, err)
+	}
+	engine := authz.New(authz.Options{Audit: authz.EventSink(p.Events)})
+	w, err := authz.WatchKV(ctx, kv, engine, authz.WatchOptions{
+		OnLoad: func(rev string) { p.Log.Info("policy loaded", "revision", rev) },
+		OnError: func(err error) {
+			p.Log.Error("policy reload failed; previous policy keeps deciding", logx.Err(err))
+		},
+	})
+	if err != nil {
+		return err
+	}
+	p.Authz = engine
+	p.closers = append(p.closers, func(context.Context) error { w.Stop(); return nil })
+
+	return nil
+}
+
+// reportRejection turns an envelope rejection into a security event. The
+// event names the transport origin only: a rejected message proves nothing
+// about the sender it claims.
+func (p *Party) reportRejection(r envelope.Rejection) {
+	if p.Events == nil {
+		return
+	}
+	p.Events.Publish(context.Background(), RejectionEvent(r))
+}
+
+// Close drains the bus and closes everything Open opened, in reverse order.
+func (p *Party) Close(ctx context.Context) error {
+	var errs []error
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		errs = append(errs, p.closers[i](ctx))
+	}
+	p.closers = nil
+
+	return errors.Join(errs...)
+}
