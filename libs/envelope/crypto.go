@@ -97,8 +97,8 @@ func frameParts(frame []byte) (header, sig, ciphertext []byte, err error) {
 			ErrMalformed, len(frame))
 	}
 	n := int(binary.BigEndian.Uint16(frame))
-	if len(frame) < 2+n+signatureSize+gcmTagSize {
-		return nil, nil, nil, fmt.Errorf("%w: header length %d exceeds the frame",
+	if n < headerFixedBytes || len(frame) < 2+n+signatureSize+gcmTagSize {
+		return nil, nil, nil, fmt.Errorf("%w: header length %d is too short or exceeds the frame",
 			ErrMalformed, n)
 	}
 	header = frame[2 : 2+n]
