@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nodexsec/nodex/libs/bus"
+	"github.com/nodexsec/nodex/libs/conf"
 	"github.com/nodexsec/nodex/services/keyvault/internal/adapters/kvstore"
 	"github.com/nodexsec/nodex/services/keyvault/internal/app"
 	"github.com/nodexsec/nodex/services/keyvault/internal/config"
@@ -57,6 +58,13 @@ type Deps struct {
 	// Tracer opens a span per request; nil means the global OpenTelemetry
 	// tracer provider's "nodex/keyvault" tracer.
 	Tracer trace.Tracer
+}
+
+// LoadConfig parses keyvault flags from args, then fills the flags not
+// given from NODEX_KEYVAULT_* variables read through getenv. Programs that
+// own a flag set call Config.RegisterFlags and conf.ApplyEnv instead.
+func LoadConfig(args []string, getenv conf.Getenv) (Config, error) {
+	return config.Load(args, getenv)
 }
 
 // GenerateKEKFile creates a keyring file at path (mode 0600) with one

@@ -26,7 +26,7 @@ type Config struct {
 	KEKFile string
 	// KEK is keyring text from the environment (NODEX_KEYVAULT_KEK): lines
 	// or ';'-separated entries "<version> <base64 key>". It is secret.
-	KEK string
+	KEK string `conf:"secret"`
 	// Grace is how long a rotated version stays retrievable.
 	Grace time.Duration
 	// SweepInterval is how often versions past their grace are retired.

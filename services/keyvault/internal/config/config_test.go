@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateNeedsKEK(t *testing.T) {
@@ -24,5 +25,26 @@ func TestLogValueMasksKEK(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("m", "config", cfg)
 	if strings.Contains(buf.String(), "c2VjcmV0") {
 		t.Errorf("logged config contains the KEK: %s", buf.String())
+	}
+}
+
+func TestLoadFlagsOverEnv(t *testing.T) {
+	env := map[string]string{
+		"NODEX_KEYVAULT_KEK_FILE":    "/env/kek",
+		"NODEX_KEYVAULT_GRACE":       "2h",
+		"NODEX_KEYVAULT_DAILY_QUOTA": "7",
+	}
+	c, err := Load([]string{"-grace", "30m"}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.KEKFile != "/env/kek" {
+		t.Errorf("KEKFile = %q, want /env/kek from the environment", c.KEKFile)
+	}
+	if c.Grace != 30*time.Minute {
+		t.Errorf("Grace = %s, want 30m from the flag", c.Grace)
+	}
+	if c.DailyQuota != 7 {
+		t.Errorf("DailyQuota = %d, want 7", c.DailyQuota)
 	}
 }
