@@ -150,6 +150,7 @@ func (e *Executor) initConfig(spec Spec, lim Limits, argv, env []string, files [
 		UID:       uid,
 		GID:       uid,
 		Files:     files,
+		Stdin:     spec.Stdin,
 		EtcFiles:  etcFiles(uid),
 		WorkBytes: lim.WorkBytes, WorkInodes: lim.WorkInodes,
 		TmpBytes: lim.TmpBytes, TmpInodes: lim.WorkInodes,

@@ -45,7 +45,9 @@ type Spec struct {
 	Args       []string
 	Argv       []string
 
-	Files  []proto.File
+	Files []proto.File
+	// Stdin is the program's standard input; empty means /dev/null.
+	Stdin  []byte
 	Limits Limits
 
 	// Modules lists the modules the program may import; nil leaves imports open.

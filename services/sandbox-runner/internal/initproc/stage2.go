@@ -33,17 +33,17 @@ func startStage2(cfg *proto.Config) (pid, listener, abi int, err error) {
 	child := os.NewFile(uintptr(fds[1]), "stage2-child")
 	defer parent.Close()
 
-	devNull, err := os.Open("/dev/null")
+	stdin, err := openStdin(cfg.Stdin)
 	if err != nil {
 		child.Close()
-		return 0, -1, 0, fmt.Errorf("opening /dev/null: %w", err)
+		return 0, -1, 0, err
 	}
 	attr := &os.ProcAttr{
-		Files: []*os.File{devNull, os.Stdout, os.Stderr, child},
+		Files: []*os.File{stdin, os.Stdout, os.Stderr, child},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	}
 	p, err := os.StartProcess("/proc/self/exe", []string{"sandbox-init", proto.Stage2Arg}, attr)
-	devNull.Close()
+	stdin.Close()
 	child.Close()
 	if err != nil {
 		return 0, -1, 0, fmt.Errorf("starting stage 2: %w", err)
@@ -53,7 +53,7 @@ func startStage2(cfg *proto.Config) (pid, listener, abi int, err error) {
 
 	// The files are already in /work; the second stage needs only the program.
 	small := *cfg
-	small.Files, small.EtcFiles = nil, nil
+	small.Files, small.EtcFiles, small.Stdin = nil, nil, nil
 	msg, err := json.Marshal(&small)
 	if err != nil {
 		return pid, -1, 0, fmt.Errorf("encoding stage 2 config: %w", err)
@@ -62,6 +62,37 @@ func startStage2(cfg *proto.Config) (pid, listener, abi int, err error) {
 		return pid, -1, 0, fmt.Errorf("sending stage 2 config: %w", err)
 	}
 	return receiveReply(fds[0], pid)
+}
+
+// openStdin returns /dev/null, or a sealed memfd holding data, so the program
+// reads its input without it touching any file system.
+func openStdin(data []byte) (*os.File, error) {
+	if len(data) == 0 {
+		f, err := os.Open("/dev/null")
+		if err != nil {
+			return nil, fmt.Errorf("opening /dev/null: %w", err)
+		}
+		return f, nil
+	}
+	fd, err := unix.MemfdCreate("stdin", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("creating stdin memfd: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "stdin")
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("writing stdin: %w", err)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sealing stdin: %w", err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("rewinding stdin: %w", err)
+	}
+	return f, nil
 }
 
 func receiveReply(sock, pid int) (int, int, int, error) {

@@ -39,6 +39,9 @@ type Config struct {
 	// charged to the run.
 	Files []File `json:"files,omitempty"`
 
+	// Stdin is the program's standard input; empty means /dev/null.
+	Stdin []byte `json:"stdin,omitempty"`
+
 	// EtcFiles are the synthetic /etc, by file name (passwd, group, hosts).
 	EtcFiles map[string]string `json:"etc_files"`
 
