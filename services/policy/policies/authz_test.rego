@@ -85,7 +85,13 @@ test_service_roles_hold_no_other_rights if {
 
 test_incident_may_contain if {
 	s := {"kind": "service", "roles": ["service:incident"]}
-	calls := [["identity", "suspend"], ["bundle", "revoke"], ["sandbox", "kill"], ["key", "rotate"]]
+	calls := [
+		["identity", "suspend"],
+		["bundle", "revoke"],
+		["sandbox", "kill"],
+		["key", "rotate"],
+		["key", "disable"],
+	]
 	every call in calls {
 		d := authz.decision with input as req(s, call[1], {"type": call[0], "id": "x"})
 		d.allow
