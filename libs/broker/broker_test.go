@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/nodexsec/nodex/libs/broker"
+	"github.com/nodexsec/nodex/libs/envelope"
 	"github.com/nodexsec/nodex/libs/identity"
 )
 
@@ -397,10 +398,15 @@ func TestAgentReadsRegistryButCannotWrite(t *testing.T) {
 		t.Errorf("agent view of codesec: %v", err)
 	}
 
-	if _, err := kv.Put(ctx, identity.IdentityKey(identity.DemoAgentID), []byte("{}")); err == nil {
+	// A denied publish gets no reply, so these calls end at a short deadline.
+	short, cancelShort := context.WithTimeout(ctx, time.Second)
+	defer cancelShort()
+	if _, err := kv.Put(short, identity.IdentityKey(identity.DemoAgentID), []byte("{}")); err == nil {
 		t.Error("agent wrote to the registry")
 	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+	short2, cancelShort2 := context.WithTimeout(ctx, time.Second)
+	defer cancelShort2()
+	if _, err := js.CreateStream(short2, jetstream.StreamConfig{
 		Name: "AGENT_OWN", Subjects: []string{"agent.own"},
 	}); err == nil {
 		t.Error("agent created a stream")
@@ -423,7 +429,43 @@ func TestServiceManagesOwnBucket(t *testing.T) {
 	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
 		t.Fatalf("keyvault writing its bucket: %v", err)
 	}
-	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "NODEX_POLICY"}); err == nil {
+	short, cancelShort := context.WithTimeout(ctx, time.Second)
+	defer cancelShort()
+	if _, err := js.CreateKeyValue(short, jetstream.KeyValueConfig{Bucket: "NODEX_POLICY"}); err == nil {
 		t.Error("keyvault created the policy bucket")
+	}
+}
+
+func TestAgentWritesOnlyOwnWraps(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e := startEnv(t)
+	if _, err := e.b.JetStream().CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: envelope.WrapBucket,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
+	js, err := jetstream.New(agent.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, envelope.WrapBucket)
+	if err != nil {
+		t.Fatalf("agent binding wrap bucket: %v", err)
+	}
+
+	own := "wrap." + envelope.WrapSenderToken(identity.DemoAgentID) + ".k.r"
+	if _, err := kv.Create(ctx, own, []byte("wrap")); err != nil {
+		t.Errorf("agent creating its own wrap: %v", err)
+	}
+	if _, err := kv.Get(ctx, own); err != nil {
+		t.Errorf("agent reading its own wrap: %v", err)
+	}
+	theirs := "wrap." + envelope.WrapSenderToken("codesec") + ".k.r"
+	short, cancelShort := context.WithTimeout(ctx, time.Second)
+	defer cancelShort()
+	if _, err := kv.Create(short, theirs, []byte("forged")); err == nil {
+		t.Error("agent created a wrap under another sender")
 	}
 }
