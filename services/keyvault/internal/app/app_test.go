@@ -536,3 +536,46 @@ func TestLongPurposeRejectedAndAudited(t *testing.T) {
 		t.Errorf("rejected purpose event = %+v, want reason invalid_request", ev)
 	}
 }
+
+func TestDeleteShredsDataKeys(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, harnessOptions{})
+	if _, err := h.svc.Store(ctx, operator, api.StoreRequest{Provider: "perplexity", Name: "p",
+		Value: fakeKey(t, "perplexity")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.svc.Rotate(ctx, operator, api.RotateRequest{Name: "p",
+		Value: fakeKey(t, "perplexity")}); err != nil {
+		t.Fatal(err)
+	}
+	k, _, err := h.store.GetKey(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wrapped []string
+	for _, v := range k.Versions {
+		enc, _ := json.Marshal(v.Sealed.WrappedDEK)
+		wrapped = append(wrapped, strings.Trim(string(enc), `"`))
+	}
+
+	reply, err := h.svc.Delete(ctx, operator, api.DeleteRequest{Name: "p"})
+	if err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if reply.VersionsDestroyed != 2 {
+		t.Errorf("versions destroyed = %d, want 2", reply.VersionsDestroyed)
+	}
+	for i, raw := range rawStream(t, h.js, "KV_"+kvstore.Bucket) {
+		for n, w := range wrapped {
+			if strings.Contains(string(raw), w) {
+				t.Errorf("bucket message %d still holds the wrapped data key of version %d", i, n+1)
+			}
+		}
+	}
+	if n := countFingerprints(t, h); n != 0 {
+		t.Errorf("fingerprints after delete = %d, want 0", n)
+	}
+	if _, err := h.svc.Retrieve(ctx, operator, api.RetrieveRequest{Name: "p"}); !errors.Is(err, errs.NotFound) {
+		t.Errorf("retrieve after delete: error = %v, want not_found", err)
+	}
+}
