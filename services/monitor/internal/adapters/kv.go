@@ -19,7 +19,7 @@ const (
 	ThreatsBucket = "MONITOR_THREATS"
 )
 
-// KVSeenStore keeps the ids of events that changed detection state in a
+// KVSeenStore keeps the ids of events that became threat evidence in a
 // JetStream KV bucket whose entries expire after the bucket's TTL.
 type KVSeenStore struct {
 	kv jetstream.KeyValue
@@ -32,7 +32,7 @@ func NewKVSeenStore(ctx context.Context, js jetstream.JetStream, ttl time.Durati
 	replicas int) (*KVSeenStore, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      SeenBucket,
-		Description: "ids of security events that changed monitor state",
+		Description: "ids of security events that became threat evidence",
 		TTL:         ttl,
 		History:     1,
 		Storage:     jetstream.FileStorage,

@@ -225,15 +225,15 @@ func (d *Detector) openLocked(ctx context.Context, msg *Message) (*domain.Observ
 }
 
 // observeLocked runs obs through the rules, publishes the threats due and
-// records the event id when it changed state.
+// records the event id when the event became evidence of a threat.
 func (d *Detector) observeLocked(ctx context.Context, obs *domain.Observation) error {
-	due, matched := d.engine.Observe(obs)
+	due, evidence := d.engine.Observe(obs)
 	for _, t := range due {
 		if err := d.publishLocked(ctx, t); err != nil {
 			return err
 		}
 	}
-	if !matched || obs.Event.Source == d.opts.Self {
+	if !evidence || obs.Event.Source == d.opts.Self {
 		return nil
 	}
 	if err := d.seen.MarkSeen(ctx, obs.Event.ID); err != nil {

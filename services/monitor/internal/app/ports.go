@@ -88,7 +88,7 @@ type ThreatSink interface {
 	PublishThreat(ctx context.Context, t domain.Threat) error
 }
 
-// SeenStore persists the ids of events that changed detection state, so an
+// SeenStore persists the ids of events that became threat evidence, so an
 // event redelivered after a restart is not counted twice.
 type SeenStore interface {
 	// MarkSeen records id.

@@ -56,7 +56,7 @@ type Config struct {
 	FloodBurst          int
 	FloodReportInterval time.Duration
 
-	// SeenTTL is how long the id of an event that matched a rule is kept
+	// SeenTTL is how long the id of an event that became threat evidence is kept
 	// to recognize a redelivery. ThreatTTL is how long an open threat is
 	// kept for restarts; it must cover the longest rule dedupe time.
 	SeenTTL   time.Duration

@@ -136,24 +136,23 @@ func (e *Engine) rule(id string) *Rule {
 }
 
 // Observe evaluates o against every rule and returns the threat revisions
-// now due for publishing, each a copy the caller may keep. matched reports
-// whether o matched any rule or sequence step, that is, whether observing it
-// again would change state; an event that matched nothing is safe to
-// process twice.
-func (e *Engine) Observe(o *Observation) (due []Threat, matched bool) {
+// now due for publishing, each a copy the caller may keep. evidence reports
+// whether o became evidence of a threat. Observing such an event twice
+// would count it twice. Any other event is safe to observe again, because
+// windows count distinct ids and a sequence step taken twice changes nothing.
+func (e *Engine) Observe(o *Observation) (due []Threat, evidence bool) {
 	var steps []int
 	for i := range e.rules {
 		r := &e.rules[i]
-		var evidence []*Observation
+		var found []*Observation
 		switch r.Kind {
 		case KindSingle, KindThreshold:
 			if !r.Match.Matches(o) {
 				continue
 			}
-			matched = true
-			evidence = []*Observation{o}
+			found = []*Observation{o}
 			if r.Kind == KindThreshold {
-				evidence = e.observeThreshold(r, o)
+				found = e.observeThreshold(r, o)
 			}
 		case KindSequence:
 			steps = steps[:0]
@@ -165,10 +164,12 @@ func (e *Engine) Observe(o *Observation) (due []Threat, matched bool) {
 			if len(steps) == 0 {
 				continue
 			}
-			matched = true
-			evidence = e.observeSequence(r, o, steps)
+			found = e.observeSequence(r, o, steps)
 		}
-		if t, ok := e.raise(r, o, evidence); ok {
+		if len(found) > 0 {
+			evidence = true
+		}
+		if t, ok := e.raise(r, o, found); ok {
 			due = append(due, t)
 		}
 	}
@@ -178,7 +179,7 @@ func (e *Engine) Observe(o *Observation) (due []Threat, matched bool) {
 		e.sweep(o.At)
 	}
 
-	return due, matched
+	return due, evidence
 }
 
 // groupKey returns the state key and display form of o's group under r, as

@@ -305,14 +305,17 @@ func TestLongResourceCut(t *testing.T) {
 	}
 }
 
-func TestObserveReportsMatch(t *testing.T) {
+func TestObserveReportsEvidence(t *testing.T) {
 	e := mustEngine(t, denialRule())
-	if _, matched := e.Observe(denial("1", "agent-1", 0)); !matched {
-		t.Error("denial: matched false, want true")
+	for i, want := range []bool{false, false, true, true} {
+		_, got := e.Observe(denial(fmt.Sprint(i), "agent-1", 0))
+		if got != want {
+			t.Errorf("denial %d of threshold 3: evidence %v, want %v", i+1, got, want)
+		}
 	}
-	other := denial("2", "agent-1", 0)
+	other := denial("x", "agent-1", 0)
 	other.Event.Type = "keyvault.list"
-	if _, matched := e.Observe(other); matched {
-		t.Error("keyvault.list: matched true, want false")
+	if _, got := e.Observe(other); got {
+		t.Error("keyvault.list: evidence true, want false")
 	}
 }
