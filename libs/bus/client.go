@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/nodexsec/nodex/libs/envelope"
 )
@@ -68,6 +70,34 @@ type Client struct {
 	draining  bool
 }
 
+// ErrSharedKey reports a connection whose NATS key is the envelope signing
+// key. The NATS server picks the nonce that key signs, so a hostile server
+// could obtain a signature over an envelope's signing input.
+var ErrSharedKey = errors.New("bus: NATS connection key is the envelope signing key; " +
+	"give the identity a separate NATS key")
+
+// checkKeySeparation signs a probe with the connection's nonce signer and
+// fails if the envelope key verifies it. Connections without a signer
+// (token or password auth) have no key to compare.
+func checkKeySeparation(nc *nats.Conn, envelopeKey ed25519.PublicKey) error {
+	sign := nc.Opts.SignatureCB
+	if sign == nil {
+		return nil
+	}
+	probe := make([]byte, 0, 64)
+	probe = append(probe, "nodex/v1/key-separation-probe\x00"...)
+	probe = append(probe, nuid.Next()...)
+	sig, err := sign(probe)
+	if err != nil {
+		return fmt.Errorf("probing the NATS connection key: %w", err)
+	}
+	if ed25519.Verify(envelopeKey, probe, sig) {
+		return ErrSharedKey
+	}
+
+	return nil
+}
+
 // ErrDraining reports a call made after Drain started.
 var ErrDraining = errors.New("bus: client is draining")
 
@@ -87,6 +117,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if err := checkKeySeparation(cfg.Conn, cfg.Codec.SigningPublicKey()); err != nil {
+		return nil, err
 	}
 	js, err := jetstream.New(cfg.Conn)
 	if err != nil {

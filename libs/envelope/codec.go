@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -140,6 +141,15 @@ func setDefaults(cfg *Config) {
 
 // ID returns the local identity id.
 func (c *Codec) ID() string { return c.keys.ID() }
+
+// SigningPublicKey returns the public half of the current envelope signing
+// key, so a caller can check that no other key (such as the NATS connection
+// key) is the same.
+func (c *Codec) SigningPublicKey() ed25519.PublicKey {
+	_, priv := c.keys.SigningKey()
+
+	return priv.Public().(ed25519.PublicKey)
+}
 
 // Window returns the freshness window W.
 func (c *Codec) Window() time.Duration { return c.cfg.Window }
