@@ -11,9 +11,10 @@ import (
 const EventType = "authz.decision"
 
 // EventSink returns an [AuditSink] that queues every decision on pub as an
-// [EventType] security event. Publishing is asynchronous and batched by pub,
-// so auditing does not bound decision throughput; an event pub cannot persist
-// is counted in [events.Publisher.Lost] and passed to its OnLost callback.
+// [EventType] security event. pub publishes asynchronously from a queue, so
+// auditing does not bound decision throughput. An event that pub cannot
+// persist is counted in [events.Publisher.Lost] and passed to its OnLost
+// callback.
 func EventSink(pub *events.Publisher) AuditSink {
 	if pub == nil {
 		panic("authz: EventSink needs a non-nil events.Publisher")

@@ -1,6 +1,6 @@
 // Package authz decides access requests with an embedded OPA engine.
 //
-// Every NodeX service asks the same question in the same shape: may this
+// Every NodeX service poses the same question in the same shape: may this
 // subject perform this action on this resource, in this context? An [Input]
 // carries the question, an [Engine] evaluates it against the active Rego policy
 // set and its data (roles, permissions, role bindings), and a [Decision] carries
@@ -65,7 +65,7 @@ type Input struct {
 	Context  Context  `json:"context"`
 }
 
-// Subject is the authenticated identity that asks for access.
+// Subject is the authenticated identity that requests access.
 type Subject struct {
 	// ID is the identity id from the registry.
 	ID string `json:"id"`
@@ -120,13 +120,13 @@ type Finding struct {
 	Line     int    `json:"line,omitempty"`
 }
 
-// Decision is the answer to an [Input]. The zero Decision denies.
+// Decision is the result of deciding an [Input]. The zero Decision denies.
 type Decision struct {
 	// ID is unique per decision (a UUIDv7) and appears in the audit event.
 	ID string `json:"id"`
 	// Allow is true only when the policy allowed the request.
 	Allow bool `json:"allow"`
-	// Reasons say why the request was allowed or denied.
+	// Reasons explain why the request was allowed or denied.
 	Reasons []string `json:"reasons"`
 	// Flags are conditions attached to an allow, such as
 	// "findings_high" when code is accepted with high-severity findings.

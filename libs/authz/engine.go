@@ -87,9 +87,9 @@ func (e *Engine) Revision() string {
 }
 
 // Decide evaluates in against the active policy set. The returned Decision
-// always has an ID and always denies when err is non-nil; err then wraps one
-// of [ErrInvalidInput], [ErrNoPolicy], [ErrUndefined], [ErrMalformedResult],
-// [ErrEvaluation] or [ErrTimeout]. A policy denial is not an error. Every
+// always has an ID, and it always denies when err is non-nil. Such an err
+// wraps one of [ErrInvalidInput], [ErrNoPolicy], [ErrUndefined],
+// [ErrMalformedResult], [ErrEvaluation] or [ErrTimeout]. A policy denial is not an error. Every
 // decision goes to [Options.Audit].
 func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	d, err := e.decide(ctx, &in)
@@ -137,7 +137,7 @@ func (e *Engine) decide(ctx context.Context, in *Input) (Decision, error) {
 }
 
 // parseResult reads the decision object. Anything but exactly one result
-// with a boolean "allow" is an error, so a policy that forgets a field denies.
+// with a boolean "allow" is an error, so a policy that omits a field denies.
 func parseResult(rs rego.ResultSet) (Decision, error) {
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return Decision{}, ErrUndefined
@@ -189,7 +189,7 @@ func stringList(obj map[string]any, key string) ([]string, error) {
 	for _, it := range items {
 		s, ok := it.(string)
 		if !ok {
-			return nil, fmt.Errorf("%w: %q holds %T, want strings", ErrMalformedResult, key, it)
+			return nil, fmt.Errorf("%w: %q contains a %T, want only strings", ErrMalformedResult, key, it)
 		}
 		out = append(out, s)
 	}

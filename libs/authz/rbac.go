@@ -28,7 +28,7 @@ type Role struct {
 	Kinds []string `json:"kinds,omitempty"`
 	// Prod allows the role's permissions on resources labelled env=prod.
 	Prod bool `json:"prod,omitempty"`
-	// Permissions are what the role grants.
+	// Permissions are the grants of the role.
 	Permissions []Permission `json:"permissions"`
 }
 

@@ -21,7 +21,7 @@ const (
 
 // validate checks in against the limits and character sets above. It returns
 // an error wrapping [ErrInvalidInput] that names the field and the fix, so the
-// caller's denial reason tells it what to change.
+// denial reason shows the caller what to change.
 func validate(in *Input, maxBytes int) error {
 	size, err := checkSubject(&in.Subject)
 	if err != nil {

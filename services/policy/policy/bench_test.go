@@ -231,7 +231,7 @@ func inputValue(b *testing.B, in authz.Input) ast.Value {
 }
 
 // storeRBAC stores r in the service's bucket and waits until a watching
-// engine sees it.
+// engine has loaded it.
 func storeRBAC(b *testing.B, w *world, r authz.RBAC) {
 	b.Helper()
 

@@ -1,8 +1,8 @@
-// Package policy runs the NodeX policy service: it stores the policy set and
-// role data in the NODEX_POLICY bucket (seeding the defaults on first
-// start), decides remote requests on nodex.v1.policy.decide with the same
-// engine libs/authz embeds in every service, and edits roles and policy sets
-// at run time. Its own main and `nodex dev` both call [Run].
+// Package policy runs the NodeX policy service. The service stores the
+// policy set and role data in the NODEX_POLICY bucket, seeding the defaults
+// on first start. It decides remote requests on nodex.v1.policy.decide with
+// the engine that libs/authz embeds in every service, and it edits roles and
+// policy sets at run time. Its own main and `nodex dev` both call [Run].
 package policy
 
 import (
@@ -47,7 +47,7 @@ type (
 	TestReply       = app.TestReply
 )
 
-// Deps are what Run needs. Client, Events and Log are required.
+// Deps are the collaborators of [Run]. Client, Events and Log are required.
 type Deps struct {
 	// Client is the bus client of the policy service's identity (role
 	// service:policy). Run drains it before returning but never closes its
@@ -64,8 +64,8 @@ type Deps struct {
 }
 
 // Run seeds the policy bucket if it is empty, loads the active policy set,
-// serves the policy subjects and blocks until ctx ends; it then drains the
-// bus client and returns nil, or the error that stopped it earlier.
+// serves the policy subjects and blocks until ctx ends. It then drains the
+// bus client and returns nil, or it returns the error that stopped it earlier.
 func Run(ctx context.Context, deps Deps) error {
 	if deps.Client == nil || deps.Events == nil || deps.Log == nil {
 		return errors.New("policy: Run needs Client, Events and Log")

@@ -80,8 +80,7 @@ func New(d Deps) *Service {
 	return &Service{d: d, log: d.Log.With("component", "app")}
 }
 
-// authorize asks the engine whether c may perform action on the policy
-// resource id. The caller's status is active because libs/bus delivers no
+// authorize decides whether c may perform action on the policy resource id. The caller's status is active because libs/bus delivers no
 // request from a suspended or revoked sender.
 func (s *Service) authorize(ctx context.Context, c Caller, action, id string) error {
 	d, err := s.d.Engine.Decide(ctx, authz.Input{

@@ -11,8 +11,8 @@ import (
 
 // callerGrantTTL bounds how long an allowed policy/decide authorization of a
 // caller is reused. A policy or role change starts a new engine revision,
-// which misses the cache at once; the TTL bounds the reuse across a time
-// window boundary.
+// which misses the cache at once. The TTL bounds the reuse across the edge
+// of a permission's time window.
 const callerGrantTTL = time.Second
 
 // grantCache remembers callers recently allowed to ask for decisions, so
@@ -48,9 +48,9 @@ func (g *grantCache) add(key string, now time.Time) {
 	g.expires[key] = now.Add(callerGrantTTL)
 }
 
-// Decide answers a remote decision request. The caller must hold
-// policy/decide; the input is then decided exactly as libs/authz decides it
-// locally, and an evaluation error is a denial in the reply, not an error.
+// Decide decides in for a remote caller, who must hold policy/decide. The
+// input is decided exactly as libs/authz decides it locally. An evaluation
+// error becomes a denial in the reply, not an error.
 func (s *Service) Decide(ctx context.Context, c Caller, in authz.Input) (authz.Decision, error) {
 	now := s.d.Now()
 	key := grantKey(c, s.d.Engine.Revision())

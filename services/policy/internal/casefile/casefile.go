@@ -22,7 +22,7 @@ import (
 type Case struct {
 	// Name is the file name without .json.
 	Name string `json:"-"`
-	// Note says what the case shows.
+	// Note is a sentence describing what the case shows.
 	Note  string      `json:"note"`
 	Input authz.Input `json:"input"`
 	// Data, if set, changes the default role data: its roles are added to
