@@ -150,6 +150,32 @@ func TestAgentRequestReachesService(t *testing.T) {
 	svc.expectNoViolation(t)
 }
 
+func TestAgentReachesEveryRequestService(t *testing.T) {
+	e := startEnv(t)
+	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
+	for _, svc := range identity.Services {
+		subject := "nodex.v1." + svc + ".ping"
+		server := e.connect(t, e.setup.Creds[svc])
+		if _, err := server.nc.Subscribe(subject, func(m *nats.Msg) {
+			_ = m.Respond([]byte(svc))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := server.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		reply, err := agent.nc.Request(subject, nil, 2*time.Second)
+		if err != nil {
+			t.Errorf("agent request to %s: %v", subject, err)
+			continue
+		}
+		if string(reply.Data) != svc {
+			t.Errorf("reply from %s = %q, want %q", subject, reply.Data, svc)
+		}
+	}
+	agent.expectNoViolation(t)
+}
+
 func TestAgentCannotSubscribeNodex(t *testing.T) {
 	e := startEnv(t)
 	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
@@ -468,4 +494,78 @@ func TestAgentWritesOnlyOwnWraps(t *testing.T) {
 	if _, err := kv.Create(short, theirs, []byte("forged")); err == nil {
 		t.Error("agent created a wrap under another sender")
 	}
+}
+
+func TestEventsStreamPermissions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e := startEnv(t)
+	if _, err := e.b.JetStream().CreateStream(ctx, jetstream.StreamConfig{
+		Name: "NODEX_EVENTS", Subjects: []string{"nodex.v1.events.>"},
+		DenyDelete: true, DenyPurge: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	svc := e.connect(t, e.setup.Creds["codesec"])
+	svcJS, err := jetstream.New(svc.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svcJS.Publish(ctx, "nodex.v1.events.codesec.submitted", []byte("e")); err != nil {
+		t.Fatalf("codesec publishing its event: %v", err)
+	}
+
+	mon := e.connect(t, e.setup.Creds["monitor"])
+	monJS, err := jetstream.New(mon.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := monJS.CreateOrUpdateConsumer(ctx, "NODEX_EVENTS", jetstream.ConsumerConfig{
+		Durable: "monitor-ingest", AckPolicy: jetstream.AckExplicitPolicy,
+	})
+	if err != nil {
+		t.Fatalf("monitor creating its consumer: %v", err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for m := range batch.Messages() {
+		if err := m.Ack(); err != nil {
+			t.Errorf("monitor acking: %v", err)
+		}
+		n++
+	}
+	if n != 1 {
+		t.Errorf("monitor fetched %d events, want 1", n)
+	}
+
+	deny := func(name string, op func(context.Context) error) {
+		t.Helper()
+		short, cancelShort := context.WithTimeout(ctx, time.Second)
+		defer cancelShort()
+		if err := op(short); err == nil {
+			t.Errorf("%s succeeded", name)
+		}
+	}
+	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
+	agentJS, err := jetstream.New(agent.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deny("agent reading NODEX_EVENTS", func(ctx context.Context) error {
+		_, err := agentJS.CreateOrUpdateConsumer(ctx, "NODEX_EVENTS", jetstream.ConsumerConfig{})
+		return err
+	})
+	deny("monitor deleting NODEX_EVENTS", func(ctx context.Context) error {
+		return monJS.DeleteStream(ctx, "NODEX_EVENTS")
+	})
+	deny("codesec updating NODEX_EVENTS", func(ctx context.Context) error {
+		_, err := svcJS.UpdateStream(ctx, jetstream.StreamConfig{
+			Name: "NODEX_EVENTS", Subjects: []string{"nodex.v1.events.>"},
+		})
+		return err
+	})
 }

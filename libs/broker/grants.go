@@ -42,7 +42,7 @@ const responseTTL = 5 * time.Minute
 
 // RequestServices are the services that serve request subjects
 // nodex.v1.<service>.<verb>.
-var RequestServices = []string{"codesec", "sandbox", "keyvault", "policy", "incident"}
+var RequestServices = []string{"codesec", "sandbox", "keyvault", "policy", "monitor", "incident"}
 
 // DefaultGrants returns the permission table of a NodeX deployment. A
 // caller may append rows, for example for a new stream, before passing it
