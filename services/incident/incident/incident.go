@@ -158,8 +158,8 @@ func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app
 }
 
 // consumeThreats binds the durable consumer. The threats stream belongs to
-// monitor; when it does not exist yet, Run creates it with the same name
-// and subjects, and monitor's own configuration replaces it later.
+// monitor. When it does not exist yet, Run creates it with the same name and
+// subjects, and monitor's own configuration replaces it later.
 func consumeThreats(ctx context.Context, c *bus.Client, cfg Config, svc *app.Service,
 	log *slog.Logger,
 ) error {

@@ -245,6 +245,25 @@ func TestRunContainsThreatAndSuspensionHolds(t *testing.T) {
 	if !errors.Is(err, errs.IllegalTransition) {
 		t.Errorf("close of a contained incident: err = %v, want illegal transition", err)
 	}
+	kvPub := events.NewPublisher(s.client("keyvault"), "keyvault", events.PublisherOptions{})
+	err = kvPub.PublishSync(ctx, events.SecurityEvent{Type: "keyvault.retrieve",
+		Subject: identity.DemoAgentID, Status: events.StatusFailure,
+		Severity: events.SeverityMedium})
+	if err != nil {
+		t.Fatalf("publishing a keyvault event: %v", err)
+	}
+	err = operator.Request(ctx, ports.SubjectUpdate, ports.Role, ports.UpdateRequest{
+		ID: id, Verb: "ack", Reason: "taking it"}, &upd)
+	if err != nil {
+		t.Fatalf("ack: %v", err)
+	}
+	gathered := false
+	for _, row := range upd.Incident.Timeline {
+		gathered = gathered || (row.Type == "keyvault.retrieve" && row.Source == "keyvault")
+	}
+	if !gathered {
+		t.Errorf("timeline %+v lacks the sealed keyvault event", upd.Incident.Timeline)
+	}
 	err = operator.Request(ctx, ports.SubjectUpdate, ports.Role, ports.UpdateRequest{
 		ID: id, Verb: "lift", ActionID: "a1", Reason: "false positive"}, &upd)
 	if err != nil {

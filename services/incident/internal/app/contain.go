@@ -84,8 +84,8 @@ func (s *Service) runActions(ctx context.Context, inc *domain.Incident, actor st
 }
 
 // runAction performs one action and records its outcome. A failed action is
-// logged at Error level and audited as a failure; the error returned is
-// only the store's or the audit's, because a failed containment is an
+// logged at Error level and audited as a failure. The returned error comes
+// only from the store or the audit, because a failed containment is an
 // outcome to record, not a reason to redeliver the threat.
 func (s *Service) runAction(ctx context.Context, inc *domain.Incident, a domain.Action,
 	actor string,

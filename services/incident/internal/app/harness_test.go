@@ -103,8 +103,8 @@ func (d *directory) ActiveOperators(context.Context) ([]string, error) {
 }
 
 // targets records the state that containment leaves in the target services.
-// NOTE: it stands in for codesec, sandbox-runner, keyvault, policy and the
-// identity registry until their request subjects exist.
+// NOTE: it replaces codesec, sandbox-runner, keyvault, policy and the
+// identity registry in these tests, so they check the incident logic only.
 type targets struct {
 	mu          sync.Mutex
 	suspended   map[string]bool

@@ -57,7 +57,7 @@ type Revision struct {
 	Entries  int       `json:"entries"`
 }
 
-// ActionRequest is what a containment call carries.
+// ActionRequest is the input of one containment call.
 type ActionRequest struct {
 	IncidentID string
 	Type       domain.Type
@@ -73,9 +73,9 @@ type ActionRequest struct {
 }
 
 // Containment performs containment actions in the other services. Every
-// method is idempotent: doing a done action again succeeds and says so. The
-// returned string is a short result for the incident record; it never holds
-// a secret.
+// method is idempotent, so repeating a done action succeeds and its result
+// reports that nothing changed. The returned string is a short result for
+// the incident record and contains no secret.
 type Containment interface {
 	SuspendIdentity(ctx context.Context, req ActionRequest) (string, error)
 	UnsuspendIdentity(ctx context.Context, req ActionRequest) (string, error)

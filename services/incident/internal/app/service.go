@@ -156,7 +156,8 @@ func newID() string {
 	return "inc-" + hex.EncodeToString(b)
 }
 
-// errUnchanged tells mutate that fn changed nothing, so nothing is written.
+// errUnchanged is returned by a mutate callback that changed nothing, so
+// mutate writes nothing.
 var errUnchanged = errors.New("unchanged")
 
 // maxCASAttempts bounds the compare-and-set retries of one change.

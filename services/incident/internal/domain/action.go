@@ -52,7 +52,7 @@ func (k ActionKind) Liftable() bool {
 	}
 }
 
-// Mode says whether an action runs on its own or waits for an operator.
+// Mode selects whether an action runs on its own or waits for an operator.
 type Mode string
 
 // The action modes.
@@ -61,7 +61,7 @@ const (
 	ModeApproval Mode = "approval"
 )
 
-// ActionStatus is where an action stands.
+// ActionStatus is the progress of an action.
 type ActionStatus string
 
 // The action statuses.
@@ -80,7 +80,7 @@ type Action struct {
 	Target string       `json:"target"`
 	Status ActionStatus `json:"status"`
 	Mode   Mode         `json:"mode"`
-	// ApprovalReason says why an operator must approve, empty for auto.
+	// ApprovalReason is why an operator must approve, empty for auto.
 	ApprovalReason string    `json:"approval_reason,omitempty"`
 	ApprovedBy     string    `json:"approved_by,omitempty"`
 	Attempts       int       `json:"attempts"`

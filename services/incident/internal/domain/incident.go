@@ -36,7 +36,7 @@ type Incident struct {
 	AuditedThrough int `json:"audited_through"`
 }
 
-// ThreatRef is what an incident keeps of each threat that joined it.
+// ThreatRef is the record an incident keeps of each threat that joined it.
 type ThreatRef struct {
 	ID        string    `json:"id"`
 	Revision  int       `json:"revision"`

@@ -14,8 +14,8 @@ import (
 	"github.com/nodexsec/nodex/services/incident/internal/domain"
 )
 
-// Operator request subjects, answered by role "service:incident" in queue
-// group "incident".
+// Operator request subjects. The role "service:incident" serves them in the
+// queue group "incident".
 const (
 	SubjectList   = "nodex.v1.incident.list"
 	SubjectGet    = "nodex.v1.incident.get"
@@ -89,9 +89,9 @@ func (o *Operator) Register(c *bus.Client) error {
 	return nil
 }
 
-// authorize asks the policy whether the sender may perform action on the
-// incident id. Policy resource type "incident", actions list, get, update
-// and contain.
+// authorize returns an access_denied error unless the policy allows the
+// sender action ("list", "get", "update" or "contain") on the resource of
+// type "incident" with the given id.
 func (o *Operator) authorize(ctx context.Context, r *bus.Request, action, id string) error {
 	d, err := o.auth.Decide(ctx, authz.Input{
 		Subject: authz.Subject{ID: r.Sender, Kind: r.SenderKind, Roles: r.SenderRoles,

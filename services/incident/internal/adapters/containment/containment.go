@@ -18,7 +18,7 @@ import (
 	"github.com/nodexsec/nodex/services/incident/internal/app"
 )
 
-// Subjects and answering roles of the containment requests.
+// Subjects of the containment requests and the roles that serve them.
 const (
 	SubjectRevokeBundle   = "nodex.v1.codesec.revoke"
 	RoleCodesec           = "service:codesec"
