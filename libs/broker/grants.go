@@ -96,7 +96,7 @@ func serviceGrant(svc string) Grant {
 			"KV_NODEX_KEY_FINGERPRINTS")
 		g.Streams = []string{"NODEX_SANDBOX_JOBS"}
 	case "keyvault":
-		g.Streams = []string{"KV_NODEX_KEYVAULT", "KV_NODEX_KEY_FINGERPRINTS"}
+		g.Streams = []string{"KV_NODEX_KEYVAULT", "KV_NODEX_KEYVAULT_REQUESTS", "KV_NODEX_KEY_FINGERPRINTS"}
 	case "policy":
 		g.Streams = []string{"KV_NODEX_POLICY"}
 	case "monitor":

@@ -1,0 +1,8 @@
+package cli
+
+import "github.com/spf13/cobra"
+
+// addCommands registers the commands beyond version.
+func addCommands(root *cobra.Command, g *globals) {
+	root.AddCommand(newDevCmd(g))
+}

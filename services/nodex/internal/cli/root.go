@@ -1,0 +1,119 @@
+// Package cli implements the nodex command tree, one file per command.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nodexsec/nodex/libs/conf"
+	"github.com/nodexsec/nodex/libs/errs"
+)
+
+// Exit codes every nodex command uses; `nodex run` adds the program's own
+// status (see run.go). Scripts may rely on them.
+const (
+	ExitOK       = 0 // the command did what it was asked
+	ExitError    = 1 // NodeX or the connection failed; the message says why
+	ExitUsage    = 2 // the command line is wrong
+	ExitDenied   = 3 // policy or validation refused the request
+	ExitNotFound = 4 // the named item does not exist
+)
+
+// Stdio holds the streams a command reads and writes.
+type Stdio struct {
+	In  io.Reader
+	Out io.Writer
+	Err io.Writer
+}
+
+// globals are the settings every client command shares.
+type globals struct {
+	stdio  Stdio
+	getenv conf.Getenv
+	server string
+	creds  string
+	home   string
+	json   bool
+}
+
+// usageError marks an error in the command line, which exits with ExitUsage.
+type usageError struct{ error }
+
+// Main runs the nodex command line args and returns the process exit code.
+func Main(ctx context.Context, args []string, stdio Stdio, getenv conf.Getenv) int {
+	g := &globals{stdio: stdio, getenv: getenv}
+	root := newRoot(g)
+	root.SetArgs(args)
+	root.SetIn(stdio.In)
+	root.SetOut(stdio.Out)
+	root.SetErr(stdio.Err)
+
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var code exitCode
+	if errors.As(err, &code) {
+		return int(code)
+	}
+	fmt.Fprintln(stdio.Err, "nodex:", err)
+
+	return exitFor(err)
+}
+
+// exitCode is returned by commands that finished but must exit non-zero
+// without another message, such as `nodex run` passing on a program's status.
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
+
+func exitFor(err error) int {
+	var ue usageError
+	if errors.As(err, &ue) {
+		return ExitUsage
+	}
+	var ce *errs.Error
+	if errors.As(err, &ce) {
+		switch ce.Class {
+		case "denied", "invalid":
+			return ExitDenied
+		case "not_found":
+			return ExitNotFound
+		}
+	}
+
+	return ExitError
+}
+
+func newRoot(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "nodex",
+		Short: "NodeX: the security plane for multi-agent AI systems",
+		Long: `nodex runs NodeX on one machine (nodex dev) and is the agent's and the
+operator's client of a running deployment.
+
+Connection settings come from --server and --creds, then the environment
+(NATS_URL, NODEX_CREDS, NODEX_HOME), then the development defaults in ./.nodex/.
+
+Exit codes: 0 success, 1 NodeX or connection error, 2 bad command line,
+3 refused by policy or validation, 4 not found. nodex run also passes on the
+program's own exit status; see nodex run --help.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.server, "server", "", "NATS server URL (env NATS_URL; default from the dev state in NODEX_HOME)")
+	pf.StringVar(&g.creds, "creds", "", "credentials file (env NODEX_CREDS; default: the command's dev identity in NODEX_HOME)")
+	pf.StringVar(&g.home, "home", "", "NodeX state folder (env NODEX_HOME; default ./.nodex)")
+	pf.BoolVar(&g.json, "json", false, "print machine-readable JSON instead of text")
+
+	root.AddCommand(newVersionCmd(g))
+	addCommands(root, g)
+
+	return root
+}

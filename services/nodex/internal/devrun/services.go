@@ -1,0 +1,87 @@
+package devrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/nodexsec/nodex/libs/identity"
+	"github.com/nodexsec/nodex/libs/party"
+	"github.com/nodexsec/nodex/services/incident/incident"
+	"github.com/nodexsec/nodex/services/keyvault/keyvault"
+	"github.com/nodexsec/nodex/services/monitor/monitor"
+	"github.com/nodexsec/nodex/services/policy/policy"
+)
+
+// services lists the services in start order: policy first, since the
+// others decide with the policy set it seeds.
+func services() []service {
+	return []service{
+		{name: "policy", id: "policy", run: runPolicy},
+		{name: "monitor", id: "monitor", run: runMonitor},
+		{name: "keyvault", id: "keyvault", authz: true, run: runKeyvault},
+		{name: "incident", id: "incident", authz: true, run: runIncident},
+	}
+}
+
+func runPolicy(ctx context.Context, e *env, p *party.Party, ready func()) error {
+	return policy.Run(ctx, policy.Deps{
+		Client: p.Bus, Events: p.Events, Log: e.serviceLog("policy"), Ready: ready,
+	})
+}
+
+func runMonitor(ctx context.Context, e *env, p *party.Party, ready func()) error {
+	cfg := monitor.Config{MetricsAddr: e.cfg.MetricsAddr}
+
+	return monitor.Run(ctx, cfg, monitor.Deps{
+		Log: e.serviceLog("monitor"), Bus: p.Bus,
+		Ready: func(string) { ready() },
+	})
+}
+
+func runKeyvault(ctx context.Context, e *env, p *party.Party, ready func()) error {
+	kekPath := filepath.Join(e.cfg.Home, "keyvault.kek")
+	if err := ensureKEK(kekPath); err != nil {
+		return err
+	}
+	cfg := keyvault.Config{KEKFile: kekPath}
+	ready()
+
+	return keyvault.Run(ctx, keyvault.Deps{
+		Config: cfg, Client: p.Bus, Decider: p.Authz, Audit: p.Events,
+		Log: e.serviceLog("keyvault"),
+	})
+}
+
+func runIncident(ctx context.Context, e *env, p *party.Party, ready func()) error {
+	// The incident service writes authority-signed downgrades on its own
+	// connection, as it would in its own container. nodex dev also gives it
+	// the root-key admin, which the development state holds anyway, so that
+	// expiring containments lift themselves.
+	kv, err := p.JS.KeyValue(ctx, identity.Bucket)
+	if err != nil {
+		return fmt.Errorf("opening registry bucket: %w", err)
+	}
+	ready()
+
+	return incident.Run(ctx, incident.Deps{
+		Client: p.Bus, Audit: p.Events, Authorizer: p.Authz, Registry: p.View,
+		Authority: identity.NewAuthorityWriter(kv, e.stack.Setup.Authority),
+		Admin:     e.stack.Admin, Log: e.serviceLog("incident"),
+	})
+}
+
+// ensureKEK creates the development key encryption key on first start. An
+// existing file is kept: it wraps the stored keys.
+func ensureKEK(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("checking key encryption key %s: %w", path, err)
+	}
+
+	return keyvault.GenerateKEKFile(path)
+}
