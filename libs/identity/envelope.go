@@ -65,6 +65,10 @@ func (d *Directory) SigningKey(_ context.Context, id string, version uint32,
 		out := envelope.SigningKey{Version: version, Public: ed25519.PublicKey(k.Key)}
 		out.Retired = !k.NotAfter.IsZero() && !d.View.opts.Now().Before(k.NotAfter)
 		if k.Compromise != nil {
+			// A compromised key also ends its overlap at once, but the
+			// stream-sequence bound decides what it still verifies, so it
+			// is reported as compromised and not as retired.
+			out.Retired = false
 			out.Compromised = true
 			out.RevokedAtSeq = compromiseSeqs(k.Compromise)
 		}

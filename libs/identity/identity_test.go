@@ -429,6 +429,9 @@ func TestCompromiseHasNoOverlap(t *testing.T) {
 	if !sk.Compromised || sk.RevokedAtSeq["NODEX_EVENTS"] != 42 {
 		t.Errorf("envelope key = %+v, want compromised from seq 42", sk)
 	}
+	if sk.Retired {
+		t.Error("compromised key reported as retired, which hides its stream bound")
+	}
 }
 
 func TestRoleEpochs(t *testing.T) {
