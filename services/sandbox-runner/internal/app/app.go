@@ -1,0 +1,104 @@
+// Package app holds the sandbox-runner's use cases: run a sealed bundle (verify,
+// decide, open, clamp, run, scan, sign a receipt, report violations) and kill
+// the runs of a bundle or an agent.
+package app
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/hpke"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/nodexsec/nodex/libs/authz"
+	"github.com/nodexsec/nodex/libs/bundle"
+	"github.com/nodexsec/nodex/libs/events"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/executor"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/receipt"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/scan"
+)
+
+// BundleSource returns a stored bundle; *bundle.Store implements it.
+type BundleSource interface {
+	Get(ctx context.Context, id string) (*bundle.Bundle, error)
+}
+
+// Decider returns access decisions; *authz.Engine implements it.
+type Decider interface {
+	Decide(ctx context.Context, in authz.Input) (authz.Decision, error)
+}
+
+// EventSink publishes security events; *events.Publisher implements it.
+type EventSink interface {
+	Publish(ctx context.Context, ev events.SecurityEvent)
+	PublishSync(ctx context.Context, ev events.SecurityEvent) error
+}
+
+// ReceiptStore keeps signed receipts by run id.
+type ReceiptStore interface {
+	Put(ctx context.Context, runID string, s *receipt.Signed) error
+}
+
+// Runner runs and kills sandboxes; *executor.Executor implements it.
+type Runner interface {
+	Run(ctx context.Context, spec executor.Spec) (executor.Result, error)
+	Kill(key, value string) int
+}
+
+var _ Runner = (*executor.Executor)(nil)
+
+// Deps are the collaborators of a [Service]; all but Fingerprints and Now are
+// required.
+type Deps struct {
+	Bundles      BundleSource
+	Verify       bundle.VerifyOptions
+	RecipientKey hpke.PrivateKey
+	Decider      Decider
+	Events       EventSink
+	Receipts     ReceiptStore
+	Runner       Runner
+	// SigningKey signs receipts as SignerID with key version KeyVersion.
+	SigningKey ed25519.PrivateKey
+	SignerID   string
+	KeyVersion int
+	// Ceiling bounds every limit a bundle requests; a zero field leaves that
+	// limit to the executor's default, which is the ceiling then.
+	Ceiling executor.Limits
+	// Fingerprints holds keyvault's fingerprints; nil scans by pattern only.
+	Fingerprints *scan.Fingerprints
+	Log          *slog.Logger
+	Now          func() time.Time
+}
+
+// Service implements the use cases.
+type Service struct {
+	d   Deps
+	log *slog.Logger
+}
+
+// New returns a Service, or an error naming a missing dependency.
+func New(d Deps) (*Service, error) {
+	if d.Bundles == nil || d.Decider == nil || d.Events == nil || d.Receipts == nil ||
+		d.Runner == nil || d.RecipientKey == nil || d.SigningKey == nil || d.Log == nil {
+		return nil, errors.New("app: New needs Bundles, Decider, Events, Receipts, Runner, " +
+			"RecipientKey, SigningKey and Log")
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Service{d: d, log: d.Log.With("component", "app")}, nil
+}
+
+// Caller is the authenticated identity that sent a request.
+type Caller struct {
+	ID    string
+	Kind  string
+	Roles []string
+}
+
+func (c Caller) subject() authz.Subject {
+	// The bus has authenticated the sender against the registry, which only
+	// lets active identities connect.
+	return authz.Subject{ID: c.ID, Kind: c.Kind, Roles: c.Roles, Status: "active"}
+}

@@ -1,0 +1,228 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nodexsec/nodex/libs/authz"
+	"github.com/nodexsec/nodex/libs/bundle"
+	"github.com/nodexsec/nodex/libs/errs"
+	"github.com/nodexsec/nodex/libs/events"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/executor"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/proto"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/receipt"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/scan"
+)
+
+// ExecRequest asks to run a stored bundle.
+type ExecRequest struct {
+	BundleID string `json:"bundle_id"`
+}
+
+// ExecReply is the validated outcome of a run.
+type ExecReply struct {
+	RunID           string          `json:"run_id"`
+	BundleID        string          `json:"bundle_id"`
+	Reason          string          `json:"reason"`
+	ExitCode        int             `json:"exit_code"`
+	Signal          int             `json:"signal"`
+	Stdout          string          `json:"stdout"`
+	Stderr          string          `json:"stderr"`
+	StdoutTruncated bool            `json:"stdout_truncated"`
+	StderrTruncated bool            `json:"stderr_truncated"`
+	CPUTimeMs       int64           `json:"cpu_time_ms"`
+	WallTimeMs      int64           `json:"wall_time_ms"`
+	PeakMemoryBytes int64           `json:"peak_memory_bytes"`
+	Redactions      int             `json:"redactions"`
+	Violations      []string        `json:"violations"`
+	Receipt         *receipt.Signed `json:"receipt"`
+}
+
+// runtimeOf maps a manifest language to an executor runtime.
+var runtimeOf = map[string]string{
+	"python": executor.RuntimePython, "javascript": executor.RuntimeNode,
+	"sh": executor.RuntimeSh, "bash": executor.RuntimeBash,
+}
+
+// Exec verifies, decides on, opens and runs a bundle. A bundle that fails
+// verification never starts. Errors are coded (*errs.Error).
+func (s *Service) Exec(ctx context.Context, c Caller, req ExecRequest) (*ExecReply, error) {
+	if err := bundle.CheckID(req.BundleID); err != nil {
+		return nil, errs.InvalidRequest.Withf("invalid bundle_id %q: use the id codesec returned", req.BundleID)
+	}
+	b, err := s.d.Bundles.Get(ctx, req.BundleID)
+	if errors.Is(err, bundle.ErrNotFound) {
+		return nil, errs.NotFound.Withf("bundle %q not found", req.BundleID)
+	}
+	if err != nil {
+		return nil, errs.Unavailable.Wrap(err)
+	}
+	v, err := bundle.Verify(ctx, b, s.d.Verify)
+	if err != nil {
+		return nil, s.rejectBundle(ctx, c, req.BundleID, err)
+	}
+	m := v.Manifest
+	if err := s.decide(ctx, c, m); err != nil {
+		return nil, err
+	}
+	contents, err := bundle.Open(v, s.d.RecipientKey)
+	if err != nil {
+		return nil, s.rejectBundle(ctx, c, req.BundleID, err)
+	}
+	spec, err := s.spec(c, m, contents)
+	if err != nil {
+		return nil, err
+	}
+	started := s.d.Now()
+	res, err := s.d.Runner.Run(ctx, spec)
+	if err != nil {
+		return nil, errs.SandboxBusy.Wrap(err)
+	}
+	return s.finish(ctx, c, m, res, started)
+}
+
+// rejectBundle records a failed verification and maps it to a coded error.
+func (s *Service) rejectBundle(ctx context.Context, c Caller, id string, err error) error {
+	coded := errs.BundleInvalid
+	switch {
+	case errors.Is(err, bundle.ErrExpired):
+		coded = errs.BundleExpired
+	case errors.Is(err, bundle.ErrRevoked), errors.Is(err, bundle.ErrRevocationUnknown):
+		coded = errs.BundleRevoked
+	}
+	s.log.WarnContext(ctx, "bundle rejected", "bundle_id", id, "identity", c.ID, "error", err)
+	s.d.Events.Publish(ctx, events.SecurityEvent{Type: "sandbox.bundle_rejected", Action: "execute",
+		Resource: "bundle:" + id, Subject: c.ID, Status: events.StatusFailure,
+		Severity: events.SeverityHigh, Metadata: map[string]string{"reason": coded.Name}})
+	return coded.Wrap(err)
+}
+
+func (s *Service) decide(ctx context.Context, c Caller, m *bundle.Manifest) error {
+	var findings []authz.Finding
+	for _, f := range m.Findings {
+		findings = append(findings, authz.Finding{RuleID: f.RuleID, Severity: f.Severity, Line: f.Line})
+	}
+	in := authz.Input{Subject: c.subject(), Action: "exec",
+		Resource: authz.Resource{Type: "sandbox", ID: m.ID,
+			Labels: map[string]string{"author": m.Author, "language": m.Language}},
+		Context: authz.Context{Time: s.d.Now(), Findings: findings}}
+	d, err := s.d.Decider.Decide(ctx, in)
+	if err != nil || !d.Allow {
+		s.log.InfoContext(ctx, "execution denied", "bundle_id", m.ID, "identity", c.ID,
+			"decision_id", d.ID, "error", err)
+		return errs.AccessDenied.Withf("execution of bundle %q denied", m.ID)
+	}
+	return nil
+}
+
+func (s *Service) spec(c Caller, m *bundle.Manifest, contents *bundle.Contents) (executor.Spec, error) {
+	rt, ok := runtimeOf[m.Language]
+	if !ok {
+		return executor.Spec{}, errs.UnsupportedLanguage.Withf("language %q", m.Language)
+	}
+	files := make([]proto.File, len(contents.Files))
+	for i, f := range contents.Files {
+		files[i] = proto.File{Path: f.Name, Data: f.Data}
+	}
+	return executor.Spec{
+		Labels:  map[string]string{"bundle_id": m.ID, "agent_id": c.ID, "author": m.Author},
+		Runtime: rt, Entrypoint: m.Entrypoint, Args: m.Args, Modules: m.Modules,
+		Files: files, Stdin: contents.Stdin, Limits: s.clamp(m.Limits),
+	}, nil
+}
+
+// clamp returns the requested limits bounded by the ceiling.
+func (s *Service) clamp(l bundle.Limits) executor.Limits {
+	ceil := s.d.Ceiling
+	pick := func(req, max int64) int64 {
+		if req <= 0 || (max > 0 && req > max) {
+			return max
+		}
+		return req
+	}
+	ms := time.Millisecond
+	return executor.Limits{
+		WallTime:    time.Duration(pick(l.WallTimeMillis, int64(ceil.WallTime/ms))) * ms,
+		CPUTime:     time.Duration(pick(l.CPUTimeMillis, int64(ceil.CPUTime/ms))) * ms,
+		MemoryBytes: pick(l.MemoryBytes, ceil.MemoryBytes),
+		Pids:        pick(l.MaxProcesses, ceil.Pids),
+		OutputBytes: pick(l.MaxOutputBytes, ceil.OutputBytes),
+	}
+}
+
+// finish validates the outputs, reports violations, and signs and stores the
+// receipt. The receipt must be stored before the reply goes out.
+func (s *Service) finish(ctx context.Context, c Caller, m *bundle.Manifest, res executor.Result,
+	started time.Time) (*ExecReply, error) {
+	stderr, imports := stripImportDenials(res.Stderr)
+	stdout, outFound := scan.Redact(res.Stdout, s.d.Fingerprints)
+	stderr, errFound := scan.Redact(stderr, s.d.Fingerprints)
+	redactions := append(outFound, errFound...)
+	violations := s.reportViolations(ctx, c, m, res, imports, redactions)
+
+	rep := &ExecReply{RunID: res.RunID, BundleID: m.ID, Reason: res.Reason, ExitCode: res.ExitCode,
+		Signal: res.Signal, Stdout: validUTF8(stdout), Stderr: validUTF8(stderr),
+		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
+		CPUTimeMs: res.CPUTime.Milliseconds(), WallTimeMs: res.WallTime.Milliseconds(),
+		PeakMemoryBytes: res.PeakMemoryBytes, Redactions: len(redactions), Violations: violations}
+	rc := &receipt.Receipt{RunID: res.RunID, BundleID: m.ID, CodeSHA256: m.CodeSHA256,
+		Agent: c.ID, Author: m.Author, Runtime: m.Language,
+		Limits: receipt.Limits{WallTimeMs: res.Limits.WallTime.Milliseconds(),
+			CPUTimeMs: res.Limits.CPUTime.Milliseconds(), MemoryBytes: res.Limits.MemoryBytes,
+			Pids: res.Limits.Pids, OutputBytes: res.Limits.OutputBytes},
+		StdoutSHA256: receipt.Digest([]byte(rep.Stdout)), StderrSHA256: receipt.Digest([]byte(rep.Stderr)),
+		Reason: res.Reason, ExitCode: res.ExitCode, Signal: res.Signal,
+		CPUTimeMs: rep.CPUTimeMs, WallTimeMs: rep.WallTimeMs, PeakMemory: res.PeakMemoryBytes,
+		Violations: len(violations), Redactions: len(redactions), Insecure: res.Insecure,
+		Started: started.UTC(), Finished: s.d.Now().UTC(), Signer: s.d.SignerID, KeyVersion: s.d.KeyVersion}
+	signed, err := receipt.Sign(rc, s.d.SigningKey)
+	if err != nil {
+		return nil, errs.Internal.Wrap(err)
+	}
+	if err := s.d.Receipts.Put(ctx, res.RunID, signed); err != nil {
+		return nil, errs.Unavailable.Wrap(fmt.Errorf("storing receipt %s: %w", res.RunID, err))
+	}
+	rep.Receipt = signed
+	s.d.Events.Publish(ctx, events.SecurityEvent{Type: "sandbox.exec", Action: "execute",
+		Resource: "bundle:" + m.ID, Subject: c.ID, Status: statusOf(res), Severity: events.SeverityInfo,
+		Metadata: map[string]string{"run_id": res.RunID, "reason": res.Reason,
+			"exit_code": strconv.Itoa(res.ExitCode), "insecure": strconv.FormatBool(res.Insecure)}})
+	return rep, nil
+}
+
+func statusOf(res executor.Result) string {
+	if res.Reason == executor.ReasonExited && res.ExitCode == 0 {
+		return events.StatusSuccess
+	}
+	return events.StatusFailure
+}
+
+func validUTF8(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+// stripImportDenials removes the import guard's report lines from stderr and
+// returns the denied module names.
+func stripImportDenials(stderr []byte) ([]byte, []string) {
+	if !strings.Contains(string(stderr), executor.DeniedImportPrefix) {
+		return stderr, nil
+	}
+	var kept []string
+	var denied []string
+	for _, line := range strings.SplitAfter(string(stderr), "\n") {
+		if name, ok := strings.CutPrefix(line, executor.DeniedImportPrefix); ok {
+			denied = append(denied, strings.TrimSpace(name))
+			continue
+		}
+		kept = append(kept, line)
+	}
+	return []byte(strings.Join(kept, "")), denied
+}
