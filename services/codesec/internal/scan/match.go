@@ -11,7 +11,9 @@ type reportFunc func(r *Rule, line int, detail string)
 func matchRule(r *Rule, f *facts, report reportFunc) {
 	matchRefs(r, f, report)
 	for _, imp := range f.imports {
-		if slices.ContainsFunc(r.Imports, func(p string) bool { return moduleMatch(p, imp.value) }) {
+		if slices.ContainsFunc(r.Imports, func(p string) bool {
+			return moduleMatch(p, imp.value) || globMatch(p, imp.value)
+		}) {
 			report(r, imp.line, imp.value)
 		}
 	}

@@ -350,8 +350,8 @@ func isImportCall(lang, callee string) bool {
 // stripGlobalPrefix removes the namespaces through which builtins and
 // globals are also reachable, so "__builtins__.eval" matches "eval".
 func stripGlobalPrefix(name string) string {
-	for _, prefix := range []string{"builtins.", "__builtins__.", "globalThis.", "global.",
-		"window.", "self."} {
+	for _, prefix := range []string{"builtins.__dict__.", "__builtins__.__dict__.", "builtins.",
+		"__builtins__.", "globalThis.", "global.", "window.", "self."} {
 		if rest, ok := strings.CutPrefix(name, prefix); ok && rest != "" {
 			return rest
 		}

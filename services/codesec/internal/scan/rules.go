@@ -29,18 +29,21 @@ type RuleFile struct {
 }
 
 // Rule is one static check. It fires when any of its matchers matches.
-// Glob patterns are exact names, or a prefix followed by ".*".
+// Glob patterns are exact names, a prefix followed by "*", or "*." and a
+// suffix.
 type Rule struct {
 	ID       string `json:"id"`
 	Severity string `json:"severity"`
 	Message  string `json:"message"`
 
-	// Calls match resolved dotted names that are called or referenced,
+	// Calls (globs) match resolved dotted names that are called or referenced,
 	// after import aliases, assignments, getattr with a constant name and
 	// subscripts with a constant key are followed (os.system, eval).
 	Calls []string `json:"calls,omitempty"`
 	// Imports match imported module names, from import statements,
-	// __import__, importlib.import_module, require and import().
+	// __import__, importlib.import_module, require and import(): a pattern
+	// matches the module, its submodules, and names imported from it
+	// ("os.system" for "from os import system"), or works as a glob.
 	Imports []string `json:"imports,omitempty"`
 	// Names match identifiers, attribute names and string constants
 	// exactly (__subclasses__ as a name or as '__subclasses__').
@@ -186,15 +189,15 @@ func LoadRules(fsys fs.FS) (map[string]*RuleFile, error) {
 	return sets, nil
 }
 
-// globMatch reports whether name matches pattern: equal; or pattern is
-// "prefix.*" and name starts with "prefix."; or pattern is "*.suffix" and
-// name ends with ".suffix".
+// globMatch reports whether name matches pattern: equal; or pattern ends
+// in "*" and name starts with what precedes it ("os.exec*" matches
+// "os.execv"); or pattern is "*.suffix" and name ends with ".suffix".
 func globMatch(pattern, name string) bool {
 	if suffix, ok := strings.CutPrefix(pattern, "*."); ok {
 		return strings.HasSuffix(name, "."+suffix)
 	}
-	if prefix, ok := strings.CutSuffix(pattern, ".*"); ok {
-		return strings.HasPrefix(name, prefix+".")
+	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
+		return strings.HasPrefix(name, prefix)
 	}
 
 	return pattern == name

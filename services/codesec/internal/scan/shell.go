@@ -53,6 +53,7 @@ type shellLine struct {
 	cmdPos bool
 	word   strings.Builder
 	quoted bool
+	depth  int // open '(' on this line
 }
 
 // scan reads one logical line into words and returns it without its
@@ -86,10 +87,33 @@ func (s *shellLine) scan(line string) string {
 		case c == '$' && i+1 < len(line) && line[i+1] == '(':
 			s.flush()
 			s.cmdPos = true
+			s.depth++
 			i++
 		case c == ' ' || c == '\t':
 			s.flush()
-		case strings.IndexByte(";&|(){}`", c) >= 0:
+		case strings.HasPrefix(line[i:], "(("):
+			// An arithmetic command: its words are variables, not commands.
+			s.flush()
+			end := strings.Index(line[i:], "))")
+			if end < 0 {
+				return line
+			}
+			i += end + 1
+			s.cmdPos = false
+		case c == '(':
+			s.flush()
+			s.depth++
+			s.cmdPos = true
+		case c == ')' && s.depth == 0:
+			// A ')' with no '(' open ends a case pattern such as "w)": the
+			// word is a pattern, not a command.
+			s.cmdPos = false
+			s.flush()
+			s.cmdPos = true
+		case strings.IndexByte(";&|){}`", c) >= 0:
+			if c == ')' {
+				s.depth--
+			}
 			s.flush()
 			s.cmdPos = true
 		default:
