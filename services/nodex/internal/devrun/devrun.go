@@ -160,5 +160,5 @@ func (e *env) start(ctx context.Context, svc service, wg *sync.WaitGroup,
 
 // serviceLog derives a service's logger.
 func (e *env) serviceLog(name string) *slog.Logger {
-	return e.log.With(logx.KeyService, name)
+	return e.log.With(logx.KeyComponent, name)
 }
