@@ -174,10 +174,16 @@ func (s *Service) undo(ctx context.Context, kind domain.ActionKind, req ActionRe
 }
 
 // markContained moves an assessed incident to contained when every action
-// is done. It changes nothing otherwise.
+// is done. It changes nothing otherwise. The service never marks an incident
+// without actions contained on its own, because then the playbook found no
+// target, for example when the threat names only a transport origin. An
+// operator's contain command does.
 func (s *Service) markContained(ctx context.Context, id, actor, reason string) error {
 	inc, err := s.mutate(ctx, id, func(inc *domain.Incident) error {
 		if inc.State != domain.StateAssessed || !inc.Contained() {
+			return errUnchanged
+		}
+		if actor == domain.ServiceActor && len(inc.Actions) == 0 {
 			return errUnchanged
 		}
 

@@ -237,6 +237,7 @@ type env struct {
 	dir     *directory
 	targets *targets
 	policy  app.Policy
+	store   *kvstore.Store
 	svc     *app.Service
 }
 
@@ -286,6 +287,7 @@ func (e *env) start() {
 	if err != nil {
 		e.t.Fatalf("opening store: %v", err)
 	}
+	e.store = store
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pub := events.NewPublisher(jsSink{e.js}, "incident", events.PublisherOptions{})
 	e.t.Cleanup(func() { _ = pub.Close(context.Background()) })

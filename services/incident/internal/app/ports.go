@@ -47,6 +47,12 @@ type Store interface {
 	// NextOffense increments and returns the number of incidents opened
 	// for identity.
 	NextOffense(ctx context.Context, identity string) (int, error)
+	// RecordThreat stores that revision rev of threat threatID joined
+	// incident id.
+	RecordThreat(ctx context.Context, threatID, id string, rev int) error
+	// ThreatIncident returns the incident and the highest revision recorded
+	// for threatID, or ErrNotFound.
+	ThreatIncident(ctx context.Context, threatID string) (string, int, error)
 }
 
 // Revision is one stored version of an incident.

@@ -79,6 +79,9 @@ func (s *Service) HandleThreat(ctx context.Context, th *domain.Threat) (string, 
 	if err != nil {
 		return "", err
 	}
+	if id, handled, err := s.handledBefore(ctx, th); err != nil || handled {
+		return id, err
+	}
 	id, err := s.openIncident(ctx, typ, th.Subject())
 	if err != nil {
 		return "", err
@@ -93,16 +96,74 @@ func (s *Service) HandleThreat(ctx context.Context, th *domain.Threat) (string, 
 	if err != nil {
 		return id, err
 	}
+	if err := s.d.Store.RecordThreat(ctx, th.ID, id, th.Revision); err != nil {
+		return id, fmt.Errorf("recording threat %s: %w", th.ID, err)
+	}
 	s.log.InfoContext(ctx, "threat joined incident", logx.KeyIncidentID, id, "threat_id", th.ID,
 		"rule_id", th.RuleID)
 
 	return id, s.Advance(ctx, id)
 }
 
+// handledBefore reports whether th is a revision that already joined an
+// incident which is closed now. Such a delivery, for example a redelivery
+// after the close, must not open a second incident. A higher revision of the
+// same threat means the attack went on, and it opens a new incident.
+func (s *Service) handledBefore(ctx context.Context, th *domain.Threat) (string, bool, error) {
+	id, rev, err := s.d.Store.ThreatIncident(ctx, th.ID)
+	if errors.Is(err, ErrNotFound) || (err == nil && th.Revision > rev) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading threat %s: %w", th.ID, err)
+	}
+	inc, _, err := s.d.Store.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("loading incident %s: %w", id, err)
+	}
+	if inc.State != domain.StateClosed {
+		return "", false, nil
+	}
+	s.log.InfoContext(ctx, "threat already handled by a closed incident", logx.KeyIncidentID, id,
+		"threat_id", th.ID, "revision", th.Revision)
+
+	return id, true, nil
+}
+
 // openIncident returns the open incident of (typ, identity), creating it
 // when there is none. The slot is claimed before the incident is written, so
 // a crash in between leaves a slot whose incident the next threat creates.
+// A slot that still names a closed incident, left by a crash during close,
+// is released first.
 func (s *Service) openIncident(ctx context.Context, typ domain.Type, identity string) (string, error) {
+	for range maxCASAttempts {
+		id, err := s.claimSlot(ctx, typ, identity)
+		if err != nil {
+			return "", err
+		}
+		inc, _, err := s.d.Store.Get(ctx, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return id, s.createIncident(ctx, id, typ, identity)
+		case err != nil:
+			return "", fmt.Errorf("loading incident %s: %w", id, err)
+		case inc.State != domain.StateClosed:
+			return id, nil
+		}
+		if err := s.d.Store.ReleaseOpen(ctx, typ, identity, id); err != nil {
+			return "", fmt.Errorf("releasing slot of closed incident %s: %w", id, err)
+		}
+	}
+
+	return "", fmt.Errorf("opening incident of %s for %q: %w", typ, identity, ErrConflict)
+}
+
+// claimSlot returns the id in the open slot of (typ, identity), claiming
+// the slot for a new id when it is free.
+func (s *Service) claimSlot(ctx context.Context, typ domain.Type, identity string) (string, error) {
 	id, err := s.d.Store.OpenID(ctx, typ, identity)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -113,11 +174,8 @@ func (s *Service) openIncident(ctx context.Context, typ domain.Type, identity st
 	case err != nil:
 		return "", fmt.Errorf("finding open incident of %s for %q: %w", typ, identity, err)
 	}
-	if _, _, err := s.d.Store.Get(ctx, id); !errors.Is(err, ErrNotFound) {
-		return id, err
-	}
 
-	return id, s.createIncident(ctx, id, typ, identity)
+	return id, nil
 }
 
 func (s *Service) createIncident(ctx context.Context, id string, typ domain.Type,

@@ -511,3 +511,85 @@ func TestAckGathersRelatedEvents(t *testing.T) {
 		t.Errorf("report lacks the gathered events or the evidence id")
 	}
 }
+
+func closeIncident(t *testing.T, e *env, id string) {
+	t.Helper()
+	for _, verb := range []app.Verb{app.VerbAck, app.VerbRemediate, app.VerbClose} {
+		if _, err := e.update("operator", id, verb, ""); err != nil {
+			t.Fatalf("%s: %v", verb, err)
+		}
+	}
+}
+
+func TestRedeliveryAfterCloseOpensNothing(t *testing.T) {
+	e := newEnv(t)
+	th := e.threat("th-1", domain.UnauthorizedAccess, "agent-demo")
+	first := e.handle(th)
+	closeIncident(t, e, first.ID)
+
+	again := e.handle(th)
+	if again.ID != first.ID || again.State != domain.StateClosed {
+		t.Errorf("redelivered threat went to %s (%s), want closed %s", again.ID, again.State,
+			first.ID)
+	}
+	list, err := e.svc.List(context.Background(), app.ListFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 {
+		t.Fatalf("incidents = %d after redelivery, want 1", len(list))
+	}
+
+	th.Revision++
+	th.Count++
+	next := e.handle(th)
+	if next.ID == first.ID {
+		t.Error("a new revision after close joined the closed incident")
+	}
+}
+
+func TestStaleSlotOfClosedIncident(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	first := e.handle(e.threat("th-1", domain.UnauthorizedAccess, "agent-demo"))
+	closeIncident(t, e, first.ID)
+	// A crash between the close and the release leaves the slot taken.
+	if _, err := e.store.ClaimOpen(ctx, domain.UnauthorizedAccess, "agent-demo",
+		first.ID); err != nil {
+		t.Fatalf("re-taking the slot: %v", err)
+	}
+	next := e.handle(e.threat("th-2", domain.UnauthorizedAccess, "agent-demo"))
+	if next.ID == first.ID {
+		t.Fatal("a new threat joined the closed incident through a stale slot")
+	}
+	if next.State != domain.StateContained {
+		t.Errorf("new incident state = %s, want contained", next.State)
+	}
+}
+
+func TestOriginThreatWaitsForOperator(t *testing.T) {
+	e := newEnv(t)
+	th := e.threat("th-1", domain.UnauthorizedAccess, "")
+	th.Origin = "127.0.0.1:50123"
+	inc := e.handle(th)
+	if inc.Identity.ID != domain.OriginPrefix+"127.0.0.1:50123" || inc.Identity.Known {
+		t.Errorf("identity = %+v, want the unauthenticated origin", inc.Identity)
+	}
+	if inc.State != domain.StateAssessed || len(inc.Actions) != 0 {
+		t.Fatalf("state %s with %d actions, want assessed with none", inc.State,
+			len(inc.Actions))
+	}
+	if len(inc.FollowUps) != 1 {
+		t.Errorf("follow-ups = %d, want 1 asking to identify the sender", len(inc.FollowUps))
+	}
+	inc, err := e.update("operator", inc.ID, app.VerbContain, "")
+	if err != nil {
+		t.Fatalf("contain: %v", err)
+	}
+	if inc.State != domain.StateContained {
+		t.Errorf("state after operator contain = %s, want contained", inc.State)
+	}
+	if got := e.targets.count("SuspendIdentity"); got != 0 {
+		t.Errorf("SuspendIdentity calls = %d for a transport origin", got)
+	}
+}

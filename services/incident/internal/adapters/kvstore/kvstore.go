@@ -275,3 +275,39 @@ func (s *Store) NextOffense(ctx context.Context, identity string) (int, error) {
 
 	return 0, fmt.Errorf("updating %s: %w", key, app.ErrConflict)
 }
+
+const threatPrefix = "threat."
+
+// RecordThreat implements app.Store. The value is "<incident id> <revision>";
+// a lower revision never replaces a higher one.
+func (s *Store) RecordThreat(ctx context.Context, threatID, id string, rev int) error {
+	key := threatPrefix + identityToken(threatID)
+	if _, old, err := s.ThreatIncident(ctx, threatID); err == nil && old > rev {
+		return nil
+	}
+	if _, err := s.kv.Put(ctx, key, []byte(id+" "+strconv.Itoa(rev))); err != nil {
+		return fmt.Errorf("recording threat %s: %w", threatID, err)
+	}
+
+	return nil
+}
+
+// ThreatIncident implements app.Store.
+func (s *Store) ThreatIncident(ctx context.Context, threatID string) (string, int, error) {
+	key := threatPrefix + identityToken(threatID)
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", 0, fmt.Errorf("threat %s: %w", threatID, app.ErrNotFound)
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("reading threat %s: %w", threatID, err)
+	}
+	id, revText, ok := strings.Cut(string(e.Value()), " ")
+	rev, err := strconv.Atoi(revText)
+	if !ok || err != nil {
+		return "", 0, fmt.Errorf("decoding %s: value %q is not \"<incident> <revision>\"", key,
+			e.Value())
+	}
+
+	return id, rev, nil
+}
