@@ -202,11 +202,11 @@ func (b *Bus) RevokeBundle(ctx context.Context, r app.ActionRequest) (string, er
 	return "bundle on the revocation list", nil
 }
 
-// killRequest is the body of nodex.v1.sandbox.kill.
+// killRequest is the body of nodex.v1.sandbox.kill. The runner decodes it
+// strictly and names exactly one of the two fields, so it carries no reason.
 type killRequest struct {
 	AgentID  string `json:"agent_id,omitempty"`
 	BundleID string `json:"bundle_id,omitempty"`
-	Reason   string `json:"reason"`
 }
 
 // KillSandboxes implements app.Containment.
@@ -216,7 +216,7 @@ func (b *Bus) KillSandboxes(ctx context.Context, r app.ActionRequest) (string, e
 	}
 	var raw json.RawMessage
 	err := b.req.Request(ctx, SubjectKillSandboxes, RoleSandbox,
-		killRequest{AgentID: r.Target, Reason: r.Reason}, &raw)
+		killRequest{AgentID: r.Target}, &raw)
 	if err != nil {
 		return "", fmt.Errorf("killing sandboxes of %q: %w", r.Target, err)
 	}
