@@ -163,3 +163,27 @@ func TestLoadRejectsBrokenSetAndKeepsOld(t *testing.T) {
 		t.Errorf("got %+v, %v; want allow by revision r1", d, err)
 	}
 }
+
+func TestLoadRejectsExcludedBuiltins(t *testing.T) {
+	sources := map[string]string{
+		"http.send": `package nodex.authz
+
+decision := {"allow": http.send({"method": "GET", "url": "http://127.0.0.1:1"}).status_code == 200}
+`,
+		"opa.runtime": `package nodex.authz
+
+decision := {"allow": count(opa.runtime().env) > 0}
+`,
+		"net.lookup_ip_addr": `package nodex.authz
+
+decision := {"allow": count(net.lookup_ip_addr("localhost")) > 0}
+`,
+	}
+	for name, src := range sources {
+		e := New(Options{})
+		err := e.Load(context.Background(), PolicySet{Modules: map[string]string{"a.rego": src}})
+		if !errors.Is(err, ErrInvalidPolicySet) {
+			t.Errorf("%s: got %v, want ErrInvalidPolicySet", name, err)
+		}
+	}
+}

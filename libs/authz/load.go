@@ -66,7 +66,7 @@ func prepare(ctx context.Context, set PolicySet, query string) (*prepared, error
 		return nil, err
 	}
 
-	compiler := ast.NewCompiler()
+	compiler := ast.NewCompiler().WithCapabilities(Capabilities())
 	if compiler.Compile(modules); compiler.Failed() {
 		return nil, fmt.Errorf("%w: compiling revision %q: %w",
 			ErrInvalidPolicySet, set.Revision, compiler.Errors)
@@ -91,6 +91,7 @@ func prepare(ctx context.Context, set PolicySet, query string) (*prepared, error
 	pq, err := rego.New(
 		rego.Query(query),
 		rego.Compiler(compiler),
+		rego.Capabilities(Capabilities()),
 		rego.Store(store),
 	).PrepareForEval(ctx)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
+
+	"github.com/nodexsec/nodex/libs/authz"
 )
 
 // ErrCompile wraps a set that does not parse or compile.
@@ -67,7 +69,13 @@ func Run(ctx context.Context, modules map[string]string, data map[string]any,
 	}
 	defer store.Abort(ctx, txn)
 
+	// Tests compile with the same capabilities as the policies, so a test
+	// cannot reach the network or the environment of the policy service.
+	compiler := ast.NewCompiler().
+		WithCapabilities(authz.Capabilities()).
+		WithEnablePrintStatements(false)
 	ch, err := tester.NewRunner().
+		SetCompiler(compiler).
 		SetStore(store).
 		SetModules(parsed).
 		SetTimeout(timeout).
