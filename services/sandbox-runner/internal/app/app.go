@@ -51,9 +51,11 @@ var _ Runner = (*executor.Executor)(nil)
 // Deps are the collaborators of a [Service]; all but Fingerprints and Now are
 // required.
 type Deps struct {
-	Bundles      BundleSource
-	Verify       bundle.VerifyOptions
-	RecipientKey hpke.PrivateKey
+	Bundles BundleSource
+	Verify  bundle.VerifyOptions
+	// RecipientKeys are the runner's HPKE private keys, every version still in
+	// use; a bundle names the one it was sealed to.
+	RecipientKeys []hpke.PrivateKey
 	Decider      Decider
 	Events       EventSink
 	Receipts     ReceiptStore
@@ -80,9 +82,9 @@ type Service struct {
 // New returns a Service, or an error naming a missing dependency.
 func New(d Deps) (*Service, error) {
 	if d.Bundles == nil || d.Decider == nil || d.Events == nil || d.Receipts == nil ||
-		d.Runner == nil || d.RecipientKey == nil || d.SigningKey == nil || d.Log == nil {
+		d.Runner == nil || len(d.RecipientKeys) == 0 || d.SigningKey == nil || d.Log == nil {
 		return nil, errors.New("app: New needs Bundles, Decider, Events, Receipts, Runner, " +
-			"RecipientKey, SigningKey and Log")
+			"RecipientKeys, SigningKey and Log")
 	}
 	if d.Now == nil {
 		d.Now = time.Now
@@ -90,15 +92,25 @@ func New(d Deps) (*Service, error) {
 	return &Service{d: d, log: d.Log.With("component", "app")}, nil
 }
 
-// Caller is the authenticated identity that sent a request.
+// Caller is the authenticated identity that sent a request, with its status
+// in the registry.
 type Caller struct {
-	ID    string
-	Kind  string
-	Roles []string
+	ID     string
+	Kind   string
+	Roles  []string
+	Status string
 }
 
 func (c Caller) subject() authz.Subject {
-	// The bus has authenticated the sender against the registry, which only
-	// lets active identities connect.
-	return authz.Subject{ID: c.ID, Kind: c.Kind, Roles: c.Roles, Status: "active"}
+	return authz.Subject{ID: c.ID, Kind: c.Kind, Roles: c.Roles, Status: c.Status}
+}
+
+// recipientKey returns the private key whose public key id matches keyID.
+func (s *Service) recipientKey(keyID string) (hpke.PrivateKey, bool) {
+	for _, k := range s.d.RecipientKeys {
+		if bundle.RecipientKeyID(k.PublicKey()) == keyID {
+			return k, true
+		}
+	}
+	return nil, false
 }

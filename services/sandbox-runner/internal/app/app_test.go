@@ -146,7 +146,7 @@ func newFixture(t *testing.T) *fixture {
 	pub := events.NewPublisher(sink, "sandbox", events.PublisherOptions{
 		OnLost: func(ev events.SecurityEvent, err error) { t.Errorf("event %s lost: %v", ev.Type, err) }})
 	svc, err := New(Deps{
-		Bundles: store, RecipientKey: hpkeKey, Decider: engine, Events: pub, Receipts: receipts,
+		Bundles: store, RecipientKeys: []hpke.PrivateKey{hpkeKey}, Decider: engine, Events: pub, Receipts: receipts,
 		Runner: ex, SigningKey: runnerKey, SignerID: "service:sandbox", KeyVersion: 1, Log: log,
 		Verify: bundle.VerifyOptions{Signer: "service:codesec", Revocations: watcher,
 			Keys: bundle.StaticKey{ID: "service:codesec", Version: 1, Key: codesecPub}},
@@ -182,7 +182,7 @@ func (f *fixture) sealNow(t *testing.T, code string, modules ...string) string {
 	return id
 }
 
-var agent = Caller{ID: "agent:alpha", Kind: "agent", Roles: []string{"agent"}}
+var agent = Caller{ID: "agent:alpha", Kind: "agent", Roles: []string{"agent"}, Status: "active"}
 
 // flush waits until the publisher has handed every queued event to the sink.
 func (f *fixture) flush(t *testing.T) {
@@ -299,7 +299,7 @@ func TestKillByAgent(t *testing.T) {
 		rep, _ := f.svc.Exec(context.Background(), agent, ExecRequest{BundleID: id})
 		done <- rep
 	}()
-	operator := Caller{ID: "operator:root", Kind: "operator", Roles: []string{"operator"}}
+	operator := Caller{ID: "operator:root", Kind: "operator", Roles: []string{"operator"}, Status: "active"}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		rep, err := f.svc.Kill(context.Background(), operator, KillRequest{AgentID: agent.ID})

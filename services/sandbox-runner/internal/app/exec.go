@@ -70,7 +70,12 @@ func (s *Service) Exec(ctx context.Context, c Caller, req ExecRequest) (*ExecRep
 	if err := s.decide(ctx, c, m); err != nil {
 		return nil, err
 	}
-	contents, err := bundle.Open(v, s.d.RecipientKey)
+	key, ok := s.recipientKey(m.RecipientKeyID)
+	if !ok {
+		return nil, s.rejectBundle(ctx, c, req.BundleID,
+			fmt.Errorf("bundle sealed to unknown recipient key %q", m.RecipientKeyID))
+	}
+	contents, err := bundle.Open(v, key)
 	if err != nil {
 		return nil, s.rejectBundle(ctx, c, req.BundleID, err)
 	}

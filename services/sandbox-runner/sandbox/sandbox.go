@@ -1,0 +1,151 @@
+// Package sandbox runs the NodeX sandbox-runner service: it executes sealed
+// bundles in sandboxes built by sandbox-init, on nodex.v1.sandbox.exec
+// (request/reply), the NODEX_SANDBOX_JOBS work queue, and nodex.v1.sandbox.kill.
+// Its own main and `nodex dev` both call [Run].
+package sandbox
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/hpke"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nodexsec/nodex/libs/authz"
+	"github.com/nodexsec/nodex/libs/bundle"
+	"github.com/nodexsec/nodex/libs/bus"
+	"github.com/nodexsec/nodex/libs/envelope"
+	"github.com/nodexsec/nodex/libs/events"
+	"github.com/nodexsec/nodex/libs/identity"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/adapters/fingerprints"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/adapters/receiptkv"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/app"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/executor"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/ports/busport"
+)
+
+// Decider returns access decisions; *authz.Engine implements it.
+type Decider interface {
+	Decide(ctx context.Context, in authz.Input) (authz.Decision, error)
+}
+
+var _ Decider = (*authz.Engine)(nil)
+
+// Deps are the collaborators of [Run]; all are required.
+type Deps struct {
+	Config Config
+	// Client is the runner's bus identity (role service:sandbox); Run drains it.
+	Client *bus.Client
+	// Directory is the verified registry view: it resolves codesec's signing
+	// keys and the callers' status.
+	Directory envelope.Directory
+	// Creds are the runner's own keys: HPKE keys open bundles, the current
+	// signing key signs receipts.
+	Creds   *identity.Credentials
+	Decider Decider
+	Events  *events.Publisher
+	Log     *slog.Logger
+}
+
+// Run serves the sandbox subjects until ctx ends, then drains. It returns an
+// error wrapping [executor.ErrNoSandbox] when the host cannot build the
+// sandbox and Config.Insecure is off.
+func Run(ctx context.Context, d Deps) error {
+	if d.Client == nil || d.Directory == nil || d.Creds == nil || d.Decider == nil ||
+		d.Events == nil || d.Log == nil {
+		return errors.New("sandbox: Run needs Client, Directory, Creds, Decider, Events and Log")
+	}
+	cfg := d.Config.WithDefaults()
+	log := d.Log.With("service", "sandbox")
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	svc, err := newService(ctx, d, cfg, log)
+	if err != nil {
+		return err
+	}
+	if _, err := busport.Register(ctx, d.Client, svc, busport.Options{
+		Admission: cfg.Slots + cfg.Queue, Directory: d.Directory, Log: log.With("component", "bus"),
+	}); err != nil {
+		return err
+	}
+	log.InfoContext(ctx, "sandbox-runner started", "slots", cfg.Slots, "queue", cfg.Queue,
+		"insecure", cfg.Insecure)
+	<-ctx.Done()
+
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.MaxWallTime+5*time.Second)
+	defer cancel()
+	if err := d.Client.Drain(drainCtx); err != nil {
+		return fmt.Errorf("draining sandbox handlers: %w", err)
+	}
+	log.InfoContext(ctx, "sandbox-runner stopped")
+	return nil
+}
+
+func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app.Service, error) {
+	ceiling := executor.Limits{WallTime: cfg.MaxWallTime, CPUTime: cfg.MaxCPUTime,
+		MemoryBytes: cfg.MaxMemoryBytes, Pids: cfg.MaxPids, OutputBytes: cfg.MaxOutputBytes}
+	ex, err := executor.New(executor.Config{InitPath: cfg.InitPath, Slots: cfg.Slots,
+		HostIDBase: cfg.HostIDBase, Defaults: ceiling, Insecure: cfg.Insecure, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	js := d.Client.JetStream()
+	store, err := bundle.OpenStore(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	revs, err := bundle.OpenRevocations(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	watcher, err := revs.Watch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	receipts, err := receiptkv.Open(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	fps, err := fingerprints.Load(ctx, d.Client, log)
+	if err != nil {
+		// TODO: retry in the background; until then only provider key shapes
+		// are redacted, not exact keyvault values.
+		log.WarnContext(ctx, "keyvault fingerprints unavailable; redacting by key shape only", "error", err)
+	}
+	var hpkeKeys []hpke.PrivateKey
+	for _, k := range d.Creds.HPKEKeys {
+		hpkeKeys = append(hpkeKeys, k.Key)
+	}
+	signing := d.Creds.CurrentSigningKey()
+	return app.New(app.Deps{
+		Bundles: store, RecipientKeys: hpkeKeys, Decider: d.Decider, Events: d.Events,
+		Receipts: receipts, Runner: ex, SigningKey: signing.Key, SignerID: d.Creds.ID,
+		KeyVersion: signing.Version, Ceiling: ceiling, Fingerprints: fps, Log: log,
+		Verify: bundle.VerifyOptions{Signer: cfg.CodesecID, Revocations: watcher,
+			Keys: registryKeys{d.Directory}},
+	})
+}
+
+// registryKeys resolves bundle signing keys from the registry view.
+type registryKeys struct{ dir envelope.Directory }
+
+// SigningKey returns a current, uncompromised key of identityID.
+func (r registryKeys) SigningKey(ctx context.Context, identityID string, version int) (ed25519.PublicKey, error) {
+	k, err := r.dir.SigningKey(ctx, identityID, uint32(version))
+	if err != nil {
+		return nil, err
+	}
+	if k.Retired || k.Compromised {
+		return nil, fmt.Errorf("signing key %d of %q is retired or compromised", version, identityID)
+	}
+	return k.Public, nil
+}
+
+// VerifyReceipt checks a stored receipt's signature with the runner's public
+// key and returns its body. `nodex receipts verify` calls it.
+func VerifyReceipt(signed []byte, pub ed25519.PublicKey) (*Receipt, error) {
+	return verifyReceipt(signed, pub)
+}
