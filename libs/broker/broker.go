@@ -58,6 +58,9 @@ type Config struct {
 	// StaleAfter bounds the age of the newest heartbeat before every new
 	// connection is rejected; zero means the identity package default.
 	StaleAfter time.Duration
+	// SweepInterval is how often all connections are listed and those of
+	// inactive identities closed; zero means DefaultSweepInterval.
+	SweepInterval time.Duration
 	// NoSyncAlways keeps JetStream's default periodic fsync (every two
 	// minutes in nats-server 2.15) in place of an fsync on every write. It
 	// exists for benchmarks: an acknowledged write may be lost on power
@@ -220,22 +223,29 @@ func (b *Broker) start(ctx context.Context, u internalUsers) error {
 	if err := b.authNC.Flush(); err != nil {
 		return fmt.Errorf("flushing callout subscription: %w", err)
 	}
-	b.startHeartbeat()
+	b.startBackground()
 
 	return nil
 }
 
-func (b *Broker) startHeartbeat() {
+// startBackground starts the connection sweeps and, given an authority
+// key, the heartbeat. Shutdown stops both.
+func (b *Broker) startBackground() {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	sweepEvery := b.cfg.SweepInterval
+	if sweepEvery <= 0 {
+		sweepEvery = DefaultSweepInterval
+	}
+	b.wg.Go(func() { b.runSweeps(sweepEvery, ctx.Done()) })
+
 	if b.cfg.Authority == nil {
-		b.cancel = func() {}
 		return
 	}
 	interval := b.cfg.HeartbeatInterval
 	if interval <= 0 {
 		interval = identity.DefaultHeartbeatInterval
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	b.cancel = cancel
 	w := identity.NewAuthorityWriter(b.kv, *b.cfg.Authority)
 	w.Digest = b.view.Digest
 	b.wg.Go(func() {

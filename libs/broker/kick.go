@@ -124,6 +124,12 @@ func (b *Broker) onIdentityChange(c identity.Change) {
 	for _, ref := range b.conns.list(c.New.ID) {
 		go b.kick(c.New.ID, ref)
 	}
+	// The sweep also finds connections whose connect event was missed.
+	go func() {
+		if _, err := b.sweep(); err != nil {
+			b.cfg.OnError(err)
+		}
+	}()
 }
 
 // kick sends the system account request $SYS.REQ.SERVER.<id>.KICK to the
