@@ -1,0 +1,133 @@
+// Package agent is the Go SDK of a NodeX agent: it loads the agent's
+// credentials, connects as that identity, submits code to codesec, runs the
+// sealed bundle in the sandbox and retrieves provider keys from the
+// keyvault. Every call travels in a sealed, signed envelope (libs/bus) and
+// gets its own OpenTelemetry client span, whose context the bus carries to
+// the service.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/nodexsec/nodex/libs/errs"
+	"github.com/nodexsec/nodex/libs/identity"
+	"github.com/nodexsec/nodex/libs/party"
+)
+
+// Subjects and the roles that must answer them.
+const (
+	SubjectSubmit   = "nodex.v1.codesec.submit"
+	SubjectExec     = "nodex.v1.sandbox.exec"
+	SubjectRetrieve = "nodex.v1.keyvault.retrieve"
+
+	RoleCodesec  = "service:codesec"
+	RoleSandbox  = "service:sandbox"
+	RoleKeyvault = "service:keyvault"
+)
+
+// DefaultRunTimeout bounds a sandbox run when the caller's context has no
+// deadline. It covers the sandbox-runner's maximum wall time of 300 s plus
+// start-up and scanning.
+const DefaultRunTimeout = 320 * time.Second
+
+// ErrEventsNotAllowed is returned by [Agent.PublishEvent]: NATS
+// permissions deny agents every subject under nodex.v1.events., so that an
+// agent cannot write the audit trail that judges it.
+var ErrEventsNotAllowed = errors.New("agent: agents may not publish security events")
+
+// tracerName names the tracer of every span this package starts.
+const tracerName = "github.com/nodexsec/nodex/libs/agent"
+
+// Config names the agent's credentials and the NATS server.
+type Config struct {
+	// URL is the NATS server URL, e.g. nats://127.0.0.1:4222.
+	URL string
+	// Creds are the agent's credentials. When nil, CredsFile is loaded.
+	Creds *identity.Credentials
+	// CredsFile is the path of a credentials file (mode 0600).
+	CredsFile string
+	// Log receives connection-level log lines; nil discards them.
+	Log *slog.Logger
+}
+
+// Agent is a connected agent. It is safe for concurrent use.
+type Agent struct {
+	p      *party.Party
+	tracer trace.Tracer
+}
+
+// Open loads the credentials, connects to NATS as the agent and waits for
+// the verified registry view. Close releases it.
+func Open(ctx context.Context, cfg Config) (*Agent, error) {
+	creds := cfg.Creds
+	if creds == nil {
+		if cfg.CredsFile == "" {
+			return nil, errors.New("agent: no credentials: set Config.Creds or Config.CredsFile")
+		}
+		c, err := identity.LoadCreds(cfg.CredsFile)
+		if err != nil {
+			return nil, fmt.Errorf("agent: loading credentials %s: %w", cfg.CredsFile, err)
+		}
+		creds = c
+	}
+	if cfg.URL == "" {
+		return nil, errors.New("agent: no NATS URL: set Config.URL, e.g. nats://127.0.0.1:4222")
+	}
+	p, err := party.Open(ctx, party.Config{URL: cfg.URL, Creds: creds, Log: cfg.Log})
+	if err != nil {
+		return nil, fmt.Errorf("agent: connecting %q to %s: %w", creds.ID, cfg.URL, err)
+	}
+
+	return &Agent{p: p, tracer: otel.Tracer(tracerName)}, nil
+}
+
+// ID returns the agent's identity id.
+func (a *Agent) ID() string { return a.p.Creds.ID }
+
+// Party returns the underlying connection, for requests this package does
+// not wrap.
+func (a *Agent) Party() *party.Party { return a.p }
+
+// Close drains pending requests and closes the connection.
+func (a *Agent) Close(ctx context.Context) error { return a.p.Close(ctx) }
+
+// PublishEvent reports that agents cannot publish security events.
+//
+// TODO: the monitor offers no subject for events that agents report. Add
+// one there (validated, rate limited, marked as agent-reported) and send
+// to it from here.
+func (a *Agent) PublishEvent(context.Context, string, map[string]string) error {
+	return ErrEventsNotAllowed
+}
+
+// request sends one traced request. A coded error reply comes back as
+// *errs.Error, which the span records by name.
+func (a *Agent) request(ctx context.Context, span, subject, role string, req, resp any) error {
+	ctx, sp := a.tracer.Start(ctx, span, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(
+			attribute.String("messaging.destination.name", subject),
+			attribute.String("nodex.identity", a.ID()),
+		))
+	defer sp.End()
+
+	err := a.p.Bus.Request(ctx, subject, role, req, resp)
+	if err != nil {
+		var ce *errs.Error
+		if errors.As(err, &ce) {
+			sp.SetAttributes(attribute.String("nodex.error", ce.Name))
+		}
+		sp.RecordError(err)
+		sp.SetStatus(codes.Error, "request failed")
+	}
+
+	return err
+}
