@@ -69,7 +69,8 @@ func newStack(t *testing.T) *stack {
 	hbCtx, hbCancel := context.WithCancel(ctx)
 	t.Cleanup(hbCancel)
 	go authority.RunHeartbeat(hbCtx, time.Second, nil)
-	if s.view, err = identity.Watch(ctx, kv, s.setup.Root.Public(), identity.ViewOptions{}); err != nil {
+	s.view, err = identity.Watch(ctx, kv, s.setup.Root.Public(), identity.ViewOptions{})
+	if err != nil {
 		t.Fatalf("watching registry: %v", err)
 	}
 	t.Cleanup(s.view.Close)

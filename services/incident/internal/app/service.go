@@ -138,7 +138,8 @@ func (s *Service) handledBefore(ctx context.Context, th *domain.Threat) (string,
 // a crash in between leaves a slot whose incident the next threat creates.
 // A slot that still names a closed incident, left by a crash during close,
 // is released first.
-func (s *Service) openIncident(ctx context.Context, typ domain.Type, identity string) (string, error) {
+func (s *Service) openIncident(ctx context.Context, typ domain.Type, identity string,
+) (string, error) {
 	for range maxCASAttempts {
 		id, err := s.claimSlot(ctx, typ, identity)
 		if err != nil {

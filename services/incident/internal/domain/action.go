@@ -80,7 +80,7 @@ type Action struct {
 	Target string       `json:"target"`
 	Status ActionStatus `json:"status"`
 	Mode   Mode         `json:"mode"`
-	// ApprovalReason is why an operator must approve, empty for auto.
+	// ApprovalReason is the reason an operator must approve, empty for auto.
 	ApprovalReason string    `json:"approval_reason,omitempty"`
 	ApprovedBy     string    `json:"approved_by,omitempty"`
 	Attempts       int       `json:"attempts"`
@@ -141,20 +141,22 @@ func (e Escalation) ExpiryFor(base time.Duration, offense int) time.Duration {
 	return d
 }
 
-// ApprovalReason returns why an action against who needs an operator's
+// ApprovalReason returns why an action against subject needs an operator's
 // approval, or "" when it may run automatically. Alerts always run.
-func ApprovalReason(kind ActionKind, mode Mode, who IdentityInfo, activeOperators []string) string {
+func ApprovalReason(kind ActionKind, mode Mode, subject IdentityInfo,
+	activeOperators []string,
+) string {
 	switch {
 	case kind == ActAlert:
 		return ""
-	case !who.Known:
-		return "identity " + who.ID + " is not in the registry, so the threat cannot be " +
+	case !subject.Known:
+		return "identity " + subject.ID + " is not in the registry, so the threat cannot be " +
 			"attributed to it"
-	case who.Kind == KindService:
-		return "identity " + who.ID + " is a service identity"
-	case who.Kind == KindOperator && !slices.ContainsFunc(activeOperators,
-		func(op string) bool { return op != who.ID }):
-		return "identity " + who.ID + " is the last active operator"
+	case subject.Kind == KindService:
+		return "identity " + subject.ID + " is a service identity"
+	case subject.Kind == KindOperator && !slices.ContainsFunc(activeOperators,
+		func(op string) bool { return op != subject.ID }):
+		return "identity " + subject.ID + " is the last active operator"
 	case mode == ModeApproval:
 		return "configuration requires approval for " + string(kind)
 	default:

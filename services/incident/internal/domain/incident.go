@@ -86,15 +86,15 @@ type FollowUp struct {
 
 // New returns an open incident for a validated threat. The caller adds the
 // threat with [Incident.MergeThreat].
-func New(id string, typ Type, who IdentityInfo, at time.Time) *Incident {
+func New(id string, typ Type, subject IdentityInfo, at time.Time) *Incident {
 	at = at.UTC()
 	inc := &Incident{
-		ID: id, Type: typ, State: StateOpen, Severity: SeverityInfo, Identity: who,
+		ID: id, Type: typ, State: StateOpen, Severity: SeverityInfo, Identity: subject,
 		OpenedAt: at, UpdatedAt: at, Threats: []ThreatRef{}, Evidence: []string{},
 		Transitions: []Transition{},
 	}
 	inc.record(at, ServiceActor, "opened", "incident opened for "+string(typ)+
-		" by identity "+who.ID)
+		" by identity "+subject.ID)
 
 	return inc
 }

@@ -96,7 +96,7 @@ const (
 	KindUnknown  Kind = "unknown"
 )
 
-// IdentityInfo is what the registry reports about the identity an incident
+// IdentityInfo is the registry record of the identity an incident
 // concerns.
 type IdentityInfo struct {
 	ID     string `json:"id"`
