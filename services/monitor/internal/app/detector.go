@@ -136,20 +136,72 @@ func (d *Detector) Rules() []domain.Rule {
 	return d.engine.Rules()
 }
 
-// Process handles one stored message. A nil error means the message is
-// done (processed, rejected and reported, shed and counted, or a duplicate)
-// and may be acknowledged; an error means it should be delivered again.
+// Process handles one stored message: [Detector.Admit], [Detector.Open]
+// and [Detector.Finish] in turn. A nil error means the message is done
+// (processed, rejected and reported, shed and counted, or a duplicate) and
+// may be acknowledged; an error means it should be delivered again.
 func (d *Detector) Process(ctx context.Context, msg *Message) error {
+	if !d.Admit(msg) {
+		return d.Finish(ctx, msg, nil)
+	}
+
+	return d.Finish(ctx, msg, d.Open(ctx, msg))
+}
+
+// Admit applies the flood limit of msg's source and reports whether msg is
+// to be opened. It must be called in stream order, and a shed message must
+// still go through Finish with a nil result.
+func (d *Detector) Admit(msg *Message) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 
 	source := sourceToken(msg.Subject)
-	if !d.flood.allow(source, msg.Stored) {
-		d.metrics.Shed(source, 1)
-		return d.reportFloodsLocked(ctx, msg.Stored)
+	if d.flood.allow(source, msg.Stored) {
+		return true
+	}
+	d.metrics.Shed(source, 1)
+
+	return false
+}
+
+// Opening is the result of [Detector.Open].
+type Opening struct {
+	obs *domain.Observation
+	err error
+}
+
+// Open verifies, decrypts and checks an admitted message. It takes no lock,
+// so a consumer may open several messages at once; their Finish calls must
+// still follow stream order.
+func (d *Detector) Open(ctx context.Context, msg *Message) *Opening {
+	opened, err := d.opener.Open(ctx, msg)
+	if err != nil {
+		return &Opening{err: err}
+	}
+	if err := domain.CheckEvent(msg.Subject, opened.Sender, &opened.Event); err != nil {
+		return &Opening{err: &Rejection{Reason: "schema", Err: err}}
 	}
 
-	obs, err := d.openLocked(ctx, msg)
+	return &Opening{obs: &domain.Observation{
+		Event:      opened.Event,
+		Sender:     opened.Sender,
+		SenderKind: opened.SenderKind,
+		Origin:     "subject:" + msg.Subject,
+		At:         msg.Stored,
+	}}
+}
+
+// Finish runs an opened message through the rules, or reports it when it
+// was rejected, or reports due floods when it was shed (op is nil). Calls
+// must follow stream order. The error has the meaning of Process's.
+func (d *Detector) Finish(ctx context.Context, msg *Message, op *Opening) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	if op == nil {
+		return d.reportFloodsLocked(ctx, msg.Stored)
+	}
+	err := op.err
 	var retry *Retryable
 	if errors.As(err, &retry) && msg.Delivered >= d.opts.MaxOpenAttempts {
 		err = &Rejection{Reason: retry.Reason, Err: err}
@@ -161,6 +213,7 @@ func (d *Detector) Process(ctx context.Context, msg *Message) error {
 		return err
 	}
 
+	obs := op.obs
 	d.metrics.Event(obs.Event.Type, obs.Event.Status)
 	d.metrics.Lag(d.opts.Now().Sub(msg.Stored))
 	if obs.Event.Type == "authz.decision" {
@@ -203,25 +256,6 @@ func (d *Detector) Flush(ctx context.Context, now time.Time) error {
 	}
 
 	return nil
-}
-
-// openLocked opens msg and checks the event against its subject and signer.
-func (d *Detector) openLocked(ctx context.Context, msg *Message) (*domain.Observation, error) {
-	opened, err := d.opener.Open(ctx, msg)
-	if err != nil {
-		return nil, err
-	}
-	if err := domain.CheckEvent(msg.Subject, opened.Sender, &opened.Event); err != nil {
-		return nil, &Rejection{Reason: "schema", Err: err}
-	}
-
-	return &domain.Observation{
-		Event:      opened.Event,
-		Sender:     opened.Sender,
-		SenderKind: opened.SenderKind,
-		Origin:     "subject:" + msg.Subject,
-		At:         msg.Stored,
-	}, nil
 }
 
 // observeLocked runs obs through the rules, publishes the threats due and

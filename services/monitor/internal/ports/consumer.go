@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,6 +29,11 @@ type ConsumerOptions struct {
 	MaxAckPending int
 	// NakDelay is the redelivery delay after a transient failure; default 1 s.
 	NakDelay time.Duration
+	// Openers is how many messages are opened at once; default
+	// runtime.GOMAXPROCS(0). Opening (signature check and decryption)
+	// dominates the cost of an event, and the rules still see events in
+	// stream order.
+	Openers int
 	// FlushInterval is how often held-back shed counts and threat
 	// revisions are checked for publishing; default 1 s.
 	FlushInterval time.Duration
@@ -55,6 +62,9 @@ func NewConsumer(log *slog.Logger, js jetstream.JetStream, det *app.Detector,
 	}
 	if opts.NakDelay <= 0 {
 		opts.NakDelay = time.Second
+	}
+	if opts.Openers <= 0 {
+		opts.Openers = runtime.GOMAXPROCS(0)
 	}
 	if opts.FlushInterval <= 0 {
 		opts.FlushInterval = time.Second
@@ -90,17 +100,94 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer close(done)
 	go c.stopOnCancel(ctx, it, done)
 
+	return c.pipeline(ctx, it)
+}
+
+// job is one message on its way through the pipeline. opening is set and
+// opened closed by an opener; a shed message has a nil opening and a closed
+// opened from the start.
+type job struct {
+	m       jetstream.Msg
+	msg     *app.Message
+	opening *app.Opening
+	opened  chan struct{}
+}
+
+// pipeline pulls messages in stream order, admits them, opens admitted ones
+// on Openers goroutines and finishes them in stream order again.
+func (c *Consumer) pipeline(ctx context.Context, it jetstream.MessagesContext) error {
+	work := make(chan *job, 2*c.opts.Openers)
+	ordered := make(chan *job, 4*c.opts.Openers)
+
+	var openers sync.WaitGroup
+	for range c.opts.Openers {
+		openers.Go(func() {
+			for j := range work {
+				j.opening = c.det.Open(ctx, j.msg)
+				close(j.opened)
+			}
+		})
+	}
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for j := range ordered {
+			<-j.opened
+			c.finish(ctx, j)
+		}
+	}()
+
+	c.pull(ctx, it, work, ordered)
+	close(work)
+	close(ordered)
+	openers.Wait()
+	<-finished
+
+	return nil
+}
+
+// pull reads messages until the iterator closes and queues each one.
+func (c *Consumer) pull(ctx context.Context, it jetstream.MessagesContext,
+	work, ordered chan<- *job) {
 	for {
 		m, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return nil
+			return
 		}
 		if err != nil {
 			c.log.WarnContext(ctx, "pulling message", logx.Err(err))
 			continue
 		}
-		c.handle(ctx, m)
+		msg, err := toMessage(m)
+		if err != nil {
+			c.log.ErrorContext(ctx, "reading message metadata", logx.KeySubject,
+				domain.Escape(m.Subject()), logx.Err(err), logx.KeyUnexpected, true)
+			_ = m.Term()
+			continue
+		}
+
+		j := &job{m: m, msg: msg, opened: make(chan struct{})}
+		ordered <- j
+		if c.det.Admit(msg) {
+			work <- j
+		} else {
+			close(j.opened)
+		}
 	}
+}
+
+func toMessage(m jetstream.Msg) (*app.Message, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return nil, err
+	}
+
+	return &app.Message{
+		Subject: m.Subject(), Data: m.Data(), Header: m.Headers(),
+		Stream: md.Stream, Sequence: md.Sequence.Stream,
+		MsgID:  m.Headers().Get(jetstream.MsgIDHeader),
+		Stored: md.Timestamp, Delivered: md.NumDelivered,
+	}, nil
 }
 
 // stopOnCancel stops the iterator when ctx ends and reports pending shed
@@ -124,31 +211,20 @@ func (c *Consumer) stopOnCancel(ctx context.Context, it jetstream.MessagesContex
 	}
 }
 
-func (c *Consumer) handle(ctx context.Context, m jetstream.Msg) {
-	md, err := m.Metadata()
-	if err != nil {
-		c.log.ErrorContext(ctx, "reading message metadata", logx.KeySubject,
-			domain.Escape(m.Subject()), logx.Err(err), logx.KeyUnexpected, true)
-		_ = m.Term()
-		return
-	}
-	msg := &app.Message{
-		Subject: m.Subject(), Data: m.Data(), Header: m.Headers(),
-		Stream: md.Stream, Sequence: md.Sequence.Stream,
-		MsgID:  m.Headers().Get(jetstream.MsgIDHeader),
-		Stored: md.Timestamp, Delivered: md.NumDelivered,
-	}
-
-	if err := c.det.Process(ctx, msg); err != nil {
+// finish hands an opened or shed message to the detector and acks it, or
+// naks it for redelivery when the detector could not finish it.
+func (c *Consumer) finish(ctx context.Context, j *job) {
+	msg := j.msg
+	if err := c.det.Finish(ctx, msg, j.opening); err != nil {
 		c.log.WarnContext(ctx, "processing event, will retry", logx.KeySubject,
 			domain.Escape(msg.Subject), "stream_seq", msg.Sequence,
 			logx.KeyAttempt, msg.Delivered, logx.Err(err))
-		if err := m.NakWithDelay(c.opts.NakDelay); err != nil {
+		if err := j.m.NakWithDelay(c.opts.NakDelay); err != nil {
 			c.log.WarnContext(ctx, "naking message", "stream_seq", msg.Sequence, logx.Err(err))
 		}
 		return
 	}
-	if err := m.Ack(); err != nil {
+	if err := j.m.Ack(); err != nil {
 		c.log.WarnContext(ctx, "acking message", "stream_seq", msg.Sequence, logx.Err(err))
 	}
 }
