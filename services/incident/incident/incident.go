@@ -157,6 +157,10 @@ func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app
 	}), nil
 }
 
+// threatAckWait bounds the handling of one threat before JetStream
+// redelivers it.
+const threatAckWait = 2 * time.Minute
+
 // consumeThreats binds the durable consumer. The threats stream belongs to
 // monitor. When it does not exist yet, Run creates it with the same name and
 // subjects, and monitor's own configuration replaces it later.
@@ -180,6 +184,9 @@ func consumeThreats(ctx context.Context, c *bus.Client, cfg Config, svc *app.Ser
 		Consumer: jetstream.ConsumerConfig{
 			Durable: cfg.Consumer, FilterSubject: ports.ThreatSubjectPrefix + ">",
 			DeliverPolicy: jetstream.DeliverAllPolicy,
+			// One threat may wait for several containment requests, each
+			// bounded by the bus request timeout (5s by default).
+			AckWait: threatAckWait,
 		},
 		NakDelay: cfg.NakDelay,
 	}, ports.NewThreats(svc, log).Handle)
