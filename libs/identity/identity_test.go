@@ -570,3 +570,44 @@ func TestHeartbeatDigestExposesWithheldRecord(t *testing.T) {
 		t.Error("no heartbeat digest mismatch counted")
 	}
 }
+
+func TestStateFileRejectsRollbackAfterRestart(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	f := newFixture(t)
+	key := identity.IdentityKey(identity.DemoAgentID)
+	old, err := f.kv.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "registry.state")
+	first := f.watch(t, identity.ViewOptions{StateFile: state})
+	if err := f.admin.Suspend(ctx, identity.DemoAgentID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "suspension seen", func() bool {
+		_, err := first.Active(identity.DemoAgentID)
+		return errors.Is(err, identity.ErrNotActive)
+	})
+	first.Close()
+
+	// While the reader is down, the server rolls the record back.
+	if _, err := f.kv.Put(ctx, key, old.Value()); err != nil {
+		t.Fatal(err)
+	}
+	restarted := f.watch(t, identity.ViewOptions{StateFile: state})
+	if _, err := restarted.Active(identity.DemoAgentID); err == nil {
+		t.Fatal("restarted reader accepted the rolled-back active record")
+	}
+	if _, err := restarted.Rejected(); !errors.Is(err, identity.ErrRollback) {
+		t.Errorf("last rejection = %v, want ErrRollback", err)
+	}
+	st, err := os.Stat(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("state file mode = %04o, want 0600", st.Mode().Perm())
+	}
+}

@@ -47,6 +47,11 @@ type ViewOptions struct {
 	StaleAfter time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// StateFile, if set, keeps the highest accepted version of every
+	// record (heartbeats excepted) across restarts, so a server cannot
+	// roll a restarted reader back to an older, validly signed record.
+	// The file is written with mode 0600 after every accepted change.
+	StateFile string
 }
 
 // Change is one identity update seen by a [View]. Old is nil for a new
@@ -70,6 +75,7 @@ type View struct {
 	roles      map[string]*RoleEpoch
 	roleEpochs map[string]map[int]*RoleEpoch
 	heartbeat  time.Time
+	floors     map[string]uint64
 	rejected   uint64
 	mismatched uint64
 	lastErr    error
@@ -97,8 +103,13 @@ func Watch(ctx context.Context, kv jetstream.KeyValue, root ed25519.PublicKey,
 	if err != nil {
 		return nil, fmt.Errorf("watching KV bucket %s: %w", Bucket, err)
 	}
+	floors, err := loadFloors(opts.StateFile)
+	if err != nil {
+		return nil, err
+	}
 	v := &View{
-		opts: opts, watcher: w, verifier: Verifier{Root: root},
+		floors: floors,
+		opts:   opts, watcher: w, verifier: Verifier{Root: root},
 		versions: map[string]uint64{}, identities: map[string]*Identity{},
 		byNATSKey: map[string]string{}, roles: map[string]*RoleEpoch{},
 		roleEpochs: map[string]map[int]*RoleEpoch{},
@@ -188,6 +199,10 @@ func (v *View) apply(key string, value []byte) error {
 		err = fmt.Errorf("%w: %q version %d after %d", ErrRollback, key, rec.Version,
 			v.versions[key])
 	}
+	if err == nil && rec.Version < v.floors[key] {
+		err = fmt.Errorf("%w: %q version %d below %d accepted before restart", ErrRollback,
+			key, rec.Version, v.floors[key])
+	}
 	if err != nil {
 		v.mu.Unlock()
 		return err
@@ -197,6 +212,11 @@ func (v *View) apply(key string, value []byte) error {
 	listeners := slices.Clone(v.listeners)
 	v.mu.Unlock()
 
+	if key != KeyHeartbeat && v.opts.StateFile != "" {
+		if err := v.saveFloors(); err != nil {
+			return err
+		}
+	}
 	if change != nil {
 		for _, fn := range listeners {
 			fn(*change)
