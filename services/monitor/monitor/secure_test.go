@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/nodexsec/nodex/libs/bus"
 	"github.com/nodexsec/nodex/libs/envelope"
 	"github.com/nodexsec/nodex/libs/envelope/envtest"
+	"github.com/nodexsec/nodex/libs/errs"
 	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/libs/testkit"
 )
@@ -195,4 +197,47 @@ func waitSecureThreats(t *testing.T, r Reader, cond func([]Threat) bool) []Threa
 	t.Fatalf("threats did not reach the expected state in 20s, last: %+v", got)
 
 	return nil
+}
+
+func TestThreatQuerySubject(t *testing.T) {
+	srv := testkit.NATSServer(t)
+	sw := newSecureWorld(t)
+	agent := sw.world.AddParty(t, "agent-1", "agent", "agent")
+	startSecure(t, srv, busClient(t, srv, sw.monitor.Codec(t, nil)))
+
+	kv := events.NewPublisher(busClient(t, srv, sw.keyvault.Codec(t, nil)), "keyvault",
+		events.PublisherOptions{})
+	t.Cleanup(func() { _ = kv.Close(context.Background()) })
+	for range 5 {
+		if err := kv.PublishSync(context.Background(), denial("agent-1")); err != nil {
+			t.Fatalf("publishing event: %v", err)
+		}
+	}
+	reader := Reader{JS: testkit.JetStream(t, srv), Codec: sw.operator.Codec(t, nil)}
+	waitSecureThreats(t, reader, func(ts []Threat) bool { return len(ts) == 1 })
+
+	ctx := context.Background()
+	op := busClient(t, srv, sw.operator.Codec(t, nil))
+	var reply struct {
+		Threats []Threat `json:"threats"`
+	}
+	err := op.Request(ctx, SubjectThreats, "service:monitor",
+		ThreatFilter{Type: "UNAUTHORIZED_ACCESS"}, &reply)
+	if err != nil {
+		t.Fatalf("operator request: %v", err)
+	}
+	if len(reply.Threats) != 1 || reply.Threats[0].Identity != "agent-1" {
+		t.Errorf("operator reply: got %+v, want one threat about agent-1", reply.Threats)
+	}
+
+	err = op.Request(ctx, SubjectThreats, "service:monitor", ThreatFilter{Type: "NOPE"}, &reply)
+	if !errors.Is(err, errs.InvalidRequest) {
+		t.Errorf("bad type filter: got %v, want invalid_request", err)
+	}
+
+	ag := busClient(t, srv, agent.Codec(t, nil))
+	err = ag.Request(ctx, SubjectThreats, "service:monitor", ThreatFilter{}, &reply)
+	if !errors.Is(err, errs.AccessDenied) {
+		t.Errorf("agent request: got %v, want access_denied", err)
+	}
 }

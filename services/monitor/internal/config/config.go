@@ -127,7 +127,7 @@ func (c Config) Validate() error {
 		"flood report interval": c.FloodReportInterval, "reload interval": c.ReloadInterval,
 		"seen TTL": c.SeenTTL, "threat TTL": c.ThreatTTL, "drain timeout": c.DrainTimeout,
 	} {
-		if v < 0 {
+		if v <= 0 {
 			return fmt.Errorf("%w: %s %s must be > 0", ErrInvalid, name, v)
 		}
 	}
