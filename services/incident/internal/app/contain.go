@@ -36,8 +36,11 @@ func (s *Service) Advance(ctx context.Context, id string) error {
 	}
 	inc, err = s.mutate(ctx, id, func(inc *domain.Incident) error {
 		// A joined threat can raise the score, so it is computed again.
-		score, entries := inc.Score, len(inc.History)
-		inc.Assess()
+		score, severity, entries := inc.Score, inc.Severity, len(inc.History)
+		if inc.Assess() != severity {
+			inc.Note(s.now(), domain.ServiceActor, "reassessed", fmt.Sprintf(
+				"severity %s -> %s, score %d -> %d", severity, inc.Severity, score, inc.Score))
+		}
 		inc.Plan(s.policy.Playbooks[inc.Type], s.policy.Escalation, operators, s.now())
 		if inc.Score == score && len(inc.History) == entries {
 			return errUnchanged
@@ -64,8 +67,8 @@ func containable(st domain.State) bool {
 
 // runActions runs the actions that are pending, or failed with attempts
 // left. When operator is true the caller is an operator, and failed actions
-// are retried whatever their attempts. Each outcome is
-// stored before the next action runs.
+// are retried whatever their attempts. Each outcome is stored before the
+// next action runs.
 func (s *Service) runActions(ctx context.Context, inc *domain.Incident, actor string,
 	operator bool,
 ) error {

@@ -593,3 +593,28 @@ func TestOriginThreatWaitsForOperator(t *testing.T) {
 		t.Errorf("SuspendIdentity calls = %d for a transport origin", got)
 	}
 }
+
+func TestJoinedThreatRaisesSeverity(t *testing.T) {
+	e := newEnv(t)
+	th := e.threat("th-1", domain.APIAbuse, "agent-demo")
+	th.Severity = domain.SeverityLow
+	inc := e.handle(th)
+	if inc.Severity != domain.SeverityLow {
+		t.Fatalf("first severity = %s, want low", inc.Severity)
+	}
+	worse := e.threat("th-2", domain.APIAbuse, "agent-demo")
+	worse.Severity = domain.SeverityCritical
+	inc = e.handle(worse)
+	if inc.Severity != domain.SeverityCritical {
+		t.Errorf("severity after a critical threat = %s, want critical", inc.Severity)
+	}
+	reassessed := 0
+	for _, ev := range e.auditEvents(inc.ID) {
+		if ev.Type == "incident.reassessed" {
+			reassessed++
+		}
+	}
+	if reassessed != 1 {
+		t.Errorf("reassessed events = %d, want 1", reassessed)
+	}
+}
