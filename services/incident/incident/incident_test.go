@@ -213,7 +213,7 @@ func TestRunContainsThreatAndSuspensionHolds(t *testing.T) {
 		t.Fatalf("agent listing incidents: err = %v, want access denied", err)
 	}
 	th := threat("thr_1", identity.DemoAgentID)
-	if err := monitor.Publish(ctx, "nodex.v1.threats.unauthorized_access", "service:incident",
+	if err := monitor.Publish(ctx, "nodex.v1.threats.unauthorized_access", events.AudienceRole,
 		th); err != nil {
 		t.Fatalf("publishing threat: %v", err)
 	}
@@ -289,7 +289,7 @@ func TestRunRejectsThreatFromNonMonitor(t *testing.T) {
 	ctx := context.Background()
 	codesec := s.client("codesec")
 	operator := s.client(identity.OperatorID)
-	if err := codesec.Publish(ctx, "nodex.v1.threats.unauthorized_access", "service:incident",
+	if err := codesec.Publish(ctx, "nodex.v1.threats.unauthorized_access", events.AudienceRole,
 		threat("thr_forged", identity.OperatorID)); err != nil {
 		t.Fatalf("publishing threat: %v", err)
 	}
