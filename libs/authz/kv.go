@@ -33,6 +33,17 @@ type WatchOptions struct {
 	// OnError is called when a change cannot be loaded. The previously
 	// loaded version keeps deciding. It must not block.
 	OnError func(err error)
+	// Verifier, if set, accepts only values signed by the policy service
+	// (see [Sign]). Nil accepts unsigned values, and signed ones without
+	// checking them, which leaves the policy to whoever can write the
+	// bucket: use nil only in tests and single-process development.
+	Verifier *Verifier
+}
+
+// storedValue is one opened bucket value.
+type storedValue struct {
+	payload  []byte
+	revision uint64
 }
 
 // Watcher applies the bucket's policy set and role data to an Engine.
@@ -42,8 +53,8 @@ type Watcher struct {
 	opts WatchOptions
 
 	mu        sync.Mutex
-	policy    jetstream.KeyValueEntry
-	rbac      jetstream.KeyValueEntry
+	policy    *storedValue
+	rbac      *storedValue
 	lastErr   error
 	stopped   chan struct{}
 	ready     chan struct{}
@@ -121,7 +132,7 @@ func (w *Watcher) run(ctx context.Context) {
 				w.readyOnce.Do(func() { close(w.ready) })
 				continue
 			}
-			w.record(entry)
+			w.record(ctx, entry)
 			if !initial && len(updates) == 0 {
 				// Load once per burst of changes, not once per change.
 				w.load(ctx)
@@ -130,21 +141,57 @@ func (w *Watcher) run(ctx context.Context) {
 	}
 }
 
-func (w *Watcher) record(entry jetstream.KeyValueEntry) {
+// record opens entry and keeps it as the latest value of its key. A value
+// that fails verification, or a delete, is reported and leaves the previous
+// value in place: delete markers carry no signature, and removing the policy
+// or the roles is done by storing a new version, never by deleting.
+func (w *Watcher) record(ctx context.Context, entry jetstream.KeyValueEntry) {
+	key := entry.Key()
+	if key != KeyPolicy && key != KeyRBAC {
+		return
+	}
+	if entry.Operation() != jetstream.KeyValuePut {
+		w.fail(fmt.Errorf("%w: key %q was deleted at revision %d; keeping the previous value",
+			ErrInvalidPolicySet, key, entry.Revision()))
+		return
+	}
+
+	payload, err := w.open(ctx, key, entry.Value())
+	if err != nil {
+		w.fail(fmt.Errorf("%w: %s revision %d: %w", ErrInvalidPolicySet, key,
+			entry.Revision(), err))
+		return
+	}
+	v := &storedValue{payload: payload, revision: entry.Revision()}
+
 	w.mu.Lock()
 	defer w.mu.Unlock()
-
-	switch entry.Key() {
-	case KeyPolicy:
-		w.policy = entry
-	case KeyRBAC:
-		w.rbac = entry
+	if key == KeyPolicy {
+		w.policy = v
+	} else {
+		w.rbac = v
 	}
 }
 
-// load composes the latest entries into a PolicySet and loads it. Deleted
-// entries keep the last good version active, because a missing policy set
-// is an operator error that must not lock every service out silently.
+func (w *Watcher) open(ctx context.Context, key string, value []byte) ([]byte, error) {
+	if w.opts.Verifier == nil {
+		return Unwrap(value), nil
+	}
+
+	return w.opts.Verifier.Open(ctx, key, value)
+}
+
+func (w *Watcher) fail(err error) {
+	w.mu.Lock()
+	w.lastErr = err
+	w.mu.Unlock()
+
+	if w.opts.OnError != nil {
+		w.opts.OnError(err)
+	}
+}
+
+// load composes the latest values into a PolicySet and loads it.
 func (w *Watcher) load(ctx context.Context) {
 	w.mu.Lock()
 	policy, rbac := w.policy, w.rbac
@@ -154,49 +201,41 @@ func (w *Watcher) load(ctx context.Context) {
 		return
 	}
 
-	set, err := ComposeSet(policy, rbac)
+	set, err := composeSet(policy, rbac)
 	if err == nil {
 		err = w.e.Load(ctx, set)
 	}
-
-	w.mu.Lock()
-	w.lastErr = err
-	w.mu.Unlock()
-
 	if err != nil {
-		if w.opts.OnError != nil {
-			w.opts.OnError(err)
-		}
+		w.fail(err)
 		return
 	}
+
+	w.mu.Lock()
+	w.lastErr = nil
+	w.mu.Unlock()
 	if w.opts.OnLoad != nil {
 		w.opts.OnLoad(set.Revision)
 	}
 }
 
-// ComposeSet builds the PolicySet that engines load from the bucket's
-// policy entry and its role data entry (rbac may be nil). The revision names
-// both entries' bucket revisions, for example "policy@7/rbac@12".
-func ComposeSet(policy, rbac jetstream.KeyValueEntry) (PolicySet, error) {
-	if policy.Operation() != jetstream.KeyValuePut {
-		return PolicySet{}, fmt.Errorf("%w: key %q was deleted at revision %d",
-			ErrInvalidPolicySet, KeyPolicy, policy.Revision())
-	}
-
+// composeSet builds the PolicySet that engines load from the bucket's
+// policy value and its role data value (rbac may be nil). The revision names
+// both values' bucket revisions, for example "policy@7/rbac@12".
+func composeSet(policy, rbac *storedValue) (PolicySet, error) {
 	var set PolicySet
-	if err := json.Unmarshal(policy.Value(), &set); err != nil {
+	if err := json.Unmarshal(policy.payload, &set); err != nil {
 		return PolicySet{}, fmt.Errorf("%w: decoding key %q revision %d: %w",
-			ErrInvalidPolicySet, KeyPolicy, policy.Revision(), err)
+			ErrInvalidPolicySet, KeyPolicy, policy.revision, err)
 	}
-	set.Revision = fmt.Sprintf("policy@%d", policy.Revision())
+	set.Revision = fmt.Sprintf("policy@%d", policy.revision)
 
 	var roles any = map[string]any{}
-	if rbac != nil && rbac.Operation() == jetstream.KeyValuePut {
-		if err := json.Unmarshal(rbac.Value(), &roles); err != nil {
+	if rbac != nil {
+		if err := json.Unmarshal(rbac.payload, &roles); err != nil {
 			return PolicySet{}, fmt.Errorf("%w: decoding key %q revision %d: %w",
-				ErrInvalidPolicySet, KeyRBAC, rbac.Revision(), err)
+				ErrInvalidPolicySet, KeyRBAC, rbac.revision, err)
 		}
-		set.Revision += fmt.Sprintf("/rbac@%d", rbac.Revision())
+		set.Revision += fmt.Sprintf("/rbac@%d", rbac.revision)
 	}
 
 	data, err := WithRBAC(set.Data, roles)
