@@ -569,3 +569,26 @@ func TestEventsStreamPermissions(t *testing.T) {
 		return err
 	})
 }
+
+func TestServiceRoleOnAgentGrantsNothing(t *testing.T) {
+	ctx := context.Background()
+	e := startEnv(t)
+	creds, err := e.admin.Create(ctx, "agent-posing", identity.KindAgent,
+		[]string{identity.RoleAgent, identity.ServiceRole("keyvault"), identity.RoleOperator})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "agent in view", func() bool {
+		_, err := e.b.View().Active("agent-posing")
+		return err == nil
+	})
+	agent := e.connect(t, creds)
+	if _, err := agent.nc.SubscribeSync("nodex.v1.keyvault.retrieve"); err != nil {
+		t.Fatal(err)
+	}
+	agent.expectViolation(t, "nodex.v1.keyvault.retrieve")
+	if err := agent.nc.Publish("$JS.API.STREAM.DELETE.NODEX_WRAPS", nil); err != nil {
+		t.Fatal(err)
+	}
+	agent.expectViolation(t, "$JS.API.STREAM.DELETE.NODEX_WRAPS")
+}

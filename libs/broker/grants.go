@@ -18,6 +18,9 @@ type Grant struct {
 	// Role selects identities: "*" is everyone, otherwise a role such as
 	// "agent" or "service:codesec".
 	Role string
+	// Kinds, if set, limits the row to identities of these kinds, so that a
+	// service or operator role given to an agent by mistake grants nothing.
+	Kinds []identity.Kind
 	// Publish and Subscribe list allowed subjects.
 	Publish   []string
 	Subscribe []string
@@ -59,13 +62,17 @@ func DefaultGrants() []Grant {
 	for _, svc := range RequestServices {
 		everyone.Publish = append(everyone.Publish, "nodex.v1."+svc+".*")
 	}
+	// The agent denies apply by kind, so an agent without the "agent" role
+	// gets them too.
 	agent := Grant{
-		Role:          identity.RoleAgent,
+		Role:          "*",
+		Kinds:         []identity.Kind{identity.KindAgent},
 		DenyPublish:   []string{"nodex.v1.events.>", "nodex.v1.threats.>", "$O.>"},
 		DenySubscribe: []string{"nodex.>"},
 	}
 	operator := Grant{
 		Role:      identity.RoleOperator,
+		Kinds:     []identity.Kind{identity.KindOperator},
 		Publish:   []string{"$JS.API.>", "$KV.>", "$O.>", "$JS.ACK.>", "$JS.FC.>"},
 		Subscribe: []string{"nodex.v1.events.>", "nodex.v1.threats.>"},
 	}
@@ -83,6 +90,7 @@ func DefaultGrants() []Grant {
 func serviceGrant(svc string) Grant {
 	g := Grant{
 		Role:        identity.ServiceRole(svc),
+		Kinds:       []identity.Kind{identity.KindService},
 		Subscribe:   []string{"nodex.v1." + svc + ".>"},
 		Publish:     []string{"nodex.v1.events." + svc + ".>"},
 		ReadStreams: []string{"NODEX_EVENTS", "KV_NODEX_POLICY"},
@@ -128,6 +136,9 @@ func Permissions(grants []Grant, ident *identity.Identity) jwt.Permissions {
 	}
 	for _, g := range grants {
 		if g.Role != "*" && !ident.HasRole(g.Role) {
+			continue
+		}
+		if len(g.Kinds) > 0 && !slices.Contains(g.Kinds, ident.Kind) {
 			continue
 		}
 		p.Pub.Allow.Add(expand(g.Publish)...)
