@@ -77,7 +77,7 @@ func (s *Service) investigate(ctx context.Context, actor, id string) (*domain.In
 		return nil, err
 	}
 	q := s.eventQuery(inc)
-	rows, err := s.d.Events.Gather(ctx, q)
+	rows, err := s.gather(ctx, q)
 	if err != nil {
 		return inc, fmt.Errorf("gathering events of incident %s: %w", id, err)
 	}
@@ -103,6 +103,29 @@ func (s *Service) investigate(ctx context.Context, actor, id string) (*domain.In
 
 		return nil
 	})
+}
+
+// gather reads the events of q, then reads again with the trace ids of the
+// evidence events added, so that events other parties emitted for the same
+// requests join the timeline.
+func (s *Service) gather(ctx context.Context, q EventQuery) ([]domain.TimelineRow, error) {
+	rows, err := s.d.Events.Gather(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	added := false
+	for _, r := range rows {
+		if r.TraceID != "" && slices.Contains(q.EventIDs, r.EventID) &&
+			!slices.Contains(q.TraceIDs, r.TraceID) {
+			q.TraceIDs = append(slices.Clip(q.TraceIDs), r.TraceID)
+			added = true
+		}
+	}
+	if !added {
+		return rows, nil
+	}
+
+	return s.d.Events.Gather(ctx, q)
 }
 
 func (s *Service) eventQuery(inc *domain.Incident) EventQuery {

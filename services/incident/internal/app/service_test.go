@@ -472,7 +472,9 @@ func TestAckGathersRelatedEvents(t *testing.T) {
 		}
 	}
 	evidence := "0b7e6c1e-0000-4000-8000-000000000001"
-	publish(evidence, "agent-demo", "", now.Add(-time.Minute))
+	publish(evidence, "agent-demo", "4bf92f3577b34da6a3ce929d0e0e4736", now.Add(-time.Minute))
+	publish("0b7e6c1e-0000-4000-8000-000000000005", "", "4bf92f3577b34da6a3ce929d0e0e4736",
+		now.Add(-time.Minute))
 	publish("0b7e6c1e-0000-4000-8000-000000000002", "agent-demo", "", now.Add(-2*time.Minute))
 	publish("0b7e6c1e-0000-4000-8000-000000000003", "agent-two", "", now)
 	publish("0b7e6c1e-0000-4000-8000-000000000004", "agent-demo", "", now.Add(-time.Hour))
@@ -494,7 +496,7 @@ func TestAckGathersRelatedEvents(t *testing.T) {
 			evidenceMarked = row.Evidence
 		}
 	}
-	if diff := cmp.Diff([]string{"2", "1"}, got); diff != "" {
+	if diff := cmp.Diff([]string{"2", "1", "5"}, got); diff != "" {
 		t.Errorf("gathered events (-want +got):\n%s", diff)
 	}
 	if !evidenceMarked {
