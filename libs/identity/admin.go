@@ -89,6 +89,13 @@ func (a *Admin) current(ctx context.Context, key string) (*Record, uint64, error
 // stores it with a compare-and-set on revision rev, so two admins never
 // overwrite each other's change silently.
 func (a *Admin) write(ctx context.Context, rec *Record, prev *Record, rev uint64) error {
+	// Readers reject an invalid record, so writing one would only make the
+	// identity disappear from every view.
+	if rec.Identity != nil {
+		if err := rec.Identity.Validate(); err != nil {
+			return err
+		}
+	}
 	rec.Version = 1
 	if prev != nil {
 		rec.Version = prev.Version + 1

@@ -611,3 +611,63 @@ func TestStateFileRejectsRollbackAfterRestart(t *testing.T) {
 		t.Errorf("state file mode = %04o, want 0600", st.Mode().Perm())
 	}
 }
+
+func TestAdminListAndSetRoles(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	f := newFixture(t)
+	list, err := f.admin.List(ctx)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if len(list) != 8 {
+		t.Errorf("List returned %d identities, want 8", len(list))
+	}
+	if err := f.admin.SetRoles(ctx, identity.DemoAgentID,
+		[]string{identity.RoleAgent, "key-reader:openai"}); err != nil {
+		t.Fatalf("SetRoles: %v", err)
+	}
+	got, err := f.admin.Get(ctx, identity.DemoAgentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.HasRole("key-reader:openai") {
+		t.Errorf("roles = %v, want key-reader:openai added", got.Roles)
+	}
+	if err := f.admin.SetRoles(ctx, identity.DemoAgentID, []string{"Bad Role"}); err == nil {
+		t.Error("SetRoles accepted an invalid role")
+	}
+	if _, err := f.admin.Create(ctx, identity.DemoAgentID, identity.KindAgent, nil); !errors.Is(err, identity.ErrExists) {
+		t.Errorf("Create of an existing id: err = %v, want ErrExists", err)
+	}
+	if _, err := f.admin.Create(ctx, "Bad.ID", identity.KindAgent, nil); !errors.Is(err, identity.ErrInvalidID) {
+		t.Errorf("Create of an invalid id: err = %v, want ErrInvalidID", err)
+	}
+	if err := f.auth.Contain(ctx, "nobody", identity.StatusSuspended); !errors.Is(err, identity.ErrNotFound) {
+		t.Errorf("Contain of a missing id: err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestLoadCredsRejectsBadFile(t *testing.T) {
+	t.Parallel()
+
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		body string
+	}{
+		{"not json", "SUxxx"},
+		{"other format", `{"format":"nats-creds"}`},
+		{"missing keys", `{"format":"nodex-creds/v1","id":"a","kind":"agent"}`},
+	}
+	for _, tt := range tests {
+		path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "_")+".creds")
+		if err := os.WriteFile(path, []byte(tt.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := identity.LoadCreds(path); err == nil {
+			t.Errorf("%s: LoadCreds accepted the file", tt.name)
+		}
+	}
+}
