@@ -102,7 +102,8 @@ func serviceGrant(svc string) Grant {
 	case "sandbox":
 		g.ReadStreams = append(g.ReadStreams, "OBJ_NODEX_BUNDLES", "KV_NODEX_REVOKED",
 			"KV_NODEX_KEY_FINGERPRINTS")
-		g.Streams = []string{"NODEX_SANDBOX_JOBS"}
+		g.Streams = []string{"NODEX_SANDBOX_JOBS", "NODEX_SANDBOX_RESULTS", "KV_NODEX_RECEIPTS"}
+		g.Publish = append(g.Publish, "nodex.v1.sandbox.results.>")
 	case "keyvault":
 		g.Streams = []string{"KV_NODEX_KEYVAULT", "KV_NODEX_KEYVAULT_REQUESTS", "KV_NODEX_KEY_FINGERPRINTS"}
 	case "policy":
