@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"strings"
 	"time"
 
@@ -219,8 +220,23 @@ func newID() string {
 // mutate writes nothing.
 var errUnchanged = errors.New("unchanged")
 
-// maxCASAttempts bounds the compare-and-set retries of one change.
-const maxCASAttempts = 10
+// maxCASAttempts bounds the compare-and-set retries of one change. Between
+// attempts a writer waits a random time of up to 5ms per attempt, so
+// replicas that collide spread out instead of colliding again.
+const maxCASAttempts = 20
+
+// backoff waits before compare-and-set attempt n, or until ctx ends.
+func backoff(ctx context.Context, n int) error {
+	wait := time.Duration(mrand.Int64N(int64(n)*int64(5*time.Millisecond) + 1))
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
 
 // mutate loads the incident, applies fn and stores the result with a
 // compare-and-set, reloading and reapplying fn when another writer won. It
@@ -228,7 +244,12 @@ const maxCASAttempts = 10
 // call other services, because it may run several times.
 func (s *Service) mutate(ctx context.Context, id string, fn func(*domain.Incident) error,
 ) (*domain.Incident, error) {
-	for range maxCASAttempts {
+	for attempt := range maxCASAttempts {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return nil, err
+			}
+		}
 		inc, rev, err := s.d.Store.Get(ctx, id)
 		if err != nil {
 			return nil, fmt.Errorf("loading incident %s: %w", id, err)

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -618,5 +619,49 @@ func TestJoinedThreatRaisesSeverity(t *testing.T) {
 	}
 	if reassessed != 1 {
 		t.Errorf("reassessed events = %d, want 1", reassessed)
+	}
+}
+
+func TestReplicasOpenOneIncident(t *testing.T) {
+	e := newEnv(t)
+	first := e.svc
+	e.start()
+	second := e.svc
+	const threats = 8
+	errc := make(chan error, threats)
+	ids := make(chan string, threats)
+	for i := range threats {
+		svc := first
+		if i%2 == 1 {
+			svc = second
+		}
+		th := e.threat(fmt.Sprintf("th-%d", i), domain.UnauthorizedAccess, "agent-demo")
+		go func() {
+			id, err := svc.HandleThreat(context.Background(), th)
+			errc <- err
+			ids <- id
+		}()
+	}
+	seen := map[string]bool{}
+	for range threats {
+		if err := <-errc; err != nil {
+			t.Errorf("HandleThreat: %v", err)
+		}
+		seen[<-ids] = true
+	}
+	if len(seen) != 1 {
+		t.Fatalf("replicas opened %d incidents, want 1", len(seen))
+	}
+	for id := range seen {
+		inc := e.get(id)
+		if len(inc.Threats) != threats {
+			t.Errorf("threats joined = %d, want %d", len(inc.Threats), threats)
+		}
+		if inc.State != domain.StateContained {
+			t.Errorf("state = %s, want contained", inc.State)
+		}
+		if len(inc.Actions) != 1 {
+			t.Errorf("actions = %d, want 1", len(inc.Actions))
+		}
 	}
 }
