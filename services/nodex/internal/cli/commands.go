@@ -5,4 +5,5 @@ import "github.com/spf13/cobra"
 // addCommands registers the commands beyond version.
 func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newDevCmd(g))
+	root.AddCommand(newKeysCmd(g))
 }

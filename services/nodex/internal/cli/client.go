@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nodexsec/nodex/libs/party"
+)
+
+// requestTimeout bounds each request of a client command, except `run`.
+const requestTimeout = 30 * time.Second
+
+// openParty connects as the command's identity: the --creds file, or the
+// dev credentials of defaultID.
+func (g *globals) openParty(ctx context.Context, defaultID string) (*party.Party, error) {
+	url, err := g.serverURL()
+	if err != nil {
+		return nil, err
+	}
+	creds, err := g.loadCreds(defaultID)
+	if err != nil {
+		return nil, fmt.Errorf("loading credentials %s: %w", g.credsPath(defaultID), err)
+	}
+	p, err := party.Open(ctx, party.Config{URL: url, Creds: creds})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s as %q: %w", url, creds.ID, err)
+	}
+
+	return p, nil
+}
+
+// request connects as defaultID, sends one sealed request and closes.
+func (g *globals) request(ctx context.Context, defaultID, subject, role string,
+	req, resp any,
+) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	p, err := g.openParty(ctx, defaultID)
+	if err != nil {
+		return err
+	}
+	defer p.Close(context.WithoutCancel(ctx))
+
+	return p.Bus.Request(ctx, subject, role, req, resp)
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+
+	return enc.Encode(v)
+}
+
+// output prints v as JSON with --json, else calls text.
+func (g *globals) output(v any, text func(w io.Writer) error) error {
+	if g.json {
+		return printJSON(g.stdio.Out, v)
+	}
+
+	return text(g.stdio.Out)
+}
+
+// formatTime formats t in UTC to the second, or "-" when zero.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+
+	return t.UTC().Format(time.RFC3339)
+}
+
+// joinOr joins items with ", ", or returns "-" when there are none.
+func joinOr(items []string) string {
+	if len(items) == 0 {
+		return "-"
+	}
+
+	return strings.Join(items, ", ")
+}
+
+// exactArgs is cobra.ExactArgs with a usage error, so a wrong argument
+// count exits with ExitUsage.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{fmt.Errorf("%s: %w", cmd.CommandPath(), err)}
+		}
+
+		return nil
+	}
+}
+
+// noArgs is cobra.NoArgs with a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.CommandPath(), args)}
+	}
+
+	return nil
+}

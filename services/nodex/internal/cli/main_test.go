@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodexsec/nodex/services/nodex/devrun"
+)
+
+// devHome is the state folder of the stack that every test in this package
+// shares; TestMain starts it once, since a start takes seconds.
+var devHome string
+
+func TestMain(m *testing.M) {
+	os.Exit(runWithStack(m))
+}
+
+func runWithStack(m *testing.M) int {
+	home, err := os.MkdirTemp("", "nodex-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "creating state folder:", err)
+		return 1
+	}
+	defer os.RemoveAll(home)
+	devHome = home
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- devrun.Run(ctx, devrun.Config{
+			Home: home, Port: 0, MetricsAddr: "127.0.0.1:0", Ready: func(string) { close(ready) },
+		})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		fmt.Fprintln(os.Stderr, "starting nodex dev:", err)
+		cancel()
+		return 1
+	case <-time.After(2 * time.Minute):
+		fmt.Fprintln(os.Stderr, "nodex dev not ready after 2 minutes")
+		cancel()
+		return 1
+	}
+
+	code := m.Run()
+	cancel()
+	if err := <-done; err != nil {
+		fmt.Fprintln(os.Stderr, "stopping nodex dev:", err)
+	}
+
+	return code
+}
+
+// result is one command run.
+type result struct {
+	out, err string
+	code     int
+}
+
+// nodex runs the command line args against the shared stack with stdin
+// as standard input. The environment is empty, so only --home applies.
+func nodex(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	full := append([]string{"--home", devHome}, args...)
+	code := Main(context.Background(), full,
+		Stdio{In: strings.NewReader(stdin), Out: &out, Err: &errOut},
+		func(string) string { return "" })
+
+	return result{out: out.String(), err: errOut.String(), code: code}
+}
+
+// mustRun runs args and fails the test unless the exit code is want.
+func mustRun(t *testing.T, want int, stdin string, args ...string) result {
+	t.Helper()
+	r := nodex(t, stdin, args...)
+	if r.code != want {
+		t.Fatalf("nodex %s: exit code %d, want %d\nstdout: %s\nstderr: %s",
+			strings.Join(args, " "), r.code, want, r.out, r.err)
+	}
+
+	return r
+}
