@@ -317,3 +317,32 @@ func TestRunRejectsThreatFromNonMonitor(t *testing.T) {
 		t.Errorf("operator status = %s after a forged threat", ident.Status)
 	}
 }
+
+func TestRunRejectsTypeSubjectMismatch(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	monitor := s.client("monitor")
+	operator := s.client(identity.OperatorID)
+	th := threat("thr_mismatch", identity.DemoAgentID)
+	if err := monitor.Publish(ctx, "nodex.v1.threats.api_abuse", events.AudienceRole,
+		th); err != nil {
+		t.Fatalf("publishing threat: %v", err)
+	}
+	s.eventually("threat settled", func() bool {
+		cons, err := s.js.Consumer(ctx, "NODEX_THREATS", "incident-threats")
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(ctx)
+
+		return err == nil && info.AckFloor.Stream >= 1
+	})
+	list, err := s.list(operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 0 {
+		t.Errorf("incidents = %d, want none for a type that differs from its subject",
+			len(list))
+	}
+}
