@@ -217,6 +217,7 @@ func TestTransitionsAreAudited(t *testing.T) {
 			t.Fatalf("%s: %v", verb, err)
 		}
 	}
+
 	inc = e.get(inc.ID)
 	var got []string
 	actors := map[string]bool{}
@@ -226,6 +227,7 @@ func TestTransitionsAreAudited(t *testing.T) {
 			actors[ev.Subject] = true
 		}
 	}
+
 	want := []string{"open -> assessed", "assessed -> contained",
 		"contained -> investigating", "investigating -> remediated", "remediated -> closed"}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -234,6 +236,7 @@ func TestTransitionsAreAudited(t *testing.T) {
 	if !actors["incident"] || !actors["operator"] {
 		t.Errorf("audit actors = %v, want incident and operator", actors)
 	}
+
 	if len(inc.Transitions) != 5 {
 		t.Errorf("recorded transitions = %d, want 5", len(inc.Transitions))
 	}
