@@ -311,6 +311,10 @@ func storeRBAC(b *testing.B, w *world, r authz.RBAC) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	raw, err = authz.Sign(w.signer, authz.KeyRBAC, raw, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
 	kv, err := w.policy.JetStream().KeyValue(context.Background(), authz.KVBucket)
 	if err != nil {
 		b.Fatal(err)
@@ -355,6 +359,10 @@ func BenchmarkRoleDataReload(b *testing.B) {
 		body := without
 		if allow {
 			body = with
+		}
+		body, err := authz.Sign(w.signer, authz.KeyRBAC, body, time.Now())
+		if err != nil {
+			return err
 		}
 		if _, err := kv.Put(context.Background(), authz.KeyRBAC, body); err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodexsec/nodex/libs/authz"
 	"github.com/nodexsec/nodex/libs/bus"
+	"github.com/nodexsec/nodex/libs/envelope"
 	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/services/policy/internal/app"
 	"github.com/nodexsec/nodex/services/policy/internal/config"
@@ -61,6 +62,14 @@ type Deps struct {
 	Config Config
 	// Ready, if set, is called once the service serves its subjects.
 	Ready func()
+	// Signer, if set, signs every value the service stores in the policy
+	// bucket; identity.Keyring of the policy identity implements it.
+	Signer authz.Signer
+	// Directory, if set, is the verified registry view that the service
+	// checks every value it reads from the policy bucket against, such as
+	// identity.Directory. Set Signer and Directory together, and give every
+	// other service's authz.WatchKV a Verifier on the same view.
+	Directory envelope.Directory
 }
 
 // Run seeds the policy bucket if it is empty, loads the active policy set,
@@ -78,7 +87,21 @@ func Run(ctx context.Context, deps Deps) error {
 	log.InfoContext(ctx, "policy service starting", "queue_group", cfg.QueueGroup,
 		"decide_timeout", cfg.DecideTimeout, "max_policy_bytes", cfg.MaxPolicyBytes)
 
-	store, err := kvstore.Open(ctx, deps.Client.JetStream(), cfg.BucketHistory)
+	if (deps.Signer == nil) != (deps.Directory == nil) {
+		return errors.New("policy: set both Signer and Directory, or neither")
+	}
+	if deps.Signer == nil {
+		// Whoever can write the bucket then controls the policy.
+		log.WarnContext(ctx, "policy bucket values not signed or verified")
+	}
+	storeOpts, watchVerifier := kvstore.Options{}, (*authz.Verifier)(nil)
+	if deps.Directory != nil {
+		storeOpts = kvstore.Options{Signer: deps.Signer,
+			Verifier: &authz.Verifier{Directory: deps.Directory}}
+		watchVerifier = &authz.Verifier{Directory: deps.Directory}
+	}
+
+	store, err := kvstore.Open(ctx, deps.Client.JetStream(), cfg.BucketHistory, storeOpts)
 	if err != nil {
 		return err
 	}
@@ -88,7 +111,8 @@ func Run(ctx context.Context, deps Deps) error {
 
 	engine := authz.New(authz.Options{Timeout: cfg.DecideTimeout, Audit: authz.EventSink(deps.Events)})
 	watcher, err := authz.WatchKV(ctx, store.KV(), engine, authz.WatchOptions{
-		OnLoad: func(rev string) { log.Info("policy set loaded", "revision", rev) },
+		Verifier: watchVerifier,
+		OnLoad:   func(rev string) { log.Info("policy set loaded", "revision", rev) },
 		OnError: func(err error) {
 			log.Error("policy set rejected, previous set stays active",
 				"active", engine.Revision(), "error", err)

@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/nodexsec/nodex/libs/authz"
 	"github.com/nodexsec/nodex/libs/bus"
+	"github.com/nodexsec/nodex/libs/envelope"
 	"github.com/nodexsec/nodex/libs/envelope/envtest"
 	"github.com/nodexsec/nodex/libs/errs"
 	"github.com/nodexsec/nodex/libs/events"
@@ -35,6 +37,9 @@ type world struct {
 	// local decides with libs/authz on the same bucket the service uses.
 	local *authz.Engine
 	pub   *events.Publisher
+	// signer holds the policy identity's keys, which sign bucket values.
+	signer authz.Signer
+	dir    envelope.Directory
 }
 
 func client(t testing.TB, srv *server.Server, p *envtest.Party) *bus.Client {
@@ -67,9 +72,12 @@ func start(t testing.TB) *world {
 	}
 
 	ew := envtest.NewWorld(ws)
+	policyParty := ew.AddParty(t, "policy", "service", policyRole)
 	w := &world{
 		srv:      srv,
-		policy:   client(t, srv, ew.AddParty(t, "policy", "service", policyRole)),
+		signer:   policyParty.Keys,
+		dir:      ew.Dir,
+		policy:   client(t, srv, policyParty),
 		operator: client(t, srv, ew.AddParty(t, "operator-1", "operator", "operator")),
 		agent:    client(t, srv, ew.AddParty(t, "agent-1", "agent", "agent")),
 		codesec:  client(t, srv, ew.AddParty(t, "codesec", "service", "service:codesec")),
@@ -83,8 +91,9 @@ func start(t testing.TB) *world {
 	go func() {
 		errc <- policy.Run(runCtx, policy.Deps{
 			Client: w.policy, Events: w.pub,
-			Log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ready: func() { close(ready) },
+			Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Ready:  func() { close(ready) },
+			Signer: w.signer, Directory: w.dir,
 		})
 	}()
 	t.Cleanup(func() {
@@ -103,12 +112,12 @@ func start(t testing.TB) *world {
 		t.Fatal("policy service not ready after 15s")
 	}
 
-	w.local = watchLocal(t, js)
+	w.local = watchLocal(t, js, w.dir)
 
 	return w
 }
 
-func watchLocal(t testing.TB, js jetstream.JetStream) *authz.Engine {
+func watchLocal(t testing.TB, js jetstream.JetStream, dir envelope.Directory) *authz.Engine {
 	t.Helper()
 
 	kv, err := js.KeyValue(context.Background(), authz.KVBucket)
@@ -116,7 +125,9 @@ func watchLocal(t testing.TB, js jetstream.JetStream) *authz.Engine {
 		t.Fatalf("opening policy bucket: %v", err)
 	}
 	e := authz.New(authz.Options{})
-	watcher, err := authz.WatchKV(context.Background(), kv, e, authz.WatchOptions{})
+	watcher, err := authz.WatchKV(context.Background(), kv, e, authz.WatchOptions{
+		Verifier: &authz.Verifier{Directory: dir},
+	})
 	if err != nil {
 		t.Fatalf("watching policy bucket: %v", err)
 	}
@@ -414,5 +425,50 @@ func TestTestReportsFailures(t *testing.T) {
 	}
 	if reply.OK || reply.CompileError == "" {
 		t.Errorf("got %+v, want a compile error", reply)
+	}
+}
+
+func TestUnsignedRoleDataIgnored(t *testing.T) {
+	w := start(t)
+	ctx := context.Background()
+
+	// A writer without the policy identity's key, such as a hostile NATS
+	// server, stores role data that binds event-reader to agent-1.
+	forged := authz.RBAC{
+		Roles: map[string]authz.Role{"event-reader": {Permissions: []authz.Permission{
+			{Resource: "event", Actions: []string{"read"}},
+		}}},
+		Bindings: map[string][]string{"agent-1": {"event-reader"}},
+	}
+	raw, err := json.Marshal(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := w.policy.JetStream().KeyValue(ctx, authz.KVBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, authz.KeyRBAC, raw); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+
+	d, err := w.decide(t, w.codesec, readEvents())
+	if err != nil {
+		t.Fatalf("remote decide: %v", err)
+	}
+	if d.Allow {
+		t.Error("forged role data took effect in the policy service")
+	}
+	if d, _ := w.local.Decide(ctx, readEvents()); d.Allow {
+		t.Error("forged role data took effect in a watching engine")
+	}
+
+	// The service refuses to build on the forged value instead of signing it.
+	var bound policy.RoleBindReply
+	err = w.operator.Request(ctx, policy.SubjectRoleBind, policyRole,
+		policy.RoleBindRequest{Identity: "agent-2", Role: "agent"}, &bound)
+	if !errors.Is(err, errs.Unavailable) {
+		t.Errorf("role bind on forged data: got %v, want unavailable", err)
 	}
 }

@@ -61,15 +61,15 @@ func run(ctx context.Context, args []string, getenv conf.Getenv, stderr io.Write
 	if err != nil {
 		return err
 	}
-	log.InfoContext(ctx, "configuration loaded", "config", conf.Masked(cfg))
+	log.InfoContext(ctx, "configuration loaded", "config", conf.Masked(cfg.WithDefaults()))
 
-	client, id, closeAll, err := connect(ctx, opts)
+	conn, err := connect(ctx, opts)
 	if err != nil {
 		return err
 	}
-	defer closeAll()
+	defer conn.close()
 
-	pub := events.NewPublisher(client, id, events.PublisherOptions{
+	pub := events.NewPublisher(conn.client, conn.keys.ID(), events.PublisherOptions{
 		OnLost: func(ev events.SecurityEvent, err error) {
 			log.Error("decision event lost", "msg_id", ev.ID, "event_type", ev.Type, "error", err)
 		},
@@ -82,7 +82,10 @@ func run(ctx context.Context, args []string, getenv conf.Getenv, stderr io.Write
 		}
 	}()
 
-	return policy.Run(ctx, policy.Deps{Client: client, Events: pub, Log: log, Config: cfg})
+	return policy.Run(ctx, policy.Deps{
+		Client: conn.client, Events: pub, Log: log, Config: cfg,
+		Signer: conn.keys, Directory: conn.dir,
+	})
 }
 
 func parseFlags(args []string, getenv conf.Getenv,
@@ -120,62 +123,76 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 	return given
 }
 
+// connection is the policy identity's link to NATS and the registry.
+type connection struct {
+	client *bus.Client
+	keys   *identity.Keyring
+	dir    *identity.Directory
+	close  func()
+}
+
 // connect opens the policy identity's NATS connection and its secure bus
 // client over the identity registry.
-func connect(ctx context.Context, o options) (*bus.Client, string, func(), error) {
+func connect(ctx context.Context, o options) (*connection, error) {
 	if o.creds == "" {
-		return nil, "", nil, errors.New(
+		return nil, errors.New(
 			"missing -creds (or NODEX_CREDS): the policy identity's credentials file")
 	}
 	creds, err := identity.LoadCreds(o.creds)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
 	nc, err := broker.Connect(ctx, o.server, creds)
 	if err != nil {
-		return nil, "", nil, err
-	}
-	fail := func(err error) (*bus.Client, string, func(), error) {
-		nc.Close()
-		return nil, "", nil, err
+		return nil, err
 	}
 
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return fail(fmt.Errorf("creating JetStream context: %w", err))
+		nc.Close()
+		return nil, fmt.Errorf("creating JetStream context: %w", err)
 	}
 	kv, err := js.KeyValue(ctx, identity.Bucket)
 	if err != nil {
-		return fail(fmt.Errorf("binding registry bucket %s: %w", identity.Bucket, err))
+		nc.Close()
+		return nil, fmt.Errorf("binding registry bucket %s: %w", identity.Bucket, err)
 	}
 	view, err := identity.Watch(ctx, kv, creds.RootKey, identity.ViewOptions{})
 	if err != nil {
-		return fail(err)
+		nc.Close()
+		return nil, err
 	}
-	wraps, err := bus.NewWrapStore(ctx, js, 0)
-	if err != nil {
-		view.Close()
-		return fail(err)
-	}
-	codec, err := envelope.New(envelope.Config{
-		Keys:      &identity.Keyring{Creds: creds, View: view},
-		Directory: &identity.Directory{View: view},
-		Wraps:     wraps,
-	})
-	if err != nil {
-		view.Close()
-		return fail(fmt.Errorf("creating envelope codec: %w", err))
-	}
-	client, err := bus.New(bus.Config{Conn: nc, Codec: codec})
-	if err != nil {
-		view.Close()
-		return fail(err)
-	}
-
 	closeAll := func() {
 		view.Close()
 		nc.Close()
 	}
 
-	return client, creds.ID, closeAll, nil
+	c, err := newClient(ctx, js, nc, creds, view)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	c.close = closeAll
+
+	return c, nil
+}
+
+func newClient(ctx context.Context, js jetstream.JetStream, nc *nats.Conn,
+	creds *identity.Credentials, view *identity.View) (*connection, error) {
+	wraps, err := bus.NewWrapStore(ctx, js, 0)
+	if err != nil {
+		return nil, err
+	}
+	keys := &identity.Keyring{Creds: creds, View: view}
+	dir := &identity.Directory{View: view}
+	codec, err := envelope.New(envelope.Config{Keys: keys, Directory: dir, Wraps: wraps})
+	if err != nil {
+		return nil, fmt.Errorf("creating envelope codec: %w", err)
+	}
+	client, err := bus.New(bus.Config{Conn: nc, Codec: codec})
+	if err != nil {
+		return nil, err
+	}
+
+	return &connection{client: client, keys: keys, dir: dir}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -17,14 +18,28 @@ import (
 
 // Store implements [app.Store] on the policy bucket.
 type Store struct {
-	kv jetstream.KeyValue
+	kv       jetstream.KeyValue
+	signer   authz.Signer
+	verifier *authz.Verifier
+	now      func() time.Time
+}
+
+// Options configure signing. With both fields nil the Store writes and
+// reads plain JSON, which is only safe when no one else can write the bucket.
+type Options struct {
+	// Signer signs every value written.
+	Signer authz.Signer
+	// Verifier checks every value read, so that the service never re-signs
+	// role data a hostile server substituted.
+	Verifier *authz.Verifier
 }
 
 var _ app.Store = (*Store)(nil)
 
 // Open creates or updates the policy bucket, keeping history revisions per
 // key, and returns a Store on it.
-func Open(ctx context.Context, js jetstream.JetStream, history int) (*Store, error) {
+func Open(ctx context.Context, js jetstream.JetStream, history int,
+	opts Options) (*Store, error) {
 	kv, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      authz.KVBucket,
 		Description: "NodeX policy set and role data",
@@ -35,7 +50,33 @@ func Open(ctx context.Context, js jetstream.JetStream, history int) (*Store, err
 		return nil, fmt.Errorf("opening bucket %s: %w", authz.KVBucket, err)
 	}
 
-	return &Store{kv: kv}, nil
+	return &Store{kv: kv, signer: opts.Signer, verifier: opts.Verifier, now: time.Now}, nil
+}
+
+// encode marshals v and signs it for key when the Store has a Signer.
+func (s *Store) encode(key string, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", key, err)
+	}
+	if s.signer == nil {
+		return b, nil
+	}
+
+	return authz.Sign(s.signer, key, b, s.now())
+}
+
+// decode verifies (when the Store has a Verifier) and unmarshals a value.
+func (s *Store) decode(ctx context.Context, key string, stored []byte, v any) error {
+	payload := authz.Unwrap(stored)
+	if s.verifier != nil {
+		var err error
+		if payload, err = s.verifier.Open(ctx, key, stored); err != nil {
+			return err
+		}
+	}
+
+	return json.Unmarshal(payload, v)
 }
 
 // KV returns the bucket, for an engine's [authz.WatchKV].
@@ -52,7 +93,7 @@ func (s *Store) RBAC(ctx context.Context) (authz.RBAC, uint64, error) {
 	}
 
 	var r authz.RBAC
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
+	if err := s.decode(ctx, authz.KeyRBAC, e.Value(), &r); err != nil {
 		return authz.RBAC{}, 0, fmt.Errorf("decoding %s revision %d: %w",
 			authz.KeyRBAC, e.Revision(), err)
 	}
@@ -62,9 +103,9 @@ func (s *Store) RBAC(ctx context.Context) (authz.RBAC, uint64, error) {
 
 // UpdateRBAC implements [app.Store].
 func (s *Store) UpdateRBAC(ctx context.Context, r authz.RBAC, rev uint64) (uint64, error) {
-	b, err := json.Marshal(r)
+	b, err := s.encode(authz.KeyRBAC, r)
 	if err != nil {
-		return 0, fmt.Errorf("encoding role data: %w", err)
+		return 0, err
 	}
 
 	var newRev uint64
@@ -86,9 +127,9 @@ func (s *Store) UpdateRBAC(ctx context.Context, r authz.RBAC, rev uint64) (uint6
 
 // PutPolicy implements [app.Store].
 func (s *Store) PutPolicy(ctx context.Context, set authz.PolicySet) (uint64, error) {
-	b, err := json.Marshal(set)
+	b, err := s.encode(authz.KeyPolicy, set)
 	if err != nil {
-		return 0, fmt.Errorf("encoding policy set: %w", err)
+		return 0, err
 	}
 
 	rev, err := s.kv.Put(ctx, authz.KeyPolicy, b)
@@ -105,18 +146,18 @@ func (s *Store) PutPolicy(ctx context.Context, set authz.PolicySet) (uint64, err
 // keys it created.
 func (s *Store) Seed(ctx context.Context, set authz.PolicySet,
 	r authz.RBAC) (policy, rbac bool, err error) {
-	b, err := json.Marshal(set)
+	b, err := s.encode(authz.KeyPolicy, set)
 	if err != nil {
-		return false, false, fmt.Errorf("encoding default policy set: %w", err)
+		return false, false, err
 	}
 	policy, err = s.create(ctx, authz.KeyPolicy, b)
 	if err != nil {
 		return false, false, err
 	}
 
-	b, err = json.Marshal(r)
+	b, err = s.encode(authz.KeyRBAC, r)
 	if err != nil {
-		return policy, false, fmt.Errorf("encoding default roles: %w", err)
+		return policy, false, err
 	}
 	rbac, err = s.create(ctx, authz.KeyRBAC, b)
 
