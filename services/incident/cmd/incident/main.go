@@ -57,15 +57,18 @@ func run(ctx context.Context, args []string, getenv conf.Getenv, stderr io.Write
 	if err != nil {
 		return err
 	}
-	if opts.checkConfig {
-		c, err := cfg.WithDefaults()
-		if err != nil {
-			return err
-		}
-
-		return c.Validate()
+	if cfg, err = cfg.WithDefaults(); err != nil {
+		return err
 	}
-	log.InfoContext(ctx, "configuration loaded", "config", conf.Masked(cfg))
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if opts.checkConfig {
+		return nil
+	}
+	log.InfoContext(ctx, "configuration loaded", "config", cfg.String(),
+		"max_attempts", cfg.MaxAttempts, "resume_interval", cfg.ResumeInterval,
+		"expiry_interval", cfg.ExpiryInterval)
 
 	deps, closeDeps, err := connect(ctx, opts)
 	if err != nil {
