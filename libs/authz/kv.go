@@ -35,8 +35,8 @@ type WatchOptions struct {
 	OnError func(err error)
 	// Verifier, if set, accepts only values signed by the policy service
 	// (see [Sign]). Nil accepts unsigned values, and signed ones without
-	// checking them, which leaves the policy to whoever can write the
-	// bucket: use nil only in tests and single-process development.
+	// checking them. Any writer of the bucket then controls the policy, so
+	// nil is for tests and single-process development only.
 	Verifier *Verifier
 }
 

@@ -135,7 +135,7 @@ func (v *Verifier) checkSigner(ctx context.Context, sv *SignedValue) error {
 		return fmt.Errorf("%w: signer %q: %w", ErrBadSignature, sv.Signer, err)
 	}
 	if party.Status != envelope.StatusActive || !slices.Contains(party.Roles, SignerRole) {
-		return fmt.Errorf("%w: signer %q is %s and holds roles %v, want active with %s",
+		return fmt.Errorf("%w: signer %q has status %s and roles %v, want active with %s",
 			ErrBadSignature, sv.Signer, party.Status, party.Roles, SignerRole)
 	}
 
