@@ -63,18 +63,17 @@ type Party struct {
 
 // Open connects the party and returns once the registry and, if asked, the
 // policy set are loaded. On error everything opened so far is closed.
-func Open(ctx context.Context, cfg Config) (p *Party, err error) {
+func Open(ctx context.Context, cfg Config) (_ *Party, err error) {
 	if cfg.Creds == nil {
 		return nil, errors.New("party: no credentials")
 	}
 	if cfg.Log == nil {
 		cfg.Log = logx.Discard()
 	}
-	p = &Party{Creds: cfg.Creds, Log: cfg.Log.With(logx.KeyIdentity, cfg.Creds.ID)}
+	p := &Party{Creds: cfg.Creds, Log: cfg.Log.With(logx.KeyIdentity, cfg.Creds.ID)}
 	defer func() {
 		if err != nil {
 			_ = p.Close(context.WithoutCancel(ctx))
-			p = nil
 		}
 	}()
 
