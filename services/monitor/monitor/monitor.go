@@ -120,7 +120,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if deps.Ready != nil {
 		deps.Ready(metricsAddr)
 	}
-	err = ports.NewConsumer(log, js, det, ports.ConsumerOptions{}).Run(ctx)
+	err = ports.NewConsumer(log, js, det, ports.ConsumerOptions{
+		DrainTimeout: cfg.DrainTimeout,
+	}).Run(ctx)
 	log.InfoContext(context.WithoutCancel(ctx), "monitor stopped")
 
 	return err

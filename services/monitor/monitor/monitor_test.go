@@ -191,6 +191,24 @@ func hasMetric(metrics, name, label string) bool {
 	return false
 }
 
+// waitMetric scrapes addr until a sample of name with label appears. The
+// monitor stores a threat before it counts it, so a test that saw the
+// threat may scrape a moment early.
+func waitMetric(t *testing.T, addr, name, label string) bool {
+	t.Helper()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if hasMetric(scrape(t, addr), name, label) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func TestRunRaisesThreat(t *testing.T) {
 	srv := testkit.NATSServer(t)
 	m := start(t, srv, Config{})
@@ -216,14 +234,13 @@ func TestRunRaisesThreat(t *testing.T) {
 		t.Errorf("resources: got %v, want [key/openai]", th.Resources)
 	}
 
-	metrics := scrape(t, m.metricsAddr)
 	for _, want := range []struct{ name, label string }{
 		{"nodex_monitor_events_total", `event_type="authz.decision"`},
 		{"nodex_monitor_decisions_total", `outcome="failure"`},
 		{"nodex_monitor_threats_total", `threat_type="UNAUTHORIZED_ACCESS"`},
 		{"nodex_monitor_ingest_lag_seconds_bucket", `le="+Inf"`},
 	} {
-		if !hasMetric(metrics, want.name, want.label) {
+		if !waitMetric(t, m.metricsAddr, want.name, want.label) {
 			t.Errorf("metrics lack %s with %s", want.name, want.label)
 		}
 	}
@@ -297,7 +314,7 @@ func TestForgedEventNamesSubject(t *testing.T) {
 			t.Errorf("origin: got %q, want the delivery subject", th.Origin)
 		}
 	}
-	if !hasMetric(scrape(t, m.metricsAddr), "nodex_monitor_rejected_total", `reason="schema"`) {
+	if !waitMetric(t, m.metricsAddr, "nodex_monitor_rejected_total", `reason="schema"`) {
 		t.Error("metrics lack the schema rejection")
 	}
 }
@@ -319,8 +336,7 @@ func TestFloodShedAndReported(t *testing.T) {
 	if !strings.Contains(got[0].Group, `"codesec"`) {
 		t.Errorf("group: got %q, want the flooding source codesec", got[0].Group)
 	}
-	metrics := scrape(t, m.metricsAddr)
-	if !hasMetric(metrics, "nodex_monitor_shed_total", `source="codesec"`) {
+	if !waitMetric(t, m.metricsAddr, "nodex_monitor_shed_total", `source="codesec"`) {
 		t.Error("metrics lack shed counts for codesec")
 	}
 	if !strings.Contains(m.logs.String(), "events shed from flooding source") {

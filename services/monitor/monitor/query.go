@@ -208,8 +208,8 @@ func clampLimit(n int) int {
 	}
 }
 
-// serveQueries answers nodex.v1.monitor.threats for operators and holders
-// of the audit role.
+// serveQueries serves nodex.v1.monitor.threats to operators and holders of
+// the audit role.
 func serveQueries(c *bus.Client, js jetstream.JetStream, log *slog.Logger) error {
 	reader := Reader{JS: js, Codec: c.Codec()}
 	h := func(ctx context.Context, req *bus.Request) (any, error) {

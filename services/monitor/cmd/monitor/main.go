@@ -131,10 +131,10 @@ func parseFlags(args []string, getenv conf.Getenv,
 }
 
 func flagGiven(fs *flag.FlagSet, name string) bool {
-	given := false
-	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
 
-	return given
+	return found
 }
 
 func checkConfig(cfg monitor.Config) error {

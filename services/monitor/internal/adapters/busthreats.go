@@ -13,7 +13,7 @@ import (
 // BusThreatSink publishes threats sealed to the audit role through libs/bus,
 // which waits for the stream's acknowledgement. Each publish is a new
 // envelope with its own Nats-Msg-Id, so a revision republished after a crash
-// is stored twice; consumers keep the highest revision of each threat id.
+// is stored twice. Consumers keep the highest revision of each threat id.
 type BusThreatSink struct {
 	Client *bus.Client
 }

@@ -138,8 +138,8 @@ func (d *Detector) Rules() []domain.Rule {
 
 // Process handles one stored message: [Detector.Admit], [Detector.Open]
 // and [Detector.Finish] in turn. A nil error means the message is done
-// (processed, rejected and reported, shed and counted, or a duplicate) and
-// may be acknowledged; an error means it should be delivered again.
+// (processed, rejected and reported, shed and counted, or a duplicate), so
+// it may be acknowledged. An error means it should be delivered again.
 func (d *Detector) Process(ctx context.Context, msg *Message) error {
 	if !d.Admit(msg) {
 		return d.Finish(ctx, msg, nil)

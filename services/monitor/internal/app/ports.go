@@ -17,8 +17,8 @@ type Message struct {
 	Data    []byte
 	Header  map[string][]string
 
-	// Stream, Sequence and MsgID (the Nats-Msg-Id header) say where the
-	// stream stored the message; the envelope binds to them.
+	// Stream, Sequence and MsgID (the Nats-Msg-Id header) locate the
+	// message in the stream. The envelope is bound to them.
 	Stream   string
 	Sequence uint64
 	MsgID    string
@@ -44,9 +44,9 @@ type Opened struct {
 
 // Opener verifies, decrypts and decodes one stored message. It returns an
 // error wrapping [ErrRejected] when the message is not a genuine event
-// (forged, badly signed, unknown sender, undecodable), a [*Retryable] when
-// opening may succeed later, and any other error when opening could not be
-// attempted; the last two retry the message.
+// (forged, badly signed, unknown sender, undecodable). It returns a
+// [*Retryable] when opening may succeed later, and any other error when
+// opening could not be attempted. The last two retry the message.
 type Opener interface {
 	Open(ctx context.Context, msg *Message) (Opened, error)
 }

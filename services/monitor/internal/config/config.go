@@ -40,7 +40,8 @@ type Config struct {
 	Self string
 
 	// RulesFile is the YAML rule file; empty runs the built-in rules. The
-	// file is read again every ReloadInterval and on [Reload] calls.
+	// file is read again every ReloadInterval and on each receive from
+	// the Reload channel of the dependencies.
 	RulesFile      string
 	ReloadInterval time.Duration
 
@@ -49,9 +50,9 @@ type Config struct {
 	// dependencies bring their own meter provider.
 	MetricsAddr string
 
-	// FloodRatePerSecond and FloodBurst size the token bucket of each
-	// event source, in events per second of stream time; events above it
-	// are shed, counted and reported.
+	// FloodRatePerSecond and FloodBurst size each event source's token
+	// bucket, in events per second of stream time. Events above it are
+	// shed, counted and reported.
 	FloodRatePerSecond  int
 	FloodBurst          int
 	FloodReportInterval time.Duration
@@ -65,7 +66,8 @@ type Config struct {
 	// Replicas of the monitor's streams and KV buckets; default 1.
 	Replicas int
 
-	// DrainTimeout bounds the shutdown; default 10 s.
+	// DrainTimeout bounds how long messages in flight at shutdown may take
+	// to finish; default 10 s.
 	DrainTimeout time.Duration
 
 	// InsecurePlainEvents reads events stored as plain JSON and trusts

@@ -6,10 +6,11 @@ import (
 	"unicode"
 )
 
-// Escape returns s with control characters, invalid UTF-8 and Unicode line
-// and paragraph separators written as Go escapes (\n, \x1b, \u2028), so a
-// value copied from an event into a log line or a threat report cannot start
-// a new line or move the terminal cursor. Printable text is unchanged.
+// Escape returns s with control characters, backslashes, invalid UTF-8,
+// bidirectional controls and Unicode line separators written as Go escapes
+// (\n, \x1b, \u2028). A value copied from an event into a log line or a
+// threat report then cannot start a new line or move the terminal cursor.
+// Other printable text is unchanged.
 func Escape(s string) string {
 	clean := true
 	for _, r := range s {

@@ -1,7 +1,7 @@
-// Package domain holds the monitor's detection model: security events as the
-// detector sees them, rules, the rule engine with its sliding windows and
-// sequences, and threats. It does no I/O; callers feed it observations in
-// stream order and publish the threats it returns.
+// Package domain holds the monitor's detection model: security events with
+// what their transport proved, rules, the rule engine with its sliding
+// windows and sequences, and threats. It does no I/O. Callers feed it
+// observations in stream order and publish the threats it returns.
 package domain
 
 import (

@@ -5,8 +5,7 @@ import (
 	"time"
 )
 
-// Observation is one event as the detector sees it: the event body plus what
-// the transport proved about it.
+// Observation is one event body with what the transport proved about it.
 type Observation struct {
 	Event Event
 
@@ -31,9 +30,9 @@ type Observation struct {
 
 // Identity returns the identity the event is about when the transport
 // vouches for it, or "". A service's or operator's signed statement about an
-// identity is trusted, and so is an agent's statement about itself; the
-// subject named by an unauthenticated event or by an agent about another
-// identity is not, so a forger cannot frame someone else.
+// identity is trusted, and so is an agent's statement about itself. The
+// subject named by an unauthenticated event, or by an agent about another
+// identity, is not trusted, so a forger cannot frame someone else.
 func (o *Observation) Identity() string {
 	switch {
 	case o.Sender == "":

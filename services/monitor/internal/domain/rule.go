@@ -70,10 +70,10 @@ type Rule struct {
 	Steps  []Match
 	Within time.Duration
 
-	// AttributeIdentity says whether the threat names the identity of its
-	// evidence. Rules on events where the identity field is a claim the
+	// AttributeIdentity makes the threat name the identity of its
+	// evidence. Rules on events whose identity field is a claim the
 	// reporter could not check (for example a rejected envelope's claimed
-	// sender) set it to false and name the origin only.
+	// sender) set it to false, so the threat names the origin only.
 	AttributeIdentity bool
 
 	// Dedupe is how long after its last evidence a threat stays open for

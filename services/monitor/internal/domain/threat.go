@@ -19,7 +19,7 @@ const (
 
 // Threat is one detected attack. The monitor publishes a threat when it is
 // raised and again, with a higher Revision and the same ID, as more evidence
-// arrives; consumers keep the highest revision of each ID.
+// arrives. Consumers keep the highest revision of each ID.
 type Threat struct {
 	ID       string `json:"id"`
 	Revision int    `json:"revision"`
@@ -70,8 +70,8 @@ func threatID(ruleID, group, firstEvidence string) string {
 }
 
 // PublishInterval is the longest a changed threat waits for its next
-// revision when its count has not reached the next power of two; see
-// [Engine.PendingRevisions] for threats that stop receiving evidence.
+// revision when its count has not reached the next power of two.
+// [Engine.PendingRevisions] publishes threats that stop receiving evidence.
 const PublishInterval = 10 * time.Second
 
 // activeThreat is a threat that can still take evidence.

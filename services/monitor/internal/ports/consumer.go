@@ -34,6 +34,9 @@ type ConsumerOptions struct {
 	// dominates the cost of an event, and the rules still see events in
 	// stream order.
 	Openers int
+	// DrainTimeout bounds how long messages in flight when Run's context
+	// ends may take to finish; default 10 s. Unfinished ones are redelivered.
+	DrainTimeout time.Duration
 	// FlushInterval is how often held-back shed counts and threat
 	// revisions are checked for publishing; default 1 s.
 	FlushInterval time.Duration
@@ -62,6 +65,9 @@ func NewConsumer(log *slog.Logger, js jetstream.JetStream, det *app.Detector,
 	}
 	if opts.NakDelay <= 0 {
 		opts.NakDelay = time.Second
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 10 * time.Second
 	}
 	if opts.Openers <= 0 {
 		opts.Openers = runtime.GOMAXPROCS(0)
@@ -100,7 +106,16 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer close(done)
 	go c.stopOnCancel(ctx, it, done)
 
-	return c.pipeline(ctx, it)
+	// Messages already pulled finish after ctx ends, within DrainTimeout,
+	// so the threats they raise are stored before their acks.
+	procCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stopDrain := context.AfterFunc(ctx, func() {
+		time.AfterFunc(c.opts.DrainTimeout, cancel)
+	})
+	defer stopDrain()
+
+	return c.pipeline(procCtx, ctx, it)
 }
 
 // job is one message on its way through the pipeline. opening is set and
@@ -115,7 +130,8 @@ type job struct {
 
 // pipeline pulls messages in stream order, admits them, opens admitted ones
 // on Openers goroutines and finishes them in stream order again.
-func (c *Consumer) pipeline(ctx context.Context, it jetstream.MessagesContext) error {
+// ctx governs processing and pullCtx only the logging of pull errors.
+func (c *Consumer) pipeline(ctx, pullCtx context.Context, it jetstream.MessagesContext) error {
 	work := make(chan *job, 2*c.opts.Openers)
 	ordered := make(chan *job, 4*c.opts.Openers)
 
@@ -137,7 +153,7 @@ func (c *Consumer) pipeline(ctx context.Context, it jetstream.MessagesContext) e
 		}
 	}()
 
-	c.pull(ctx, it, work, ordered)
+	c.pull(pullCtx, it, work, ordered)
 	close(work)
 	close(ordered)
 	openers.Wait()
