@@ -6,4 +6,5 @@ import "github.com/spf13/cobra"
 func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newDevCmd(g))
 	root.AddCommand(newKeysCmd(g))
+	root.AddCommand(newAgentCmd(g))
 }

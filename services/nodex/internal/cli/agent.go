@@ -1,0 +1,202 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nodexsec/nodex/libs/errs"
+	"github.com/nodexsec/nodex/libs/identity"
+)
+
+func newAgentCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Create, list, suspend, unsuspend and revoke identities",
+		Long: `agent manages identities in the registry. Each change is signed with the
+operator root key, which these commands read from NODEX_HOME/identities/root.key,
+and is written over the operator's connection. Suspensions and revocations take
+effect within about a second and close the identity's open connections.`,
+	}
+	cmd.AddCommand(newAgentCreateCmd(g), newAgentListCmd(g),
+		newAgentStatusCmd(g, "suspend", "Suspend an identity until unsuspend",
+			(*identity.Admin).Suspend),
+		newAgentStatusCmd(g, "unsuspend", "Reactivate a suspended identity",
+			(*identity.Admin).Unsuspend),
+		newAgentStatusCmd(g, "revoke", "Revoke an identity for good",
+			(*identity.Admin).Revoke))
+
+	return cmd
+}
+
+// withAdmin connects as the operator and runs fn with a root-key admin.
+func (g *globals) withAdmin(ctx context.Context, fn func(*identity.Admin) error) error {
+	dir := filepath.Join(g.homeDir(), "identities")
+	rootKey := filepath.Join(dir, "root.key")
+	if _, err := os.Stat(rootKey); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("operator root key %s not found: run this on the host of nodex dev, "+
+			"or pass --home with the state folder that holds it", rootKey)
+	}
+	setup, err := identity.Bootstrap(dir)
+	if err != nil {
+		return fmt.Errorf("loading operator root key from %s: %w", dir, err)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	p, err := g.openParty(ctx, identity.OperatorID)
+	if err != nil {
+		return err
+	}
+	defer p.Close(context.WithoutCancel(ctx))
+	kv, err := p.JS.KeyValue(ctx, identity.Bucket)
+	if err != nil {
+		return fmt.Errorf("opening registry bucket %s: %w", identity.Bucket, err)
+	}
+
+	return fn(identity.NewAdmin(kv, setup.Root))
+}
+
+// identityError turns the registry's not-found error into the coded one,
+// so that it exits with ExitNotFound.
+func identityError(id string, err error) error {
+	if errors.Is(err, identity.ErrNotFound) {
+		return errs.NotFound.Withf("identity %q not found: see nodex agent list", id)
+	}
+
+	return err
+}
+
+func newAgentCreateCmd(g *globals) *cobra.Command {
+	var roles []string
+	var outDir string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "create NAME [--role ROLE]... [--out DIR]",
+		Short: "Issue an agent identity and write its credentials file",
+		Long: `create issues an agent identity with the role "agent" plus every --role,
+registers it, and writes DIR/NAME.creds (mode 0600). It prints the file's path.
+Give the file only to that agent: it holds the agent's private keys.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			if err := identity.ValidateID(id); err != nil {
+				return usageError{fmt.Errorf("invalid identity name %q: %w", id, err)}
+			}
+			for _, r := range roles {
+				if err := identity.ValidateRole(r); err != nil {
+					return usageError{fmt.Errorf("invalid role %q: %w", r, err)}
+				}
+			}
+			path := filepath.Join(outDir, id+".creds")
+			if _, err := os.Stat(path); err == nil && !force {
+				return usageError{fmt.Errorf("%s exists: pass --force to overwrite it", path)}
+			}
+			all := append([]string{identity.RoleAgent}, roles...)
+			slices.Sort(all)
+			all = slices.Compact(all)
+
+			var creds *identity.Credentials
+			err := g.withAdmin(cmd.Context(), func(a *identity.Admin) error {
+				if _, err := a.Get(cmd.Context(), id); err == nil {
+					return errs.Conflict.Withf("identity %q exists: pick another name", id)
+				}
+				c, err := a.Create(cmd.Context(), id, identity.KindAgent, all)
+				creds = c
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if err := identity.WriteCreds(path, creds); err != nil {
+				return fmt.Errorf("writing credentials of %q to %s: %w", id, path, err)
+			}
+
+			return g.output(map[string]any{"id": id, "roles": all, "creds": path},
+				func(w io.Writer) error {
+					_, err := fmt.Fprintln(w, path)
+					return err
+				})
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&roles, "role", nil, "role to grant besides \"agent\", e.g. key-reader:openai (repeatable)")
+	f.StringVar(&outDir, "out", ".", "folder to write NAME.creds into")
+	f.BoolVar(&force, "force", false, "overwrite an existing credentials file")
+
+	return cmd
+}
+
+func newAgentListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List every identity with its kind, roles and status",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var ids []*identity.Identity
+			err := g.withAdmin(cmd.Context(), func(a *identity.Admin) error {
+				var err error
+				ids, err = a.List(cmd.Context())
+				return err
+			})
+			if err != nil {
+				return err
+			}
+
+			return g.output(ids, func(w io.Writer) error { return printIdentities(w, ids) })
+		},
+	}
+}
+
+func printIdentities(w io.Writer, ids []*identity.Identity) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tKIND\tSTATUS\tROLES\tCREATED")
+	for _, id := range ids {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", id.ID, id.Kind, id.Status, joinOr(id.Roles),
+			formatTime(id.Created))
+	}
+
+	return tw.Flush()
+}
+
+// newAgentStatusCmd builds suspend, unsuspend or revoke.
+func newAgentStatusCmd(g *globals, verb, short string,
+	change func(*identity.Admin, context.Context, string) error,
+) *cobra.Command {
+	return &cobra.Command{
+		Use:   verb + " NAME",
+		Short: short,
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			var after *identity.Identity
+			err := g.withAdmin(cmd.Context(), func(a *identity.Admin) error {
+				if _, err := a.Get(cmd.Context(), id); err != nil {
+					return identityError(id, err)
+				}
+				if err := change(a, cmd.Context(), id); err != nil {
+					return err
+				}
+				var err error
+				after, err = a.Get(cmd.Context(), id)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+
+			return g.output(after, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "%s is now %s\n", after.ID, after.Status)
+				return err
+			})
+		},
+	}
+}
