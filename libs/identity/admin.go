@@ -291,10 +291,10 @@ func retireKeys(keys []PublicKey, notAfter time.Time) {
 }
 
 // RevokeCompromised replaces every key of c after a compromise, with no
-// overlap: the old versions are marked compromised at once, with the last
-// sequence of each stream in streamSeqs (see [StreamSeqs]), so stream
-// messages they signed are accepted only up to that point. The private
-// keys of the old versions are dropped from c.
+// overlap. The old versions are marked compromised at once, together with
+// the last sequence of each stream in streamSeqs (see [StreamSeqs]). Stream
+// messages they signed are then accepted only up to that sequence. The
+// private keys of the old versions are dropped from c.
 func (a *Admin) RevokeCompromised(ctx context.Context, c *Credentials,
 	streamSeqs map[string]uint64,
 ) error {

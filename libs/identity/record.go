@@ -121,7 +121,9 @@ func (s Signer) Sign(rec *Record) (Entry, error) {
 
 // Marshal encodes an entry as the KV value.
 func (e Entry) Marshal() []byte {
-	b, _ := json.Marshal(e) // cannot fail: only strings and byte slices
+	// json.Marshal fails only on unsupported types or values, and Entry
+	// holds only a string and byte slices.
+	b, _ := json.Marshal(e)
 
 	return b
 }
