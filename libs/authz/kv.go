@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -270,4 +271,32 @@ func WithRBAC(data map[string]any, rbac any) (map[string]any, error) {
 	out["nodex"] = nodex
 
 	return out, nil
+}
+
+// Open returns an Engine that decides with the contents of the policy bucket
+// and a Watcher that keeps it current until ctx ends. It waits for the
+// policy service to create the bucket, polling every 100 ms until ctx ends,
+// so services can start in any order. Stop the Watcher when done.
+func Open(ctx context.Context, js jetstream.JetStream, opts Options,
+	wopts WatchOptions) (*Engine, *Watcher, error) {
+	for {
+		kv, err := js.KeyValue(ctx, KVBucket)
+		if err == nil {
+			e := New(opts)
+			w, err := WatchKV(ctx, kv, e, wopts)
+			if err != nil {
+				return nil, nil, err
+			}
+			return e, w, nil
+		}
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, nil, fmt.Errorf("opening policy bucket %s: %w", KVBucket, err)
+		}
+
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("waiting for policy bucket %s: %w", KVBucket, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -210,3 +210,40 @@ func TestRBACValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestOpenWaitsForBucket(t *testing.T) {
+	js := testkit.JetStream(t, testkit.NATSServer(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: KVBucket})
+		if err != nil {
+			t.Errorf("creating bucket: %v", err)
+			return
+		}
+		b, _ := json.Marshal(PolicySet{Modules: map[string]string{"a.rego": allowOperatorPolicy}})
+		if _, err := kv.Put(ctx, KeyPolicy, b); err != nil {
+			t.Errorf("putting policy: %v", err)
+		}
+	}()
+
+	e, w, err := Open(ctx, js, Options{}, WatchOptions{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(w.Stop)
+	waitFor(t, e, operatorInput(), true, 5*time.Second)
+}
+
+func TestOpenGivesUpWithContext(t *testing.T) {
+	js := testkit.JetStream(t, testkit.NATSServer(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+
+	if _, _, err := Open(ctx, js, Options{}, WatchOptions{}); !errors.Is(err,
+		context.DeadlineExceeded) {
+		t.Errorf("got %v, want context.DeadlineExceeded", err)
+	}
+}

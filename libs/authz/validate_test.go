@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -108,6 +109,39 @@ func FuzzDecideNeverAllowsInvalid(f *testing.F) {
 		if err != nil && d.Allow {
 			t.Fatalf("allowed despite error %v", err)
 		}
+		if d.Allow && (strings.Contains(id, "..") || strings.ContainsAny(id, "/*\x00")) {
+			t.Fatalf("allowed resource id %q", id)
+		}
+	})
+}
+
+// FuzzDecideJSON feeds policy.decide-style JSON bodies to Decide: whatever
+// the body, an error must deny and an allowed input must have passed the
+// resource id rules.
+func FuzzDecideJSON(f *testing.F) {
+	f.Add([]byte(`{"subject":{"id":"op-1","kind":"operator","roles":["operator"],` +
+		`"status":"active"},"action":"list","resource":{"type":"key"}}`))
+	f.Add([]byte(`{"subject":{"id":"op-1","roles":["operator"],"status":"active"},` +
+		`"action":"get","resource":{"type":"key","id":"a/../b"}}`))
+	f.Add([]byte(`{"subject":{"id":"x\u0000"},"context":{"findings":[{"severity":"x"}]}}`))
+
+	e := New(Options{})
+	if err := e.Load(context.Background(), PolicySet{
+		Modules: map[string]string{"a.rego": allowOperatorPolicy},
+	}); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var in Input
+		if json.Unmarshal(body, &in) != nil {
+			return
+		}
+
+		d, err := e.Decide(context.Background(), in)
+		if err != nil && d.Allow {
+			t.Fatalf("allowed despite error %v", err)
+		}
+		id := in.Resource.ID
 		if d.Allow && (strings.Contains(id, "..") || strings.ContainsAny(id, "/*\x00")) {
 			t.Fatalf("allowed resource id %q", id)
 		}
