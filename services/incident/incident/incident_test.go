@@ -20,7 +20,6 @@ import (
 	"github.com/nodexsec/nodex/libs/testkit"
 	"github.com/nodexsec/nodex/services/incident/incident"
 	"github.com/nodexsec/nodex/services/incident/internal/domain"
-	"github.com/nodexsec/nodex/services/incident/internal/ports"
 )
 
 // operatorPolicy lets operators, and only them, read and change incidents.
@@ -195,9 +194,9 @@ func threat(id, identityID string) domain.Threat {
 }
 
 func (s *stack) list(c *bus.Client) ([]domain.Summary, error) {
-	var reply ports.ListReply
-	err := c.Request(context.Background(), ports.SubjectList, ports.Role,
-		ports.ListRequest{}, &reply)
+	var reply incident.ListReply
+	err := c.Request(context.Background(), incident.SubjectList, incident.Role,
+		incident.ListRequest{}, &reply)
 
 	return reply.Incidents, err
 }
@@ -240,8 +239,8 @@ func TestRunContainsThreatAndSuspensionHolds(t *testing.T) {
 		t.Errorf("suspended agent got a reply: err = %v", err)
 	}
 
-	var upd ports.GetReply
-	err = operator.Request(ctx, ports.SubjectUpdate, ports.Role, ports.UpdateRequest{
+	var upd incident.GetReply
+	err = operator.Request(ctx, incident.SubjectUpdate, incident.Role, incident.UpdateRequest{
 		ID: id, Verb: "close", Reason: "skip ahead"}, &upd)
 	if !errors.Is(err, errs.IllegalTransition) {
 		t.Errorf("close of a contained incident: err = %v, want illegal transition", err)
@@ -253,7 +252,7 @@ func TestRunContainsThreatAndSuspensionHolds(t *testing.T) {
 	if err != nil {
 		t.Fatalf("publishing a keyvault event: %v", err)
 	}
-	err = operator.Request(ctx, ports.SubjectUpdate, ports.Role, ports.UpdateRequest{
+	err = operator.Request(ctx, incident.SubjectUpdate, incident.Role, incident.UpdateRequest{
 		ID: id, Verb: "ack", Reason: "taking it"}, &upd)
 	if err != nil {
 		t.Fatalf("ack: %v", err)
@@ -265,7 +264,7 @@ func TestRunContainsThreatAndSuspensionHolds(t *testing.T) {
 	if !gathered {
 		t.Errorf("timeline %+v lacks the sealed keyvault event", upd.Incident.Timeline)
 	}
-	err = operator.Request(ctx, ports.SubjectUpdate, ports.Role, ports.UpdateRequest{
+	err = operator.Request(ctx, incident.SubjectUpdate, incident.Role, incident.UpdateRequest{
 		ID: id, Verb: "lift", ActionID: "a1", Reason: "false positive"}, &upd)
 	if err != nil {
 		t.Fatalf("lift: %v", err)
@@ -274,8 +273,8 @@ func TestRunContainsThreatAndSuspensionHolds(t *testing.T) {
 		ident, err := s.view.Identity(identity.DemoAgentID)
 		return err == nil && ident.Status == identity.StatusActive
 	})
-	var rep ports.ReportReply
-	err = operator.Request(ctx, ports.SubjectReport, ports.Role, ports.GetRequest{ID: id}, &rep)
+	var rep incident.ReportReply
+	err = operator.Request(ctx, incident.SubjectReport, incident.Role, incident.GetRequest{ID: id}, &rep)
 	if err != nil {
 		t.Fatalf("report: %v", err)
 	}
