@@ -57,9 +57,11 @@ type Detector struct {
 	metrics Metrics
 	opts    DetectorOptions
 
-	mu     sync.Mutex
-	engine *domain.Engine
-	flood  *floodLimiter
+	mu          sync.Mutex
+	engine      *domain.Engine
+	flood       *floodLimiter
+	recent      *recentIDs
+	unpublished *threatQueue
 }
 
 // NewDetector returns a detector running rules. It panics on a nil
@@ -97,7 +99,8 @@ func NewDetector(log *slog.Logger, rules []domain.Rule, opener Opener, sink Thre
 	return &Detector{
 		log: log.With(logx.KeyComponent, "detector"), opener: opener, sink: sink,
 		seen: seen, threats: threats, metrics: metrics, opts: opts, engine: engine,
-		flood: newFloodLimiter(opts.FloodRatePerSecond, opts.FloodBurst),
+		flood:  newFloodLimiter(opts.FloodRatePerSecond, opts.FloodBurst),
+		recent: newRecentIDs(recentIDsMax), unpublished: &threatQueue{},
 	}, nil
 }
 
@@ -224,6 +227,10 @@ func (d *Detector) Finish(ctx context.Context, msg *Message, op *Opening) error 
 		return nil
 	}
 
+	if msg.Delivered > 1 && d.recent.has(obs.Event.ID) {
+		d.metrics.Duplicate()
+		return nil
+	}
 	if msg.Delivered > 1 {
 		seen, err := d.seen.Seen(ctx, obs.Event.ID)
 		if err != nil {
@@ -250,28 +257,45 @@ func (d *Detector) Flush(ctx context.Context, now time.Time) error {
 		return err
 	}
 	for _, t := range d.engine.PendingRevisions(now, domain.PublishInterval) {
-		if err := d.publishLocked(ctx, t); err != nil {
-			return err
-		}
+		d.unpublished.add(t)
 	}
 
-	return nil
+	return d.publishUnpublishedLocked(ctx)
 }
 
 // observeLocked runs obs through the rules, publishes the threats due and
 // records the event id when the event became evidence of a threat.
 func (d *Detector) observeLocked(ctx context.Context, obs *domain.Observation) error {
 	due, evidence := d.engine.Observe(obs)
-	for _, t := range due {
-		if err := d.publishLocked(ctx, t); err != nil {
-			return err
-		}
+	own := obs.Event.Source == d.opts.Self
+	if evidence && !own {
+		d.recent.add(obs.Event.ID)
 	}
-	if !evidence || obs.Event.Source == d.opts.Self {
+	for _, t := range due {
+		d.unpublished.add(t)
+	}
+	if err := d.publishUnpublishedLocked(ctx); err != nil {
+		return err
+	}
+	if !evidence || own {
 		return nil
 	}
 	if err := d.seen.MarkSeen(ctx, obs.Event.ID); err != nil {
 		return fmt.Errorf("recording event %s as seen: %w", obs.Event.ID, err)
+	}
+
+	return nil
+}
+
+// publishUnpublishedLocked publishes the threat revisions not stored yet,
+// oldest first. A revision whose publish failed stays queued, and Flush
+// retries it, so a threat is not lost when the stream is briefly down.
+func (d *Detector) publishUnpublishedLocked(ctx context.Context) error {
+	for t := range d.unpublished.each() {
+		if err := d.publishLocked(ctx, t); err != nil {
+			return err
+		}
+		d.unpublished.remove(t.ID)
 	}
 
 	return nil

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"log/slog"
 	"sync"
@@ -18,15 +19,20 @@ import (
 	"github.com/nodexsec/nodex/services/monitor/internal/rules"
 )
 
-// memorySink records published threats.
+// memorySink records published threats. While down is set, it fails
+// every publish as an unavailable stream would.
 type memorySink struct {
 	mu      sync.Mutex
+	down    bool
 	threats []domain.Threat
 }
 
 func (s *memorySink) PublishThreat(_ context.Context, t domain.Threat) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.down {
+		return errors.New("stream unavailable")
+	}
 	s.threats = append(s.threats, t)
 
 	return nil
@@ -221,5 +227,37 @@ func TestUndecodableEventReported(t *testing.T) {
 	}
 	if len(f.sink.threats) != 1 || f.sink.threats[0].RuleID != "event-forged" {
 		t.Errorf("threats: got %+v, want one from event-forged", f.sink.threats)
+	}
+}
+
+func TestThreatKeptWhileStreamDown(t *testing.T) {
+	f := newFixture(t, app.DetectorOptions{})
+	ctx := context.Background()
+	now := time.Now()
+
+	f.sink.down = true
+	msg := message(t, finding("agent-1"), now)
+	if err := f.det.Process(ctx, msg); err == nil {
+		t.Fatal("Process succeeded with the threat stream down, want an error to nak")
+	}
+
+	// JetStream redelivers while the stream is still down, then it recovers.
+	msg.Delivered = 2
+	if err := f.det.Process(ctx, msg); err != nil {
+		t.Fatalf("Process redelivery: %v", err)
+	}
+	if f.metrics.duplicates != 1 {
+		t.Errorf("duplicates: got %d, want 1", f.metrics.duplicates)
+	}
+	f.sink.down = false
+	if err := f.det.Flush(ctx, now); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+
+	if len(f.sink.threats) != 1 {
+		t.Fatalf("got %d threats after recovery, want 1", len(f.sink.threats))
+	}
+	if got := f.sink.threats[0].Count; got != 1 {
+		t.Errorf("count: got %d, want 1", got)
 	}
 }
