@@ -392,3 +392,58 @@ func (a *Admin) withOpener(ctx context.Context, members []*Identity, opener stri
 
 	return append(members, op), nil
 }
+
+// RemoveFromRoles starts a new epoch, without id, of every role whose
+// current epoch lists id as a member. Call it after revoking an identity
+// or its compromised keys: until then the identity can still open
+// messages sealed to those roles. opener chains the epochs, as in
+// [Admin.StartRoleEpoch]. It returns the roles that were rekeyed.
+func (a *Admin) RemoveFromRoles(ctx context.Context, id string, opener *Credentials,
+) ([]string, error) {
+	lister, err := a.kv.ListKeysFiltered(ctx, "role.*")
+	if err != nil {
+		return nil, fmt.Errorf("listing role keys: %w", err)
+	}
+	var rekeyed []string
+	for key := range lister.Keys() {
+		rec, _, err := a.current(ctx, key)
+		if err != nil {
+			return rekeyed, err
+		}
+		if rec == nil || !rec.Role.HasMember(id) {
+			continue
+		}
+		members, err := a.membersExcept(ctx, rec.Role, id)
+		if err != nil {
+			return rekeyed, err
+		}
+		if _, err := a.StartRoleEpoch(ctx, rec.Role.Role, opener, members); err != nil {
+			return rekeyed, err
+		}
+		rekeyed = append(rekeyed, rec.Role.Role)
+	}
+
+	return rekeyed, nil
+}
+
+// membersExcept returns the current records of e's members other than id,
+// leaving out revoked members too. Suspended members stay, since a
+// suspension is lifted without new keys.
+func (a *Admin) membersExcept(ctx context.Context, e *RoleEpoch, id string,
+) ([]*Identity, error) {
+	var out []*Identity
+	for _, m := range e.Members {
+		if m.ID == id {
+			continue
+		}
+		ident, err := a.Get(ctx, m.ID)
+		if err != nil {
+			return nil, err
+		}
+		if ident.Status != StatusRevoked {
+			out = append(out, ident)
+		}
+	}
+
+	return out, nil
+}

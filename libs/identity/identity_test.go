@@ -671,3 +671,43 @@ func TestLoadCredsRejectsBadFile(t *testing.T) {
 		}
 	}
 }
+
+func TestRemoveFromRolesRekeys(t *testing.T) {
+	t.Parallel()
+
+	ctx := context.Background()
+	f := newFixture(t)
+	op := f.setup.Creds[identity.OperatorID]
+	mon, _ := f.admin.Get(ctx, "monitor")
+	inc, _ := f.admin.Get(ctx, "incident")
+	if _, err := f.admin.StartRoleEpoch(ctx, "audit", op, []*identity.Identity{mon, inc}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.admin.StartRoleEpoch(ctx, "other", op, []*identity.Identity{mon}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.admin.Revoke(ctx, "incident"); err != nil {
+		t.Fatal(err)
+	}
+	rekeyed, err := f.admin.RemoveFromRoles(ctx, "incident", op)
+	if err != nil {
+		t.Fatalf("RemoveFromRoles: %v", err)
+	}
+	if len(rekeyed) != 1 || rekeyed[0] != "audit" {
+		t.Errorf("rekeyed = %v, want [audit]", rekeyed)
+	}
+	e, err := f.admin.Role(ctx, "audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Epoch != 2 || e.HasMember("incident") || !e.HasMember("monitor") {
+		t.Errorf("audit epoch %d members %v, want epoch 2 without incident", e.Epoch, e.Members)
+	}
+	other, err := f.admin.Role(ctx, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Epoch != 1 {
+		t.Errorf("role other rekeyed to epoch %d, want 1", other.Epoch)
+	}
+}
