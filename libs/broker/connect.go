@@ -18,7 +18,8 @@ func InboxPrefix(id string) string { return "_INBOX." + id }
 // authentication (the nkey, never the envelope signing key, signs the
 // server's nonce), the identity's inbox prefix, its id as the connection
 // name, and unlimited reconnects every second. Extra options are applied
-// last. The context bounds only the first connection attempt.
+// last. The context's deadline, if any, replaces the 5-second timeout of
+// the first connection attempt; cancelling the context does not stop it.
 func Connect(ctx context.Context, url string, creds *identity.Credentials,
 	opts ...nats.Option,
 ) (*nats.Conn, error) {
