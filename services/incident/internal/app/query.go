@@ -182,8 +182,9 @@ func (s *Service) flushPending(ctx context.Context, id string) error {
 	return s.flushAudit(ctx, inc, rev)
 }
 
-// LiftExpired lifts every done action whose expiry has passed, including
-// those whose earlier lift failed, and records each lift.
+// LiftExpired lifts every done action whose expiry has passed, and records
+// each lift. An action whose earlier lift failed is tried again once
+// Policy.LiftRetry has passed since that attempt.
 func (s *Service) LiftExpired(ctx context.Context) error {
 	all, err := s.d.Store.List(ctx)
 	if err != nil {
@@ -194,6 +195,9 @@ func (s *Service) LiftExpired(ctx context.Context) error {
 	for _, inc := range all {
 		for _, a := range inc.Actions {
 			if a.Status != domain.StatusDone || a.ExpiresAt.IsZero() || a.ExpiresAt.After(now) {
+				continue
+			}
+			if a.Lift != nil && a.Lift.Error != "" && now.Sub(a.Lift.At) < s.policy.LiftRetry {
 				continue
 			}
 			err := s.lift(ctx, inc, a, domain.ServiceActor, "containment expired at "+

@@ -31,6 +31,10 @@ type Policy struct {
 	WindowAfter  time.Duration
 	// TimelineLimit caps the events an investigation gathers.
 	TimelineLimit int
+	// LiftRetry is how long the expiry sweep waits before it tries a failed
+	// lift again, so a lift that needs an operator is not retried, logged
+	// and audited at every sweep. Default 5 minutes.
+	LiftRetry time.Duration
 }
 
 // Deps are the ports a Service uses. All are required except Now.
@@ -64,6 +68,9 @@ func New(d Deps, p Policy) *Service {
 	}
 	if p.MaxAttempts <= 0 {
 		p.MaxAttempts = 5
+	}
+	if p.LiftRetry <= 0 {
+		p.LiftRetry = 5 * time.Minute
 	}
 
 	return &Service{d: d, policy: p, log: d.Log.With(logx.KeyComponent, "incidents")}

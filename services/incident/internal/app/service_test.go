@@ -668,3 +668,31 @@ func TestReplicasOpenOneIncident(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedLiftRetriesAfterDelay(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	inc := e.handle(e.threat("th-1", domain.UnauthorizedAccess, "agent-demo"))
+	e.targets.fail("UnsuspendIdentity", errors.New("needs the root key"))
+	e.clock.Add(61 * time.Minute)
+	if err := e.svc.LiftExpired(ctx); err == nil {
+		t.Fatal("LiftExpired with a failing target returned no error")
+	}
+	for range 3 {
+		e.clock.Add(time.Minute)
+		if err := e.svc.LiftExpired(ctx); err != nil {
+			t.Errorf("LiftExpired within the retry delay: %v", err)
+		}
+	}
+	if got := e.targets.count("UnsuspendIdentity"); got != 1 {
+		t.Errorf("lift attempts within the retry delay = %d, want 1", got)
+	}
+	e.targets.fail("UnsuspendIdentity", nil)
+	e.clock.Add(5 * time.Minute)
+	if err := e.svc.LiftExpired(ctx); err != nil {
+		t.Fatalf("LiftExpired after the delay: %v", err)
+	}
+	if got := e.get(inc.ID).Actions[0].Status; got != domain.StatusLifted {
+		t.Errorf("action status = %s, want lifted", got)
+	}
+}
