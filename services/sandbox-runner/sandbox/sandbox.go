@@ -19,6 +19,7 @@ import (
 	"github.com/nodexsec/nodex/libs/envelope"
 	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/libs/identity"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/adapters/bundles"
 	"github.com/nodexsec/nodex/services/sandbox-runner/internal/adapters/fingerprints"
 	"github.com/nodexsec/nodex/services/sandbox-runner/internal/adapters/receiptkv"
 	"github.com/nodexsec/nodex/services/sandbox-runner/internal/app"
@@ -93,18 +94,21 @@ func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app
 		return nil, err
 	}
 	js := d.Client.JetStream()
-	store, err := bundle.OpenStore(ctx, js)
+	// codesec creates the bundle store and the revocation list; until it has,
+	// the runner waits.
+	store, err := retry(ctx, log, "binding the bundle store", func() (*bundles.Store, error) {
+		return bundles.BindStore(ctx, js)
+	})
 	if err != nil {
 		return nil, err
 	}
-	revs, err := bundle.OpenRevocations(ctx, js)
+	watcher, err := retry(ctx, log, "binding the revocation list", func() (*bundles.Revocations, error) {
+		return bundles.WatchRevocations(ctx, js)
+	})
 	if err != nil {
 		return nil, err
 	}
-	watcher, err := revs.Watch(ctx)
-	if err != nil {
-		return nil, err
-	}
+	context.AfterFunc(ctx, watcher.Stop)
 	receipts, err := receiptkv.Open(ctx, js)
 	if err != nil {
 		return nil, err
@@ -127,6 +131,23 @@ func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app
 		Verify: bundle.VerifyOptions{Signer: cfg.CodesecID, Revocations: watcher,
 			Keys: registryKeys{d.Directory}},
 	})
+}
+
+// retry calls fn every second until it succeeds or ctx ends, logging each
+// failure as a retried step.
+func retry[T any](ctx context.Context, log *slog.Logger, step string, fn func() (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		v, err := fn()
+		if err == nil {
+			return v, nil
+		}
+		log.WarnContext(ctx, "start step failed, retrying", "step", step, "attempt", attempt, "error", err)
+		select {
+		case <-ctx.Done():
+			return v, fmt.Errorf("%s: %w", step, err)
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // registryKeys resolves bundle signing keys from the registry view.

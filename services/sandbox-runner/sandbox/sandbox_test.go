@@ -1,0 +1,227 @@
+package sandbox_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nodexsec/nodex/libs/authz"
+	"github.com/nodexsec/nodex/libs/bundle"
+	"github.com/nodexsec/nodex/libs/envelope"
+	"github.com/nodexsec/nodex/libs/errs"
+	"github.com/nodexsec/nodex/libs/identity"
+	"github.com/nodexsec/nodex/libs/party"
+	"github.com/nodexsec/nodex/libs/stack"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/app"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/ports/busport"
+	"github.com/nodexsec/nodex/services/sandbox-runner/sandbox"
+)
+
+var initPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nodex-service-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	_ = os.Chmod(dir, 0o755)
+	initPath = filepath.Join(dir, "sandbox-init")
+	cmd := exec.Command("go", "build", "-o", initPath, "../cmd/sandbox-init")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building sandbox-init: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// agentPolicy allows agents to exec and nothing else.
+const agentPolicy = `package nodex.authz
+
+import rego.v1
+
+default decision := {"allow": false, "reasons": ["not allowed"]}
+
+decision := {"allow": true, "reasons": ["agent exec"]} if {
+	input.subject.kind == "agent"
+	input.subject.status == "active"
+	input.action == "exec"
+}
+`
+
+type world struct {
+	stack          *stack.Stack
+	codesec, agent *party.Party
+	sandboxCreds   *identity.Credentials
+}
+
+// startWorld starts a stack, the sandbox service with a test policy, and
+// parties for codesec and the demo agent.
+func startWorld(t testing.TB) *world {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := stack.Start(ctx, stack.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("starting stack: %v", err)
+	}
+	open := func(id string) *party.Party {
+		p, err := s.Open(ctx, id, false)
+		if err != nil {
+			t.Fatalf("opening %s: %v", id, err)
+		}
+		return p
+	}
+	sb, cs, ag := open("sandbox"), open("codesec"), open(identity.DemoAgentID)
+	// codesec owns and creates the bundle store and the revocation list.
+	if _, err := bundle.OpenStore(ctx, cs.JS); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bundle.OpenRevocations(ctx, cs.JS); err != nil {
+		t.Fatal(err)
+	}
+	engine := authz.New(authz.Options{})
+	if err := engine.Load(ctx, authz.PolicySet{Revision: "test",
+		Modules: map[string]string{"authz.rego": agentPolicy}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- sandbox.Run(ctx, sandbox.Deps{
+			Config: sandbox.Config{InitPath: initPath, Slots: 2, Queue: 2}, Client: sb.Bus,
+			Directory: &identity.Directory{View: sb.View}, Creds: sb.Creds, Decider: engine,
+			Events: sb.Events, Log: slog.New(slog.DiscardHandler),
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("sandbox.Run: %v", err)
+		}
+		for _, p := range []*party.Party{ag, cs, sb} {
+			_ = p.Close(context.Background())
+		}
+		s.Close()
+	})
+	waitForService(t, ag)
+	return &world{stack: s, codesec: cs, agent: ag, sandboxCreds: sb.Creds}
+}
+
+// waitForService polls exec with an unknown bundle until the handler answers.
+func waitForService(t testing.TB, ag *party.Party) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		var rep app.ExecReply
+		err := ag.Bus.Request(context.Background(), busport.SubjectExec, "service:sandbox",
+			app.ExecRequest{BundleID: uuid.NewString()}, &rep)
+		if errors.Is(err, errs.NotFound) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("sandbox service did not answer")
+}
+
+// seal seals a python bundle as codesec, to the sandbox's HPKE key, and stores it.
+func (w *world) seal(t testing.TB, code string) string {
+	t.Helper()
+	ctx := context.Background()
+	id := uuid.NewString()
+	signing := w.codesec.Creds.CurrentSigningKey()
+	hpkeKey := w.sandboxCreds.HPKEKeys[len(w.sandboxCreds.HPKEKeys)-1].Key
+	b, _, err := bundle.Seal(bundle.Manifest{ID: id, Language: "python", Entrypoint: "main.py",
+		Author: identity.DemoAgentID, Created: time.Now().Add(-time.Minute), Expires: time.Now().Add(time.Hour)},
+		bundle.Contents{Files: []bundle.File{{Name: "main.py", Data: []byte(code)}}},
+		bundle.Signer{ID: "codesec", KeyVersion: signing.Version, Key: signing.Key}, hpkeKey.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := bundle.OpenStore(ctx, w.codesec.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(ctx, id, b); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestServiceExecOverTheBus(t *testing.T) {
+	w := startWorld(t)
+	ctx := context.Background()
+	id := w.seal(t, "print(6 * 7)")
+	var rep app.ExecReply
+	if err := w.agent.Bus.Request(ctx, busport.SubjectExec, "service:sandbox",
+		app.ExecRequest{BundleID: id}, &rep); err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	if rep.Stdout != "42\n" || rep.Reason != "exited" || rep.Receipt == nil {
+		t.Fatalf("got %+v, want stdout 42 and a receipt", rep)
+	}
+	pub := w.sandboxCreds.CurrentSigningKey().Key.Public().(ed25519.PublicKey)
+	raw, _ := json.Marshal(rep.Receipt)
+	r, err := sandbox.VerifyReceipt(raw, pub)
+	if err != nil {
+		t.Fatalf("verifying receipt: %v", err)
+	}
+	if r.BundleID != id || r.Agent != identity.DemoAgentID {
+		t.Errorf("receipt names bundle %s agent %s, want %s %s", r.BundleID, r.Agent, id, identity.DemoAgentID)
+	}
+}
+
+func TestServiceJobResultReachesCaller(t *testing.T) {
+	w := startWorld(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id := w.seal(t, "print('async')")
+	job := busport.JobRequest{JobID: uuid.NewString(), BundleID: id}
+	if _, err := w.agent.Bus.PublishJob(ctx, busport.SubjectJobs, "service:sandbox", job,
+		time.Now().Add(time.Minute)); err != nil {
+		t.Fatalf("publishing job: %v", err)
+	}
+	// Agents read results through their own consumer in deployment; the test
+	// reads the stream with the server's own JetStream context.
+	js := w.stack.Broker.JetStream()
+	cons, err := js.CreateOrUpdateConsumer(ctx, busport.StreamResults, jetstream.ConsumerConfig{
+		FilterSubject: busport.ResultsSubject(identity.DemoAgentID), AckPolicy: jetstream.AckNonePolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := cons.Next(jetstream.FetchMaxWait(20 * time.Second))
+	if err != nil {
+		t.Fatalf("waiting for the job result: %v", err)
+	}
+	md, _ := msg.Metadata()
+	opened, err := w.agent.Codec.Open(ctx, envelope.Delivery{Subject: msg.Subject(), Stream: md.Stream,
+		Sequence: md.Sequence.Stream, StreamTime: md.Timestamp,
+		MsgID: msg.Headers().Get(jetstream.MsgIDHeader)}, msg.Data())
+	if err != nil {
+		t.Fatalf("opening the result as the agent: %v", err)
+	}
+	var res busport.JobResult
+	if err := opened.Decode(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.JobID != job.JobID || res.Result == nil || res.Result.Stdout != "async\n" {
+		t.Errorf("got %+v, want job %s with stdout async", res, job.JobID)
+	}
+	if _, err := w.codesec.Codec.Open(ctx, envelope.Delivery{Subject: msg.Subject(), Stream: md.Stream,
+		Sequence: md.Sequence.Stream, StreamTime: md.Timestamp,
+		MsgID: msg.Headers().Get(jetstream.MsgIDHeader)}, msg.Data()); err == nil {
+		t.Error("another identity opened the agent's result")
+	}
+}
