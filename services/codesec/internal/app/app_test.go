@@ -54,7 +54,7 @@ var (
 	runner   = Caller{ID: "sandbox", Kind: authz.KindService, Roles: []string{"service:sandbox"}}
 )
 
-func newFixture(t *testing.T, decider Decider) *fixture {
+func newFixture(t testing.TB, decider Decider) *fixture {
 	t.Helper()
 
 	ctx := context.Background()
@@ -95,7 +95,7 @@ func newFixture(t *testing.T, decider Decider) *fixture {
 		runnerKey: recipient}
 }
 
-func shippedEngine(t *testing.T) *authz.Engine {
+func shippedEngine(t testing.TB) *authz.Engine {
 	t.Helper()
 
 	set, err := corpus.ShippedPolicy()

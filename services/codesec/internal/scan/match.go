@@ -18,7 +18,7 @@ func matchRule(r *Rule, f *facts, report reportFunc) {
 		}
 	}
 	for _, n := range f.names {
-		if slices.Contains(r.Names, n.value) {
+		if r.names[n.value] {
 			report(r, n.line, n.value)
 		}
 	}
@@ -44,7 +44,7 @@ func matchRule(r *Rule, f *facts, report reportFunc) {
 
 func matchRefs(r *Rule, f *facts, report reportFunc) {
 	for _, ref := range f.refs {
-		if anyGlob(r.Calls, ref.name) {
+		if r.calls.match(ref.name) {
 			report(r, ref.line, ref.name)
 		}
 		if !ref.call {
@@ -64,7 +64,7 @@ func matchRefs(r *Rule, f *facts, report reportFunc) {
 
 func matchStrings(r *Rule, f *facts, report reportFunc) {
 	for _, s := range f.strings {
-		if slices.Contains(r.Names, s.value) {
+		if r.names[s.value] {
 			report(r, s.line, s.value)
 		}
 		if s.folded && hasObfuscatedName(r.ObfuscatedNames, s.value, s.literals) {

@@ -76,6 +76,32 @@ type Rule struct {
 
 	strings []*regexp.Regexp
 	lines   []*regexp.Regexp
+	calls   globSet
+	names   map[string]bool
+}
+
+// globSet matches names against glob patterns: exact patterns through a
+// map, the few wildcard ones in order.
+type globSet struct {
+	exact    map[string]bool
+	wildcard []string
+}
+
+func newGlobSet(patterns []string) globSet {
+	g := globSet{exact: map[string]bool{}}
+	for _, p := range patterns {
+		if strings.HasPrefix(p, "*.") || strings.HasSuffix(p, "*") {
+			g.wildcard = append(g.wildcard, p)
+		} else {
+			g.exact[p] = true
+		}
+	}
+
+	return g
+}
+
+func (g globSet) match(name string) bool {
+	return g.exact[name] || anyGlob(g.wildcard, name)
 }
 
 // ComputedArg names a call and the 1-based position of the argument that
@@ -138,6 +164,12 @@ func (r *Rule) compile() error {
 		if c.Arg < 1 {
 			return fmt.Errorf("computed_args for %q: argument position %d, want 1 or more", c.Call, c.Arg)
 		}
+	}
+
+	r.calls = newGlobSet(r.Calls)
+	r.names = map[string]bool{}
+	for _, n := range r.Names {
+		r.names[n] = true
 	}
 
 	var err error
