@@ -459,3 +459,44 @@ func TestTailEvents(t *testing.T) {
 		t.Error("TailEvents accepted type filter \"bad type\"")
 	}
 }
+
+func TestFollowEvents(t *testing.T) {
+	srv := testkit.NATSServer(t)
+	js := testkit.JetStream(t, srv)
+	if _, err := events.EnsureStream(context.Background(), js, events.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, js, denial("agent-2")) // stored before since: not delivered
+	time.Sleep(10 * time.Millisecond)
+	since := time.Now()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := make(chan Event, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- Reader{JS: js}.FollowEvents(ctx, EventFilter{Identity: "agent-2", Since: since},
+			func(ev Event) error {
+				got <- ev
+				return nil
+			})
+	}()
+	publish(t, js, denial("agent-1"))
+	want := publish(t, js, denial("agent-2"))
+
+	select {
+	case ev := <-got:
+		if ev.ID != want {
+			t.Errorf("followed event %s, want %s about agent-2", ev.ID, want)
+		}
+	case <-ctx.Done():
+		t.Fatal("no event followed in 10s")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("FollowEvents: %v", err)
+	}
+	if len(got) != 0 {
+		t.Errorf("followed %d more events, want only agent-2's", len(got))
+	}
+}

@@ -87,6 +87,61 @@ func (r Reader) TailEvents(ctx context.Context, f EventFilter) ([]Event, error) 
 	return out, err
 }
 
+// FollowEvents calls fn with each event matching f stored from f.Since on
+// (from now when Since is zero), in stream order, until ctx ends or fn
+// returns an error. f.Limit is ignored. It returns nil when ctx ends.
+func (r Reader) FollowEvents(ctx context.Context, f EventFilter, fn func(Event) error) error {
+	filter := events.SubjectPrefix + ">"
+	if f.Type != "" {
+		if _, _, err := events.SplitType(f.Type); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidFilter, err)
+		}
+		filter = events.SubjectPrefix + "*." + f.Type
+	}
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	}
+	if !f.Since.IsZero() {
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = &f.Since
+	}
+	cons, err := r.JS.OrderedConsumer(ctx, events.StreamName, cfg)
+	if err != nil {
+		return fmt.Errorf("reading stream %s: %w", events.StreamName, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("reading stream %s: %w", events.StreamName, err)
+	}
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+
+	for {
+		m, err := it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading stream %s: %w", events.StreamName, err)
+		}
+		body, ok := r.open(ctx, m)
+		if !ok {
+			continue
+		}
+		var ev Event
+		if json.Unmarshal(body, &ev) != nil {
+			continue
+		}
+		if f.Identity != "" && ev.Subject != f.Identity && ev.Source != f.Identity {
+			continue
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+}
+
 // ThreatFilter selects threats for [Reader.ListThreats]. Zero fields match
 // all.
 type ThreatFilter struct {
