@@ -2,8 +2,8 @@ package app_test
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"sync"
 	"testing"
