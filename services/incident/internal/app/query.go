@@ -150,6 +150,9 @@ func (s *Service) eventQuery(inc *domain.Incident) EventQuery {
 // entries a crash left behind. Run calls it at start and then periodically,
 // so an incident interrupted mid-containment continues.
 func (s *Service) Resume(ctx context.Context) error {
+	// NOTE: every sweep reads every stored incident, closed ones included,
+	// so its cost grows with the bucket. An index of open incidents would
+	// bound it.
 	all, err := s.d.Store.List(ctx)
 	if err != nil {
 		return fmt.Errorf("listing incidents: %w", err)
