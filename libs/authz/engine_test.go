@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -184,6 +185,42 @@ decision := {"allow": count(net.lookup_ip_addr("localhost")) > 0}
 		err := e.Load(context.Background(), PolicySet{Modules: map[string]string{"a.rego": src}})
 		if !errors.Is(err, ErrInvalidPolicySet) {
 			t.Errorf("%s: got %v, want ErrInvalidPolicySet", name, err)
+		}
+	}
+}
+
+func TestDecideDuringReloads(t *testing.T) {
+	e := loadedEngine(t, allowOperatorPolicy)
+	denyAll := "package nodex.authz\n\ndecision := {\"allow\": false, \"reasons\": [\"closed\"]}\n"
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 50 {
+			src := allowOperatorPolicy
+			if i%2 == 1 {
+				src = denyAll
+			}
+			set := PolicySet{Revision: fmt.Sprint(i), Modules: map[string]string{"a.rego": src}}
+			if err := e.Load(context.Background(), set); err != nil {
+				t.Errorf("loading revision %d: %v", i, err)
+				return
+			}
+		}
+	}()
+
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		d, err := e.Decide(context.Background(), operatorInput())
+		if err != nil {
+			t.Fatalf("Decide during reload: %v", err)
+		}
+		if d.Revision == "" || len(d.Reasons) == 0 {
+			t.Fatalf("incomplete decision %+v", d)
 		}
 	}
 }
