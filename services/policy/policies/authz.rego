@@ -161,6 +161,14 @@ deny contains msg if {
 	msg := sprintf("code has %d critical findings", [count(critical_findings)])
 }
 
+# An agent runs only code it submitted itself: the sandbox runner labels the
+# resource with the bundle's author.
+deny contains "agents may run only bundles they authored" if {
+	input.subject.kind == "agent"
+	[input.resource.type, input.action] in {["sandbox", "exec"], ["code", "run"]}
+	input.resource.labels.author != input.subject.id
+}
+
 unknown_role_reason(r) := msg if {
 	lower(r) != r
 	defined(lower(r))

@@ -217,3 +217,16 @@ test_no_rbac_data_denies if {
 	d := authz.decision with input as req(operator, "list", {"type": "key"}) with data.nodex.rbac as {}
 	not d.allow
 }
+
+test_agent_runs_own_bundle if {
+	r := req(agent, "exec", {"type": "sandbox", "id": "b1", "labels": {"author": "id-1"}})
+	d := authz.decision with input as r
+	d.allow
+}
+
+test_agent_cannot_run_others_bundle if {
+	r := req(agent, "exec", {"type": "sandbox", "id": "b1", "labels": {"author": "agent-2"}})
+	d := authz.decision with input as r
+	not d.allow
+	d.reasons == ["agents may run only bundles they authored"]
+}
