@@ -3,10 +3,11 @@
 //
 // A bundle has four parts:
 //
-//   - a manifest (JSON, kept as the exact bytes that were signed) that names the
+//   - a manifest: JSON, kept as the exact bytes that were signed. It names the
 //     bundle id, the SHA-256 of the code archive and of stdin, language,
-//     entrypoint, modules, arguments, limits, author, creation and expiry
-//     times, static-analysis findings and the policy decision id;
+//     entrypoint, modules, arguments and limits. It also records the author,
+//     creation and expiry times, static-analysis findings and the policy
+//     decision id;
 //   - the code archive and stdin, encrypted with AES-256-GCM under a fresh
 //     random 32-byte key per bundle;
 //   - that key, sealed with HPKE (base mode, MLKEM768-X25519, HKDF-SHA256,

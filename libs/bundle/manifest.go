@@ -48,8 +48,8 @@ type Manifest struct {
 	Signer           string `json:"signer"`
 	SignerKeyVersion int    `json:"signer_key_version"`
 	// RecipientKeyID is the lowercase hex SHA-256 of the HPKE public key that
-	// the content key is sealed to, so a runner with several keys (during a
-	// rotation) knows which one opens it. [Seal] sets it.
+	// the content key is sealed to. A runner with several keys during a
+	// rotation uses it to pick the one that opens the bundle. [Seal] sets it.
 	RecipientKeyID string `json:"recipient_key_id"`
 }
 

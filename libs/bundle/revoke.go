@@ -26,10 +26,10 @@ type Revocation struct {
 // Revocations is the revocation list in the [RevokedBucket] KV bucket. It is
 // safe for concurrent use.
 //
-// NOTE: entries are not signed, so whoever can write the bucket (the NATS
-// operator included) can revoke a bundle, which only blocks it, or delete a
-// revocation, which a [RevocationWatcher] ignores but a freshly started one
-// would miss.
+// NOTE: entries are not signed. Any party that can write the bucket, the
+// NATS operator included, can add a revocation, which only blocks a bundle.
+// It can also delete one: a running [RevocationWatcher] keeps the id, but a
+// watcher started after the delete never sees it.
 type Revocations struct {
 	kv jetstream.KeyValue
 	js jetstream.JetStream
@@ -90,8 +90,8 @@ var (
 
 // RevocationWatcher mirrors the revocation list in memory from a KV watch,
 // so a revocation reaches it as soon as JetStream delivers it (measured in
-// BenchmarkRevocationLatency). It never forgets a revoked id, even when the
-// KV entry is deleted.
+// BenchmarkRevocationLatency). It keeps a revoked id even when the KV entry
+// is deleted.
 //
 // Revoked fails closed: it returns an error while the watcher is not synced,
 // after Stop, or while the NATS connection is down.

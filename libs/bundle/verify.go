@@ -32,8 +32,8 @@ type RevocationChecker interface {
 	Revoked(ctx context.Context, bundleID string) (bool, error)
 }
 
-// VerifyOptions says whom [Verify] trusts. Signer, Keys and Revocations are
-// required.
+// VerifyOptions are the trusted signer and the key and revocation sources
+// that [Verify] uses. Signer, Keys and Revocations are required.
 type VerifyOptions struct {
 	// Signer is the identity id of codesec: the only identity whose
 	// signature is accepted.
