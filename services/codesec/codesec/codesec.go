@@ -1,6 +1,6 @@
-// Package codesec runs the NodeX codesec service: it validates and scans
-// agent code, asks the policy, and seals accepted code into signed,
-// encrypted bundles that only the sandbox-runner can open. Its own main and
+// Package codesec runs the NodeX codesec service. It validates and scans
+// agent code, requests a policy decision, and seals accepted code into
+// signed, encrypted bundles that only the sandbox-runner can open. Its own main and
 // `nodex dev` both call [Run].
 package codesec
 
@@ -25,7 +25,7 @@ const (
 	SubjectSubmit = ports.SubjectSubmit
 	SubjectRevoke = ports.SubjectRevoke
 	SubjectGet    = ports.SubjectGet
-	// Role is the role that must answer requests to codesec.
+	// Role is the role that serves requests to codesec.
 	Role = ports.Role
 )
 

@@ -149,7 +149,7 @@ func (s *stack) run() {
 	s.waitReady()
 }
 
-// waitReady retries a get of an absent bundle until codesec answers it.
+// waitReady retries a get of an absent bundle until codesec replies.
 func (s *stack) waitReady() {
 	s.t.Helper()
 

@@ -24,7 +24,7 @@ type Decider interface {
 
 // Auditor publishes security events; *events.Publisher implements it.
 type Auditor interface {
-	// Publish queues an event and never blocks on the stream.
+	// Publish queues an event without waiting for the stream.
 	Publish(ctx context.Context, ev events.SecurityEvent)
 	// PublishSync returns once the event is persisted.
 	PublishSync(ctx context.Context, ev events.SecurityEvent) error
@@ -117,7 +117,7 @@ type Caller struct {
 	Roles []string
 }
 
-// decide asks the policy about caller acting on a resource. The bus has
+// decide requests a policy decision on caller acting on a resource. The bus has
 // already rejected suspended and revoked senders, so an authenticated
 // caller is active. Any error denies.
 func (s *Service) decide(ctx context.Context, c Caller, action string, res authz.Resource,

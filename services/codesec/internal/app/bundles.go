@@ -67,7 +67,7 @@ func (s *Service) Revoke(ctx context.Context, c Caller, req RevokeRequest,
 		TraceID: traceID, Metadata: map[string]string{"reason": truncate(req.Reason, 256)},
 	}
 	if err := s.d.Audit.PublishSync(ctx, ev); err != nil {
-		// The revocation stands: undoing it would let the code run again.
+		// The revocation is kept, because undoing it would let the code run.
 		s.d.Log.ErrorContext(ctx, "revocation event lost", "identity", c.ID,
 			"bundle_id", req.BundleID, "error", err)
 	}

@@ -30,8 +30,8 @@ type SubmitResult struct {
 	Findings   []bundle.Finding `json:"findings"`
 }
 
-// Submit scans a validated submission, asks the policy, and seals and
-// stores the code when the policy allows it. A refusal is a coded
+// Submit scans a validated submission, requests a policy decision, and
+// seals and stores the code when the policy allows it. A refusal is a coded
 // errs.CodeRefused error that lists the reasons and the first findings, and
 // a persisted codesec.submission_denied event.
 func (s *Service) Submit(ctx context.Context, c Caller, sub *domain.Submission,

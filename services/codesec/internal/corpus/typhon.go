@@ -5,11 +5,11 @@ import (
 	"strings"
 )
 
-// TyphonSlots are the values that fill the Typhon template slots. Each is
-// neutral where the slot is only scaffolding (names, a file in the work
-// dir), so a finding on a filled template comes from the payload itself;
-// slots that stand for the attacker's goal get the usual goal (the command
-// "id" run through /bin/sh).
+// TyphonSlots are the values that fill the Typhon template slots. Slots
+// that are only scaffolding (names, a file in the work dir) get neutral
+// values, so a finding on a filled template comes from the payload itself.
+// Slots for the attacker's goal get the usual goal: the command "id" run
+// through /bin/sh.
 var TyphonSlots = map[string]string{
 	"RANDOMSTRING":                "'nodex'",
 	"RANDOMVARNAME":               "nodex_var",

@@ -69,7 +69,7 @@ const (
 	ProblemUnsupported = "unsupported"
 )
 
-// ValidationError says which field of a submission is wrong, with the
+// ValidationError names the invalid field of a submission, with the
 // offending value (quoted and shortened) and how to fix it.
 type ValidationError struct {
 	Kind    string

@@ -4,7 +4,7 @@ import (
 	"strings"
 )
 
-// facts are what the analysis of one file found; the rules match on them.
+// facts are the analysis results of one file, which the rules match on.
 type facts struct {
 	refs     []refFact
 	imports  []valueFact

@@ -4,11 +4,11 @@ import (
 	"strings"
 )
 
-// tokenizeJavaScript splits JavaScript source into tokens: comments,
-// string and template literals (the expressions inside ${...} are tokenized
-// too), regular-expression literals (told apart from division by the token
-// before them), names, numbers and operators. Newlines end statements only
-// loosely, which is enough for the analysis.
+// tokenizeJavaScript splits JavaScript source into tokens: comments, string
+// and template literals (the expressions inside ${...} are tokenized too),
+// regular-expression literals, names, numbers and operators. The token
+// before a '/' decides whether it starts a regular expression or divides.
+// Newlines end statements only loosely, which is enough for the analysis.
 func tokenizeJavaScript(src string) []token {
 	lx := lexer{src: src, line: 1}
 	lx.javascript()

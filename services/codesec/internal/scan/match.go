@@ -78,10 +78,10 @@ func matchStrings(r *Rule, f *facts, report reportFunc) {
 	}
 }
 
-// hasObfuscatedName reports whether value, split into words at characters
-// that cannot be part of a name, contains one of names that none of the
-// literals it was built from contains: "os.sys" + "tem" hides "system",
-// while "open " + "file" only repeats the word "open" written in the source.
+// hasObfuscatedName reports whether value contains one of names as a word
+// that none of the literals it was built from contains. Words are split at
+// characters that cannot be part of a name. So "os.sys" + "tem" hides
+// "system", while "open " + "file" only repeats a word written in the source.
 func hasObfuscatedName(names []string, value string, literals []string) bool {
 	if len(names) == 0 {
 		return false

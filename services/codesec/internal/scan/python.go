@@ -11,7 +11,7 @@ import (
 // rules that matter for finding names and string values: comments, string
 // prefixes (r, b, u, f and their combinations), triple quotes, escapes,
 // implicit line joining inside brackets and explicit joining with a
-// backslash. It never fails: malformed input ends the current token.
+// backslash. It returns no error: malformed input ends the current token.
 func tokenizePython(src string) []token {
 	lx := lexer{src: src, line: 1}
 	depth := 0

@@ -221,9 +221,10 @@ func LoadRules(fsys fs.FS) (map[string]*RuleFile, error) {
 	return sets, nil
 }
 
-// globMatch reports whether name matches pattern: equal; or pattern ends
-// in "*" and name starts with what precedes it ("os.exec*" matches
-// "os.execv"); or pattern is "*.suffix" and name ends with ".suffix".
+// globMatch reports whether name matches pattern. A plain pattern must be
+// equal. A pattern ending in "*" matches names with that prefix, so
+// "os.exec*" matches "os.execv". A pattern "*.suffix" matches names ending
+// in ".suffix".
 func globMatch(pattern, name string) bool {
 	if suffix, ok := strings.CutPrefix(pattern, "*."); ok {
 		return strings.HasSuffix(name, "."+suffix)

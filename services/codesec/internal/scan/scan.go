@@ -1,11 +1,12 @@
 // Package scan finds risky constructs in submitted code with rules written
 // as data, one rule file per language.
 //
-// Python and JavaScript are tokenized, not matched as text: names are
+// Python and JavaScript are tokenized, not matched as text. Names are
 // resolved through imports, aliases, getattr with constant names and
-// subscripts; constant strings are folded through concatenation, chr,
-// reversal, join and base64 or hex decoding; strings passed to eval or exec,
-// and base64 or hex blobs that decode to text, are scanned again as code.
+// subscripts. Constant strings are folded through concatenation, chr,
+// reversal, join and base64 or hex decoding. Strings passed to eval or
+// exec, and base64 or hex blobs that decode to text, are scanned again as
+// code.
 // Shell scripts are split into words and command positions. The scan is
 // defence in depth: the sandbox, not the scan, contains what slips through.
 package scan

@@ -18,7 +18,7 @@ var commandPrefixes = map[string]bool{
 var shellAssignment = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=`)
 
 // analyzeShell finds the command words, words and lines of a POSIX shell or
-// bash script. Quotes are removed from words; a command substitution,
+// bash script. Quotes are removed from words. A command substitution,
 // backquotes, a pipe or a list operator put the next word in command
 // position, also inside double quotes.
 func analyzeShell(src string) *facts {
