@@ -105,3 +105,8 @@ func noArgs(cmd *cobra.Command, args []string) error {
 
 	return nil
 }
+
+// writeJSONLine writes v as one line of JSON.
+func writeJSONLine(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
+}

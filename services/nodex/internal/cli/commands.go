@@ -7,4 +7,7 @@ func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newDevCmd(g))
 	root.AddCommand(newKeysCmd(g))
 	root.AddCommand(newAgentCmd(g))
+	root.AddCommand(newIncidentsCmd(g))
+	root.AddCommand(newThreatsCmd(g))
+	root.AddCommand(newEventsCmd(g))
 }
