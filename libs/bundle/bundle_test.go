@@ -312,3 +312,29 @@ func ExampleSeal() {
 	fmt.Println(err == nil, len(b.Signature))
 	// Output: true 64
 }
+
+func ExampleVerify() {
+	pub, signingKey, _ := ed25519.GenerateKey(nil)
+	runnerKey, _ := GenerateRecipientKey()
+	now := time.Now()
+	m := Manifest{ID: "example", Language: "sh", Entrypoint: "run.sh", Author: "agent-demo",
+		Created: now, Expires: now.Add(time.Hour)}
+	files := Contents{Files: []File{{Name: "run.sh", Data: []byte("echo hi\n")}}}
+	sealed, _, _ := Seal(m, files, Signer{ID: "codesec", KeyVersion: 1, Key: signingKey},
+		runnerKey.PublicKey())
+
+	// The sandbox-runner's side: parse, verify, then open.
+	b, _ := Parse(sealed.Marshal())
+	v, err := Verify(context.Background(), b, VerifyOptions{
+		Signer:      "codesec",
+		Keys:        StaticKey{ID: "codesec", Version: 1, Key: pub},
+		Revocations: setRevocations{},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	contents, err := Open(v, runnerKey)
+	fmt.Println(err, v.Manifest.Entrypoint, string(contents.Files[0].Data))
+	// Output: <nil> run.sh echo hi
+}
