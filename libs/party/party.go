@@ -93,7 +93,8 @@ func Open(ctx context.Context, cfg Config) (_ *Party, err error) {
 }
 
 func (p *Party) connect(ctx context.Context, cfg Config) error {
-	nc, err := broker.Connect(ctx, cfg.URL, cfg.Creds, cfg.NATSOptions...)
+	opts := append([]nats.Option{nats.ErrorHandler(p.natsError)}, cfg.NATSOptions...)
+	nc, err := broker.Connect(ctx, cfg.URL, cfg.Creds, opts...)
 	if err != nil {
 		return err
 	}
@@ -182,10 +183,24 @@ func (p *Party) openAuthz(ctx context.Context) error {
 // event names the transport origin only: a rejected message proves nothing
 // about the sender it claims.
 func (p *Party) reportRejection(r envelope.Rejection) {
-	if p.Events == nil {
+	p.Log.Warn("envelope rejected", logx.KeySubject, r.Subject,
+		"reason", ReasonCode(r.Reason), logx.Err(r.Err))
+	// Only services publish events; agents and operators have no right to
+	// the events subjects, so their rejections stay in their own log.
+	if p.Events == nil || p.Creds.Kind != identity.KindService {
 		return
 	}
 	p.Events.Publish(context.Background(), RejectionEvent(r))
+}
+
+// natsError logs asynchronous NATS errors, such as permission violations,
+// which nats.go would otherwise print to standard error.
+func (p *Party) natsError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	subject := ""
+	if sub != nil {
+		subject = sub.Subject
+	}
+	p.Log.Warn("nats asynchronous error", logx.KeySubject, subject, logx.Err(err))
 }
 
 // Close drains the bus and closes everything Open opened, in reverse order.

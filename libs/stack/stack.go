@@ -186,3 +186,24 @@ func (s *Stack) Open(ctx context.Context, id string, withAuthz bool) (*party.Par
 // Close shuts the server down. Parties opened on the stack must be closed
 // first.
 func (s *Stack) Close() { s.Broker.Shutdown() }
+
+// WaitForInterest polls until some connection in the NodeX account
+// subscribes to subject, or ctx ends. nodex dev uses it to know that a
+// service registered its request handlers before reporting it started.
+func (s *Stack) WaitForInterest(ctx context.Context, subject string) error {
+	acc, err := s.Broker.Server().LookupAccount(broker.AccountNodeX)
+	if err != nil {
+		return fmt.Errorf("stack: looking up account %s: %w", broker.AccountNodeX, err)
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for !acc.SubscriptionInterest(subject) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stack: no subscriber on %s: %w", subject, ctx.Err())
+		case <-t.C:
+		}
+	}
+
+	return nil
+}

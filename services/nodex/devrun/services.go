@@ -48,7 +48,7 @@ func runKeyvault(ctx context.Context, e *env, p *party.Party, ready func()) erro
 		return err
 	}
 	cfg := keyvault.Config{KEKFile: kekPath}
-	ready()
+	go e.readyOn(ctx, "nodex.v1.keyvault.list", ready)
 
 	return keyvault.Run(ctx, keyvault.Deps{
 		Config: cfg, Client: p.Bus, Decider: p.Authz, Audit: p.Events,
@@ -65,7 +65,7 @@ func runIncident(ctx context.Context, e *env, p *party.Party, ready func()) erro
 	if err != nil {
 		return fmt.Errorf("opening registry bucket: %w", err)
 	}
-	ready()
+	go e.readyOn(ctx, "nodex.v1.incident.list", ready)
 
 	return incident.Run(ctx, incident.Deps{
 		Client: p.Bus, Audit: p.Events, Authorizer: p.Authz, Registry: p.View,
@@ -84,4 +84,12 @@ func ensureKEK(path string) error {
 	}
 
 	return keyvault.GenerateKEKFile(path)
+}
+
+// readyOn calls ready once a service subscribes to subject, for services
+// whose Run has no readiness hook.
+func (e *env) readyOn(ctx context.Context, subject string, ready func()) {
+	if err := e.stack.WaitForInterest(ctx, subject); err == nil {
+		ready()
+	}
 }
