@@ -12,7 +12,6 @@ import (
 	"github.com/nodexsec/nodex/services/keyvault/api"
 )
 
-
 // TestRepeatedDenialsContainAgent follows one attack across every service:
 // an agent without the key-reader role keeps asking keyvault for a key; policy
 // denies each request and audits it; monitor raises UNAUTHORIZED_ACCESS;
