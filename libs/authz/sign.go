@@ -37,7 +37,7 @@ type Signer interface {
 // SignedValue is the stored form of a policy bucket value when the writer
 // signs: the JSON payload, the bucket key it belongs to, when it was issued,
 // and who signed it. Binding the key stops a hostile NATS server from
-// moving a value to another key, and Issued lets a watcher reject a replayed
+// moving a value to another key, and IssuedNS lets a watcher reject a replayed
 // older value.
 type SignedValue struct {
 	Key        string          `json:"key"`

@@ -464,7 +464,7 @@ func TestUnsignedRoleDataIgnored(t *testing.T) {
 		t.Error("forged role data took effect in a watching engine")
 	}
 
-	// The service refuses to build on the forged value instead of signing it.
+	// The service rejects edits on top of the forged value instead of signing it.
 	var bound policy.RoleBindReply
 	err = w.operator.Request(ctx, policy.SubjectRoleBind, policyRole,
 		policy.RoleBindRequest{Identity: "agent-2", Role: "agent"}, &bound)
