@@ -89,7 +89,9 @@ func (v *SignedValue) message() []byte {
 //
 // NOTE: after a restart the first value seen is accepted if its signature
 // is valid, so a hostile NATS server can still serve an older signed value
-// to a freshly started engine.
+// to a freshly started engine. The order relies on the writers' clocks, so
+// two policy replicas whose clocks differ by more than the time between two
+// of their writes can see the later write rejected until the next one.
 type Verifier struct {
 	// Directory is the verified registry view, such as identity.Directory.
 	Directory envelope.Directory
