@@ -34,7 +34,8 @@ const (
 // ErrInvalidFilter marks a query filter with an invalid value.
 var ErrInvalidFilter = errors.New("monitor: invalid query filter")
 
-// EventFilter selects events for [TailEvents]. Zero fields match all.
+// EventFilter selects events for [Reader.TailEvents] and
+// [Reader.FollowEvents]. Zero fields match all.
 type EventFilter struct {
 	// Type is an event type such as "authz.decision".
 	Type string
@@ -57,7 +58,8 @@ type Reader struct {
 }
 
 // TailEvents returns up to f.Limit stored events matching f, oldest first,
-// from the most recent ones when more match. Messages that do not open or
+// from the most recent ones when more match. NOTE: it reads every matching
+// event from f.Since on, so set Since on a large stream. Messages that do not open or
 // decode are skipped: the monitor reports them as it consumes them.
 func (r Reader) TailEvents(ctx context.Context, f EventFilter) ([]Event, error) {
 	limit := clampLimit(f.Limit)

@@ -5,8 +5,8 @@ import (
 )
 
 // maxTrackedSources bounds the per-source buckets. Sources are identity ids
-// from subjects that NATS permissions restrict, so the bound is generous;
-// past it, the buckets are reset rather than growing.
+// from subjects that NATS permissions restrict, so the bound is generous.
+// Past it, the buckets are reset rather than growing.
 const maxTrackedSources = 10_000
 
 // floodLimiter is a token bucket per event source, refilled by the time the

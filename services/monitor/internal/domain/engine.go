@@ -19,7 +19,11 @@ const sweepEvery = 1024
 
 // Engine evaluates rules over observations in stream order and keeps the
 // sliding windows, sequence progress and open threats. It is not safe for
-// concurrent use; the monitor feeds it from one goroutine.
+// concurrent use, so the monitor feeds it from one goroutine.
+//
+// NOTE: windows and sequence progress live in memory only. After a restart
+// a threshold counts from zero and a sequence starts over, while open
+// threats are restored through [Engine.RestoreThreat].
 type Engine struct {
 	rules     []Rule
 	windows   map[string]map[string]*window

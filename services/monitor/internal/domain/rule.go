@@ -176,10 +176,10 @@ func cutMetadata(name string) (string, bool) {
 // globMatch reports whether s matches pattern, where '*' matches any run of
 // characters, including none and including dots and slashes.
 func globMatch(pattern, s string) bool {
-	parts := strings.Split(pattern, "*")
-	if len(parts) == 1 {
+	if !strings.Contains(pattern, "*") {
 		return pattern == s
 	}
+	parts := strings.Split(pattern, "*")
 	if !strings.HasPrefix(s, parts[0]) {
 		return false
 	}
