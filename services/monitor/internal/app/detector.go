@@ -46,8 +46,9 @@ type DetectorOptions struct {
 	Now func() time.Time
 }
 
-// Detector processes stored events one at a time, in stream order. Process
-// and Reload may be called from different goroutines.
+// Detector processes stored events in stream order. Admit and Finish must be
+// called one message at a time in that order, while Open may run on several
+// goroutines at once. Flush and Reload may be called from any goroutine.
 type Detector struct {
 	log     *slog.Logger
 	opener  Opener
