@@ -93,6 +93,7 @@ func TestReplayAcrossReplicasAndRestarts(t *testing.T) {
 	dir := t.TempDir()
 	srv := startServer(t, dir, -1)
 	url := srv.ClientURL()
+	port := srv.Addr().(*net.TCPAddr).Port
 	ctx := context.Background()
 	ws, err := NewWrapStore(ctx, testkit.JetStream(t, srv), 0)
 	if err != nil {
@@ -145,6 +146,7 @@ func TestReplayAcrossReplicasAndRestarts(t *testing.T) {
 	if err := repB.Handle(subject, "codesec", handler); err != nil {
 		t.Fatal(err)
 	}
+	_ = repB.NATS().Flush()
 	replay := func() {
 		t.Helper()
 		if err := sniffer.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: m.Reply, Data: m.Data,
@@ -155,8 +157,15 @@ func TestReplayAcrossReplicasAndRestarts(t *testing.T) {
 
 	// Other replica: its replay cache never saw the id, the KV record has.
 	replay()
-	if isNew := <-handled; isNew {
-		t.Error("replica B treated the replay as new")
+	select {
+	case isNew := <-handled:
+		if isNew {
+			t.Error("replica B treated the replay as new")
+		}
+	case reason := <-rejB.ch:
+		t.Fatalf("replica B rejected the replay (%v): the KV record was never consulted", reason)
+	case <-time.After(5 * time.Second):
+		t.Fatal("replica B did not handle the replay within 5s")
 	}
 
 	// Same replica again: its local replay cache rejects it.
@@ -180,7 +189,7 @@ func TestReplayAcrossReplicasAndRestarts(t *testing.T) {
 	// Whole server restarted on the same port and storage.
 	srv.Shutdown()
 	srv.WaitForShutdown()
-	srv2 := startServer(t, dir, srv.Addr().(*net.TCPAddr).Port)
+	srv2 := startServer(t, dir, port)
 	waitReconnected(t, repC.NATS())
 	sniffer2 := testkit.Connect(t, srv2)
 	if err := sniffer2.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: m.Reply, Data: m.Data}); err != nil {
@@ -200,5 +209,127 @@ func waitReconnected(t *testing.T, nc *nats.Conn) {
 			t.Fatal("client did not reconnect within 10s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// counter counts distinct (sender, id) pairs and raw deliveries.
+type counter struct {
+	mu         sync.Mutex
+	distinct   map[string]bool
+	deliveries int
+}
+
+func (c *counter) add(m *Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.distinct[m.Sender+"/"+m.ID] = true
+	c.deliveries++
+}
+
+func (c *counter) waitDistinct(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		got := len(c.distinct)
+		c.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d distinct messages opened within 10s, want %d", got, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestStreamRedeliveryAndLateReaders checks that stream messages open on
+// redelivery after a nak, for two durable consumers, for a consumer
+// restarted more than the window later, and for a new consumer reading
+// from the first sequence, and that each is counted once.
+func TestStreamRedeliveryAndLateReaders(t *testing.T) {
+	srv := testkit.NATSServer(t)
+	ctx := context.Background()
+	ws, err := NewWrapStore(ctx, testkit.JetStream(t, srv), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := envtest.NewWorld(ws)
+	pub := client(t, srv.ClientURL(), w.AddParty(t, "keyvault-1", "service", "service:keyvault"), nil)
+	mon := w.AddParty(t, "monitor-1", "service", "service:monitor")
+	inc := w.AddParty(t, "incident-1", "service", "service:monitor")
+	if _, err := EnsureStream(ctx, pub.JetStream(), jetstream.StreamConfig{Name: "NODEX_EVENTS",
+		Subjects: []string{"nodex.v1.events.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(n int) {
+		for range n {
+			if err := pub.Publish(ctx, "nodex.v1.events.keyvault.key_read", "service:monitor",
+				echo{Text: "e"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	consume := func(c *Client, durable string, count *counter, nakFirst bool,
+		policy jetstream.DeliverPolicy) {
+		var nakked atomic.Bool
+		err := c.Consume(ctx, ConsumeConfig{Stream: "NODEX_EVENTS", NakDelay: 10 * time.Millisecond,
+			Consumer: jetstream.ConsumerConfig{Durable: durable, DeliverPolicy: policy}},
+			func(_ context.Context, m *Message) error {
+				if nakFirst && nakked.CompareAndSwap(false, true) {
+					return errors.New("transient")
+				}
+				count.add(m)
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(3)
+
+	monCount := &counter{distinct: map[string]bool{}}
+	monClient := client(t, srv.ClientURL(), mon, nil)
+	consume(monClient, "monitor-events", monCount, true, jetstream.DeliverAllPolicy)
+	incCount := &counter{distinct: map[string]bool{}}
+	consume(client(t, srv.ClientURL(), inc, nil), "incident-events", incCount, false,
+		jetstream.DeliverAllPolicy)
+	monCount.waitDistinct(t, 3)
+	incCount.waitDistinct(t, 3)
+
+	// The monitor stops, two more events arrive, and it restarts with a
+	// clock far past the window: stream freshness uses the stream time.
+	if err := monClient.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	publish(2)
+	late := func(c *envelope.Config) { c.Now = func() time.Time { return time.Now().Add(time.Hour) } }
+	lateClient := func(p *envtest.Party) *Client {
+		nc := testkit.Connect(t, srv)
+		c, err := New(Config{Conn: nc, Codec: p.Codec(t, late)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Drain(ctx) })
+		return c
+	}
+	consume(lateClient(mon), "monitor-events", monCount, false, jetstream.DeliverAllPolicy)
+	monCount.waitDistinct(t, 5)
+
+	// A new consumer reads everything from the first sequence.
+	replayCount := &counter{distinct: map[string]bool{}}
+	consume(lateClient(mon), "monitor-replay", replayCount, false, jetstream.DeliverAllPolicy)
+	replayCount.waitDistinct(t, 5)
+	incCount.waitDistinct(t, 5)
+
+	time.Sleep(100 * time.Millisecond) // let any extra delivery arrive
+	for name, c := range map[string]*counter{"monitor": monCount, "incident": incCount,
+		"replay": replayCount} {
+		c.mu.Lock()
+		if len(c.distinct) != 5 || c.deliveries != 5 {
+			t.Errorf("%s: %d distinct, %d handled, want 5 and 5", name, len(c.distinct),
+				c.deliveries)
+		}
+		c.mu.Unlock()
 	}
 }
