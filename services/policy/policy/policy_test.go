@@ -94,6 +94,9 @@ func start(t testing.TB) *world {
 			Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Ready:  func() { close(ready) },
 			Signer: w.signer, Directory: w.dir,
+			// A shared, loaded machine must not turn slow evaluations
+			// into timeouts that deny.
+			Config: policy.Config{DecideTimeout: 10 * time.Second},
 		})
 	}()
 	t.Cleanup(func() {
@@ -124,7 +127,7 @@ func watchLocal(t testing.TB, js jetstream.JetStream, dir envelope.Directory) *a
 	if err != nil {
 		t.Fatalf("opening policy bucket: %v", err)
 	}
-	e := authz.New(authz.Options{})
+	e := authz.New(authz.Options{Timeout: 10 * time.Second})
 	watcher, err := authz.WatchKV(context.Background(), kv, e, authz.WatchOptions{
 		Verifier: &authz.Verifier{Directory: dir},
 	})
