@@ -34,6 +34,9 @@ type Config struct {
 	// InsecureNoSandbox runs bundles without the sandbox. Development only;
 	// every such run is logged as insecure.
 	InsecureNoSandbox bool
+	// SandboxInit is the sandbox-init binary; empty means sandbox-init beside
+	// the running executable, where `make build` puts it.
+	SandboxInit string
 	// Log receives every service's log lines.
 	Log *slog.Logger
 	// Ready, if set, is called once every service serves, with the NATS URL.

@@ -10,19 +10,24 @@ import (
 
 	"github.com/nodexsec/nodex/libs/identity"
 	"github.com/nodexsec/nodex/libs/party"
+	"github.com/nodexsec/nodex/services/codesec/codesec"
 	"github.com/nodexsec/nodex/services/incident/incident"
 	"github.com/nodexsec/nodex/services/keyvault/keyvault"
 	"github.com/nodexsec/nodex/services/monitor/monitor"
 	"github.com/nodexsec/nodex/services/policy/policy"
+	"github.com/nodexsec/nodex/services/sandbox-runner/sandbox"
 )
 
 // services lists the services in start order: policy first, since the
-// others decide with the policy set it seeds.
+// others decide with the policy set it seeds, and codesec before the
+// sandbox-runner, which reads codesec's bundle store.
 func services() []service {
 	return []service{
 		{name: "policy", id: "policy", run: runPolicy},
 		{name: "monitor", id: "monitor", run: runMonitor},
 		{name: "keyvault", id: "keyvault", authz: true, run: runKeyvault},
+		{name: "codesec", id: "codesec", authz: true, run: runCodesec},
+		{name: "sandbox-runner", id: "sandbox", authz: true, run: runSandbox},
 		{name: "incident", id: "incident", authz: true, run: runIncident},
 	}
 }
@@ -92,4 +97,23 @@ func (e *env) readyOn(ctx context.Context, subject string, ready func()) {
 	if err := e.stack.WaitForInterest(ctx, subject); err == nil {
 		ready()
 	}
+}
+
+func runSandbox(ctx context.Context, e *env, p *party.Party, ready func()) error {
+	cfg := sandbox.Config{InitPath: e.cfg.SandboxInit, Insecure: e.cfg.InsecureNoSandbox}
+	go e.readyOn(ctx, "nodex.v1.sandbox.exec", ready)
+
+	return sandbox.Run(ctx, sandbox.Deps{
+		Config: cfg, Client: p.Bus, Directory: &identity.Directory{View: p.View},
+		Creds: p.Creds, Decider: p.Authz, Events: p.Events, Log: e.serviceLog("sandbox-runner"),
+	})
+}
+
+func runCodesec(ctx context.Context, e *env, p *party.Party, ready func()) error {
+	go e.readyOn(ctx, "nodex.v1.codesec.submit", ready)
+
+	return codesec.Run(ctx, codesec.Deps{
+		Client: p.Bus, Decider: p.Authz, Audit: p.Events, Creds: p.Creds, View: p.View,
+		Log: e.serviceLog("codesec"),
+	})
 }
