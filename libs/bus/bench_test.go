@@ -1,0 +1,262 @@
+package bus
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/nodexsec/nodex/libs/envelope"
+	"github.com/nodexsec/nodex/libs/envelope/envtest"
+	"github.com/nodexsec/nodex/libs/testkit"
+)
+
+type benchBody struct {
+	Data string `json:"data"`
+}
+
+// BenchmarkSecureBus measures, in one run on the embedded server with
+// 1 KiB bodies: raw and secure publish-to-receive throughput over core
+// NATS, the receiver's and the full crypto floor, their ratios, request/
+// reply p50 and p99 raw and secure, and envelope bytes per message. It runs
+// its phases once with fixed sizes; b.N is not used.
+func BenchmarkSecureBus(b *testing.B) {
+	const msgs, rtts = 10_000, 2_000
+	srv := testkit.NATSServer(b)
+	ctx := context.Background()
+	ws, err := NewWrapStore(ctx, testkit.JetStream(b, srv), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := envtest.NewWorld(ws)
+	sender := w.AddParty(b, "agent-1", "agent", "agent")
+	receiver := w.AddParty(b, "codesec-1", "service", "service:codesec")
+	body, _ := json.Marshal(benchBody{Data: strings.Repeat("x", 1024-12)})
+
+	rawRate := rawPubRecv(b, srv.ClientURL(), body, msgs)
+	secRate, frameLen := securePubRecv(b, srv.ClientURL(), sender, receiver, body, msgs)
+	recvFloor, fullFloor := cryptoFloor(b, sender, receiver, body)
+	rawP50, rawP99 := rawRoundTrips(b, srv.ClientURL(), body, rtts)
+	secP50, secP99 := secureRoundTrips(b, srv, sender, receiver, body, rtts)
+
+	b.ReportMetric(rawRate, "raw_msgs/s")
+	b.ReportMetric(secRate, "secure_msgs/s")
+	b.ReportMetric(1/recvFloor.Seconds(), "recv_floor_msgs/s")
+	b.ReportMetric(float64(recvFloor.Nanoseconds())/1e3, "recv_floor_us")
+	b.ReportMetric(float64(fullFloor.Nanoseconds())/1e3, "full_floor_us")
+	b.ReportMetric(secRate*recvFloor.Seconds(), "secure/recv_floor")
+	b.ReportMetric(secRate/rawRate, "secure/raw")
+	b.ReportMetric(float64(rawP50.Microseconds()), "raw_p50_us")
+	b.ReportMetric(float64(rawP99.Microseconds()), "raw_p99_us")
+	b.ReportMetric(float64(secP50.Microseconds()), "secure_p50_us")
+	b.ReportMetric(float64(secP99.Microseconds()), "secure_p99_us")
+	b.ReportMetric(float64((secP50-rawP50).Nanoseconds())/float64(fullFloor.Nanoseconds()),
+		"p50_delta/full_floor")
+	b.ReportMetric(float64(frameLen-len(body)), "envelope_bytes/msg")
+}
+
+// rawPubRecv returns msgs/s from first publish to last receive, plain NATS,
+// with a JSON decode per message as the secure path has.
+func rawPubRecv(b *testing.B, url string, body []byte, n int) float64 {
+	pubConn, subConn := connect(b, url), connect(b, url)
+	var got atomic.Int64
+	done := make(chan struct{})
+	_, err := subConn.Subscribe("bench.raw", func(m *nats.Msg) {
+		var v benchBody
+		_ = json.Unmarshal(m.Data, &v)
+		if got.Add(1) == int64(n) {
+			close(done)
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = subConn.Flush()
+	start := time.Now()
+	for range n {
+		_ = pubConn.Publish("bench.raw", body)
+	}
+	<-done
+
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// securePubRecv seals each body as a request and opens it on the receiver.
+func securePubRecv(b *testing.B, url string, sender, receiver *envtest.Party, body []byte,
+	n int) (float64, int) {
+	pubConn, subConn := connect(b, url), connect(b, url)
+	sc, rc := sender.Codec(b, nil), receiver.Codec(b, nil)
+	var got, failed atomic.Int64
+	done := make(chan struct{})
+	_, err := subConn.Subscribe("nodex.v1.codesec.bench", func(m *nats.Msg) {
+		o, err := rc.Open(context.Background(), envelope.Delivery{Subject: m.Subject,
+			Reply: m.Reply}, m.Data)
+		var v benchBody
+		if err != nil || o.Decode(&v) != nil {
+			failed.Add(1)
+		}
+		if got.Add(1) == int64(n) {
+			close(done)
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = subConn.Flush()
+	msg := envelope.Message{Kind: envelope.KindRequest, Subject: "nodex.v1.codesec.bench",
+		To: []envelope.Target{envelope.ToRole("service:codesec")}, ContentType: envelope.ContentTypeJSON,
+		ReplySubject: "_INBOX.bench", Body: body}
+	// The first seal writes the epoch's wrap; keep it out of the timing.
+	first, err := sc.Seal(context.Background(), msg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	for range n {
+		s, err := sc.Seal(context.Background(), msg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = pubConn.PublishMsg(&nats.Msg{Subject: msg.Subject, Reply: msg.ReplySubject, Data: s.Frame})
+	}
+	<-done
+	rate := float64(n) / time.Since(start).Seconds()
+	if f := failed.Load(); f != 0 {
+		b.Fatalf("%d of %d secure messages failed to open", f, n)
+	}
+
+	return rate, len(first.Frame)
+}
+
+// cryptoFloor times the primitives per message: the receiver's (verify,
+// SHA-256 of the ciphertext, HKDF, AES-GCM open, JSON decode) and the full
+// floor (the receiver's plus sign and seal).
+func cryptoFloor(b *testing.B, sender, receiver *envtest.Party, body []byte) (recv, full time.Duration) {
+	const n = 5_000
+	_, priv := sender.Keys.SigningKey()
+	pub := priv.Public().(ed25519.PublicKey)
+	key := make([]byte, 32)
+	id := make([]byte, 16)
+	input := make([]byte, 300)
+	okm, _ := hkdf.Key(sha256.New, key, id, "nodex/v1/msg", 44)
+	block, _ := aes.NewCipher(okm[:32])
+	aead, _ := cipher.NewGCM(block)
+	ct := aead.Seal(nil, okm[32:], body, input[:200])
+	sig := ed25519.Sign(priv, input)
+
+	start := time.Now()
+	for range n {
+		_ = ed25519.Verify(pub, input, sig)
+		_ = sha256.Sum256(ct)
+		okm, _ := hkdf.Key(sha256.New, key, id, "nodex/v1/msg", 44)
+		block, _ := aes.NewCipher(okm[:32])
+		g, _ := cipher.NewGCM(block)
+		plain, _ := g.Open(nil, okm[32:], ct, input[:200])
+		var v benchBody
+		_ = json.Unmarshal(plain, &v)
+	}
+	recv = time.Since(start) / n
+
+	start = time.Now()
+	for range n {
+		okm, _ := hkdf.Key(sha256.New, key, id, "nodex/v1/msg", 44)
+		block, _ := aes.NewCipher(okm[:32])
+		g, _ := cipher.NewGCM(block)
+		c := g.Seal(nil, okm[32:], body, input[:200])
+		_ = sha256.Sum256(c)
+		_ = ed25519.Sign(priv, input)
+	}
+	full = recv + time.Since(start)/n
+
+	return recv, full
+}
+
+func rawRoundTrips(b *testing.B, url string, body []byte, n int) (p50, p99 time.Duration) {
+	svc, cli := connect(b, url), connect(b, url)
+	_, err := svc.Subscribe("bench.rtt", func(m *nats.Msg) {
+		var v benchBody
+		_ = json.Unmarshal(m.Data, &v)
+		out, _ := json.Marshal(v)
+		_ = m.Respond(out)
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = svc.Flush()
+	samples := make([]time.Duration, 0, n)
+	for range n {
+		start := time.Now()
+		if _, err := cli.Request("bench.rtt", body, 5*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		samples = append(samples, time.Since(start))
+	}
+
+	return percentiles(samples)
+}
+
+func secureRoundTrips(b *testing.B, srv interface{ ClientURL() string }, sender,
+	receiver *envtest.Party, body []byte, n int) (p50, p99 time.Duration) {
+	mk := func(p *envtest.Party) *Client {
+		c, err := New(Config{Conn: connect(b, srv.ClientURL()), Codec: p.Codec(b, nil),
+			RequestsPerSecond: 1e9, RequestBurst: 1 << 30})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	svc, cli := mk(receiver), mk(sender)
+	err := svc.Handle("nodex.v1.codesec.rtt", "codesec", func(_ context.Context,
+		r *Request) (any, error) {
+		var v benchBody
+		err := r.Decode(&v)
+		return v, err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = svc.NATS().Flush()
+	var in benchBody
+	_ = json.Unmarshal(body, &in)
+	samples := make([]time.Duration, 0, n)
+	for i := range n + 1 {
+		start := time.Now()
+		var out benchBody
+		if err := cli.Request(context.Background(), "nodex.v1.codesec.rtt", "service:codesec",
+			in, &out); err != nil {
+			b.Fatal(err)
+		}
+		if i > 0 { // the first request writes the epoch's wrap
+			samples = append(samples, time.Since(start))
+		}
+	}
+
+	return percentiles(samples)
+}
+
+func percentiles(s []time.Duration) (p50, p99 time.Duration) {
+	slices.Sort(s)
+
+	return s[len(s)/2], s[len(s)*99/100]
+}
+
+func connect(b *testing.B, url string) *nats.Conn {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+
+	return nc
+}
