@@ -26,11 +26,11 @@ type benchBody struct {
 	Data string `json:"data"`
 }
 
-// BenchmarkSecureBus measures, in one run on the embedded server with
-// 1 KiB bodies: raw and secure publish-to-receive throughput over core
-// NATS, the receiver's and the full crypto floor, their ratios, request/
-// reply p50 and p99 raw and secure, and envelope bytes per message. It runs
-// its phases once with fixed sizes; b.N is not used.
+// BenchmarkSecureBus measures raw and secure figures in one run on the
+// embedded server with 1 KiB bodies. It reports publish-to-receive
+// throughput over core NATS, the receiver's and the full crypto floor, their
+// ratios, request/reply p50 and p99, and envelope bytes per message. Each
+// phase runs once with a fixed size, so b.N is not used.
 func BenchmarkSecureBus(b *testing.B) {
 	const msgs, rtts = 10_000, 2_000
 	srv := testkit.NATSServer(b)

@@ -147,7 +147,7 @@ func (c *Client) JetStream() jetstream.JetStream { return c.js }
 func (c *Client) Codec() *envelope.Codec { return c.codec }
 
 // Drain stops receiving: request subscriptions drain (messages already
-// delivered are handled and answered), stream consumers stop, and Drain
+// delivered are handled and replied to), stream consumers stop, and Drain
 // returns when every running handler has returned or ctx ends. The
 // connection stays open for the caller to drain or close.
 func (c *Client) Drain(ctx context.Context) error {

@@ -16,7 +16,7 @@ import (
 // {"code", "name", "description"} instead of the handler's result.
 const ContentTypeError = "application/nodex-error+json"
 
-// Request is one opened request as a [Handler] sees it. Every field comes
+// Request is one opened request, as passed to a [Handler]. Every field comes
 // from the envelope after its checks passed: Sender is authenticated.
 type Request struct {
 	Subject     string
@@ -37,14 +37,14 @@ func (r *Request) Decode(v any) error { return r.opened.Decode(v) }
 // replayed copy routed to another replica changes nothing.
 func (r *Request) ID() string { return hex.EncodeToString(r.opened.Header.ID[:]) }
 
-// Handler answers a request. It returns the reply body (marshalled as JSON)
+// Handler handles one request. It returns the reply body (marshalled as JSON)
 // or an error: an *errs.Error is sent as that coded error, anything else as
 // errs.Internal, with the cause passed to Config.OnError only.
 type Handler func(ctx context.Context, req *Request) (any, error)
 
 // Handle serves subject with h. A non-empty queue makes the replicas of a
 // service share requests. Messages that fail an envelope check get no
-// reply: an unauthenticated sender cannot be answered confidentially.
+// reply, because an unauthenticated sender cannot receive a confidential one.
 func (c *Client) Handle(subject, queue string, h Handler) error {
 	if h == nil {
 		return fmt.Errorf("bus: nil handler for %s", subject)

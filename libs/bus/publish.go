@@ -52,7 +52,7 @@ func (c *Client) publish(ctx context.Context, kind envelope.Kind, subject, toRol
 	return ack, nil
 }
 
-// Message is one opened stream message as a [StreamHandler] sees it.
+// Message is one opened stream message, as passed to a [StreamHandler].
 type Message struct {
 	Subject     string
 	Sender      string // authenticated identity id
@@ -87,11 +87,12 @@ type ConsumeConfig struct {
 }
 
 // Consume creates or updates the durable consumer and opens each message
-// with the stream freshness rules: Nats-Msg-Id must be the envelope id and
-// the signed timestamp within W of the stored stream time; no clock window
-// and no replay cache, since redeliveries and late readers are normal. A
-// message that fails an envelope check is terminated, except that a stale
-// registry view or a missing wrap naks it, since both can heal.
+// with the stream freshness rules. Nats-Msg-Id must be the envelope id, and
+// the signed timestamp must be within W of the stored stream time. The
+// clock window and the replay cache do not apply, because redeliveries and
+// late readers are normal. A message that fails an envelope check is
+// terminated, except that a stale registry view or a missing wrap naks it,
+// since both can heal.
 func (c *Client) Consume(ctx context.Context, cfg ConsumeConfig, h StreamHandler) error {
 	if cfg.NakDelay <= 0 {
 		cfg.NakDelay = time.Second

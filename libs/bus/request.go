@@ -15,8 +15,8 @@ import (
 
 // Request seals req to toRole (for example "service:codesec"), sends it on
 // subject and decodes the reply into resp. It accepts one reply, only from
-// an identity holding toRole and only bound to this request; other messages
-// on the reply subject are rejected and waiting continues, so a forged
+// an identity holding toRole and only bound to this request. Other messages
+// on the reply subject are rejected while it keeps waiting, so a forged
 // reply arriving first cannot block the real one. A coded error reply is
 // returned as *errs.Error.
 func (c *Client) Request(ctx context.Context, subject, toRole string, req, resp any) error {
@@ -56,7 +56,7 @@ func (c *Client) Request(ctx context.Context, subject, toRole string, req, resp 
 	return decodeReply(opened, resp)
 }
 
-// awaitReply returns the first reply that opens as the answer to sealed.
+// awaitReply returns the first message that opens as the reply to sealed.
 func (c *Client) awaitReply(ctx context.Context, replies <-chan *nats.Msg, sealed *envelope.Sealed,
 	toRole string) (*envelope.Opened, error) {
 	for {

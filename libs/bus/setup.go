@@ -42,10 +42,10 @@ func EnsureObjectStore(ctx context.Context, js jetstream.JetStream,
 }
 
 // RecordOnce records key in kv with a create-only write and reports whether
-// it was new. A handler that changes state uses it (or the same create or
-// compare-and-set in its own record) with the request id in the key, so a
-// replay that reaches another replica, whose local replay cache has not
-// seen it, changes nothing. kv's TTL must exceed the envelope window.
+// it was new. A handler that changes state puts the request id in key (or in
+// the compare-and-set of its own record). Then a replay that reaches another
+// replica, whose local replay cache has not seen it, changes nothing. The
+// TTL of kv must exceed the envelope window.
 func RecordOnce(ctx context.Context, kv jetstream.KeyValue, key string, value []byte) (bool, error) {
 	_, err := kv.Create(ctx, key, value)
 	switch {

@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultWrapMaxAge bounds how long wrap records live. Stored wraps give no
-// forward secrecy: whoever later obtains a recipient's private key and the
+// forward secrecy: anyone who later obtains a recipient's private key and the
 // wrap can read every message of that epoch. Past this age, messages of the
 // epoch can no longer be opened, so stream readers must keep up within it.
 const DefaultWrapMaxAge = 7 * 24 * time.Hour

@@ -51,7 +51,8 @@ func (k *ContentKey) KID() [32]byte {
 func (k *ContentKey) replyKey(requestID [16]byte) ContentKey {
 	out, err := hkdf.Key(sha256.New, k[:], requestID[:], labelReply, 32)
 	if err != nil {
-		panic(fmt.Sprintf("envelope: deriving reply key: %v", err)) // fixed lengths never fail
+		// HKDF fails only for outputs over 255 hash lengths; this one is 32 bytes.
+		panic(fmt.Sprintf("envelope: deriving reply key: %v", err))
 	}
 
 	return ContentKey(out)
@@ -155,8 +156,8 @@ func unwrapKey(priv hpke.PrivateKey, wrap, info []byte, kid [32]byte) (ContentKe
 	}
 	plain, err := hpke.Open(priv, wrapKDF, wrapAEAD, info, wrap)
 	if err != nil || len(plain) != len(k) {
-		// The HPKE error is not wrapped: its detail says nothing useful to
-		// a caller and the reason is already ErrWrapInvalid.
+		// The HPKE error is not wrapped because ErrWrapInvalid already
+		// names the reason and its detail helps no caller.
 		return k, ErrWrapInvalid
 	}
 	copy(k[:], plain)

@@ -14,9 +14,9 @@ import (
 	"time"
 )
 
-// Delivery is what NATS says about a message: the subject it arrived on and,
-// for a request, its reply subject; for a stream message, where and when the
-// stream stored it. The receiver takes the subject from here, never from the
+// Delivery describes how NATS delivered a message: the subject it arrived
+// on, the reply subject of a request, and for a stream message where and
+// when the stream stored it. The receiver takes the subject from here, never from the
 // envelope.
 type Delivery struct {
 	Subject string
@@ -108,7 +108,7 @@ func (c *Codec) open(ctx context.Context, d Delivery, frame []byte, req *Sealed,
 	if err != nil {
 		return nil, err
 	}
-	sender, err := c.checkSender(ctx, h, d)
+	sender, err := c.checkSender(ctx, h)
 	if err != nil {
 		return nil, err
 	}
@@ -186,8 +186,8 @@ func recipientCount(hdr []byte) int {
 	return int(hdr[off])
 }
 
-// checkSender checks the registry view and the sender's status and key.
-func (c *Codec) checkSender(ctx context.Context, h *Header, d Delivery) (Party, error) {
+// checkSender checks the registry view's freshness and the sender's status.
+func (c *Codec) checkSender(ctx context.Context, h *Header) (Party, error) {
 	if err := c.dir.Fresh(ctx); err != nil {
 		return Party{}, fmt.Errorf("%w: %w", ErrStale, err)
 	}

@@ -11,8 +11,8 @@ import (
 )
 
 // StaticDirectory is an in-memory [Directory] for tests, test vectors and
-// single-process tools. Its view never goes stale unless [StaticDirectory.SetStale]
-// says so. It is safe for concurrent use.
+// single-process tools. Its view never goes stale unless
+// [StaticDirectory.SetStale] sets an error. It is safe for concurrent use.
 type StaticDirectory struct {
 	mu      sync.RWMutex
 	parties map[string]Party

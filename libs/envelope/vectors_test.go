@@ -70,7 +70,7 @@ type vectorMessage struct {
 	Sequence     uint64 `json:"sequence,omitempty"`
 	StreamTimeMs int64  `json:"stream_time_ms,omitempty"`
 	MsgID        string `json:"msg_id,omitempty"`
-	ReplyTo      string `json:"reply_to,omitempty"` // name of the request a reply answers
+	ReplyTo      string `json:"reply_to,omitempty"` // name of the request this reply is bound to
 	Frame        string `json:"frame"`
 	SigningInput string `json:"signing_input,omitempty"`
 	Signature    string `json:"signature,omitempty"`
