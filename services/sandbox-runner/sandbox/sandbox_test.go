@@ -101,7 +101,7 @@ func startWorld(t testing.TB) *world {
 	done := make(chan error, 1)
 	go func() {
 		done <- sandbox.Run(ctx, sandbox.Deps{
-			Config: sandbox.Config{InitPath: initPath, Slots: 2, Queue: 2}, Client: sb.Bus,
+			Config: sandbox.Config{InitPath: initPath, Slots: 2, Queue: 2, HostIDBase: 1<<20 + 16384}, Client: sb.Bus,
 			Directory: &identity.Directory{View: sb.View}, Creds: sb.Creds, Decider: engine,
 			Events: sb.Events, Log: slog.New(slog.DiscardHandler),
 		})

@@ -56,10 +56,10 @@ type Deps struct {
 	// RecipientKeys are the runner's HPKE private keys, every version still in
 	// use; a bundle names the one it was sealed to.
 	RecipientKeys []hpke.PrivateKey
-	Decider      Decider
-	Events       EventSink
-	Receipts     ReceiptStore
-	Runner       Runner
+	Decider       Decider
+	Events        EventSink
+	Receipts      ReceiptStore
+	Runner        Runner
 	// SigningKey signs receipts as SignerID with key version KeyVersion.
 	SigningKey ed25519.PrivateKey
 	SignerID   string

@@ -132,7 +132,9 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ex, err := executor.New(executor.Config{InitPath: initPath, Slots: 2, Logger: log})
+	// Host ids apart from the other packages' tests, which may run at the same time.
+	ex, err := executor.New(executor.Config{InitPath: initPath, Slots: 2, HostIDBase: 1<<20 + 8192,
+		Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,10 @@
 // and cpuacct controllers, choosing cgroup v1 or v2 per controller from
 // /proc/self/mountinfo, and reads the run's resource use before removing it.
 //
-// Runs are nested under the runner's own cgroup, in a folder named "nodex", so
-// the limits of whatever started the runner still apply to its sandboxes.
+// Runs are nested under the runner's own cgroup, in nodex/runner-<pid>-<start>
+// (the runner's PID and start time), so the limits of whatever started the
+// runner still apply to its sandboxes, and several runners can share a host:
+// each sweeps only the folders of runners that are gone.
 package cgroup
 
 import (
@@ -32,7 +34,8 @@ const (
 // hierarchy is where one controller lives.
 type hierarchy struct {
 	version int    // 1 or 2
-	dir     string // the "nodex" folder under the runner's own cgroup
+	root    string // the "nodex" folder under the runner's own cgroup
+	dir     string // this runner's folder in root
 }
 
 // Manager creates and sweeps run cgroups. It is safe for concurrent use.
@@ -69,12 +72,55 @@ func Detect() (*Manager, error) {
 			m.ctrl[c] = h
 		}
 	}
+	instance, err := instanceName(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
 	for c, h := range m.ctrl {
+		h.dir = filepath.Join(h.root, instance)
+		m.ctrl[c] = h
 		if err := os.MkdirAll(h.dir, 0o755); err != nil {
 			delete(m.ctrl, c)
 		}
 	}
 	return m, nil
+}
+
+// instanceName names a runner's folder by PID and start time, so a reused PID
+// does not make a dead runner's folder look alive.
+func instanceName(pid int) (string, error) {
+	start, err := startTime(pid)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("runner-%d-%s", pid, start), nil
+}
+
+// startTime returns field 22 of /proc/<pid>/stat, the start time in clock
+// ticks after boot.
+func startTime(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", fmt.Errorf("reading the start time of process %d: %w", pid, err)
+	}
+	// The command name (field 2) may contain spaces; fields resume after ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 20 {
+		return "", fmt.Errorf("parsing /proc/%d/stat", pid)
+	}
+	return f[19], nil
+}
+
+// liveInstance reports whether folder name belongs to a running runner.
+func liveInstance(name string) bool {
+	var pid int
+	var start string
+	if _, err := fmt.Sscanf(strings.ReplaceAll(name, "-", " "), "runner %d %s", &pid, &start); err != nil {
+		return false
+	}
+	now, err := startTime(pid)
+	return err == nil && now == start
 }
 
 // Available reports the cgroup version used for controller c, or 0.
@@ -141,7 +187,7 @@ func v1Hierarchy(c string, mounts []mount, own map[string]string) (hierarchy, bo
 			continue
 		}
 		rel := strings.TrimPrefix(path, mt.root)
-		return hierarchy{version: 1, dir: filepath.Join(mt.point, rel, "nodex")}, true
+		return hierarchy{version: 1, root: filepath.Join(mt.point, rel, "nodex")}, true
 	}
 	return hierarchy{}, false
 }
@@ -170,7 +216,7 @@ func v2Hierarchy(c string, mounts []mount, own map[string]string) (hierarchy, bo
 		// which the kernel refuses while base holds processes. That path has not
 		// run on a host with a populated v2 hierarchy.
 		_ = os.WriteFile(filepath.Join(base, "cgroup.subtree_control"), []byte("+"+lookup), 0)
-		return hierarchy{version: 2, dir: filepath.Join(base, "nodex")}, true
+		return hierarchy{version: 2, root: filepath.Join(base, "nodex")}, true
 	}
 	return hierarchy{}, false
 }
@@ -184,25 +230,35 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// Sweep kills the processes left in run cgroups by an earlier runner and
-// removes those cgroups. It returns how many it removed.
+// Sweep kills the processes left in the run cgroups of runners that are gone
+// and removes those cgroups. It returns how many run cgroups it removed.
 func (m *Manager) Sweep() (int, error) {
 	removed := 0
 	var errs []error
 	for _, h := range m.ctrl {
-		entries, err := os.ReadDir(h.dir)
+		instances, err := os.ReadDir(h.root)
 		if err != nil {
 			continue
 		}
-		for _, e := range entries {
-			if !e.IsDir() {
+		for _, inst := range instances {
+			if !inst.IsDir() || liveInstance(inst.Name()) {
 				continue
 			}
-			if err := removeDir(filepath.Join(h.dir, e.Name())); err != nil {
+			dir := filepath.Join(h.root, inst.Name())
+			runs, _ := os.ReadDir(dir)
+			for _, r := range runs {
+				if !r.IsDir() {
+					continue
+				}
+				if err := removeDir(filepath.Join(dir, r.Name())); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				removed++
+			}
+			if err := removeDir(dir); err != nil {
 				errs = append(errs, err)
-				continue
 			}
-			removed++
 		}
 	}
 	return removed, errors.Join(errs...)
@@ -234,7 +290,7 @@ func killProcs(dir string) {
 	}
 }
 
-// Dir returns the folder that holds run cgroups for controller c.
+// Dir returns this runner's folder of run cgroups for controller c.
 func (m *Manager) Dir(c string) (string, bool) {
 	h, ok := m.ctrl[c]
 	return h.dir, ok

@@ -107,8 +107,10 @@ func (e *Executor) command(spec *Spec, lim Limits) ([]string, []string, []proto.
 }
 
 // rlimits are the per-process limits of a run. The address-space limit applies
-// to python and sh only: node reserves large address ranges up front, so its
-// heap is bounded by --max-old-space-size under the memory cgroup instead.
+// to the python and shell runtimes only: node reserves large address ranges up
+// front, so its heap is bounded by --max-old-space-size under the memory
+// cgroup instead, and a program run by Argv (such as a Go binary, which
+// reserves over 1 GiB at start) gets none.
 func rlimits(spec *Spec, lim Limits) []proto.Rlimit {
 	fixed := func(res int, v uint64) proto.Rlimit { return proto.Rlimit{Resource: res, Cur: v, Max: v} }
 	out := []proto.Rlimit{
@@ -122,19 +124,13 @@ func rlimits(spec *Spec, lim Limits) []proto.Rlimit {
 		// is the backstop where no pids controller exists.
 		fixed(unix.RLIMIT_NPROC, uint64(lim.Pids+16)),
 	}
-	if spec.Runtime != RuntimeNode && !strings.HasSuffix(firstArg(spec), "/node") {
+	switch spec.Runtime {
+	case RuntimePython, RuntimeSh, RuntimeBash:
 		// Four times the memory limit: real allocations meet the cgroup first, so
 		// a heap bomb ends as a memory kill rather than a MemoryError.
 		out = append(out, fixed(unix.RLIMIT_AS, uint64(4*lim.MemoryBytes)))
 	}
 	return out
-}
-
-func firstArg(spec *Spec) string {
-	if len(spec.Argv) > 0 {
-		return spec.Argv[0]
-	}
-	return ""
 }
 
 func (e *Executor) initConfig(spec Spec, lim Limits, argv, env []string, files []proto.File) proto.Config {

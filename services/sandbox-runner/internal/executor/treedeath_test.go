@@ -212,9 +212,16 @@ func TestRunnerDeathLeavesNoSandbox(t *testing.T) {
 	if left := processesOfIDs(helperIDBase, helperIDBase+1); len(left) > 0 {
 		t.Errorf("sandbox processes outlived the runner: %v", left)
 	}
-	// The helper's run folders remain until the next runner sweeps them.
+	// The helper's folders remain until the next runner sweeps them.
 	e := newTestExecutor(t, 1)
-	if left := runCgroupsLeft(e); len(left) > 0 {
-		t.Errorf("cgroups left after the sweep at start: %v", left)
+	for _, c := range []string{"memory", "pids", "cpu", "cpuacct"} {
+		dir, ok := e.cgroups.Dir(c)
+		if !ok {
+			continue
+		}
+		pattern := filepath.Join(filepath.Dir(dir), fmt.Sprintf("runner-%d-*", cmd.Process.Pid))
+		if left, _ := filepath.Glob(pattern); len(left) > 0 {
+			t.Errorf("the dead runner's cgroups survived the sweep at start: %v", left)
+		}
 	}
 }

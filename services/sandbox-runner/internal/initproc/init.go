@@ -1,6 +1,7 @@
 // Package initproc is sandbox-init: PID 1 of a sandbox's namespaces. It builds
-// the root file system, starts the second stage (which drops credentials,
-// installs Landlock and seccomp, and execs the program), answers the seccomp
+// the root file system, restricts itself with every layer the program
+// inherits (capability bounding set, rlimits, no_new_privs, Landlock,
+// seccomp), starts the program as the program's user, answers the seccomp
 // notifications, reaps every process, and reports the outcome on a status
 // descriptor.
 //
@@ -23,9 +24,6 @@ import (
 
 // Main runs sandbox-init and returns the process exit code.
 func Main() int {
-	if len(os.Args) > 1 && os.Args[1] == proto.Stage2Arg {
-		return stage2()
-	}
 	status := os.NewFile(proto.StatusFD, "status")
 	st := runInit()
 	if err := json.NewEncoder(status).Encode(st); err != nil {
@@ -36,7 +34,7 @@ func Main() int {
 
 func runInit() *proto.Status {
 	st := &proto.Status{}
-	// The second stage must not inherit the runner's descriptors.
+	// The program must not inherit the runner's descriptors.
 	for _, fd := range []int{proto.ConfigFD, proto.StatusFD, proto.LifelineFD} {
 		unix.CloseOnExec(fd)
 	}
@@ -95,10 +93,13 @@ func watchLifeline() {
 	os.Exit(137)
 }
 
-// runProgram starts the second stage, waits for the program and reaps every
-// other process.
+// runProgram starts the program, waits for it and reaps every other process.
 func runProgram(cfg *proto.Config, st *proto.Status) {
-	pid, listener, abi, err := startStage2(cfg)
+	if len(cfg.Argv) == 0 {
+		st.Error = "empty argv"
+		return
+	}
+	pid, listener, abi, err := startProgram(cfg)
 	if err != nil {
 		st.Error = err.Error()
 		return

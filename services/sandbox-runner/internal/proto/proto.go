@@ -16,11 +16,6 @@ const (
 	LifelineFD = 5
 )
 
-// Stage2Arg is the first argument that makes sandbox-init act as the second
-// stage: the process that drops credentials, installs the filters and execs the
-// program.
-const Stage2Arg = "nodex-stage2"
-
 // Config describes one sandbox run to sandbox-init.
 type Config struct {
 	Hostname string `json:"hostname"`

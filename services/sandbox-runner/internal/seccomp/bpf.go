@@ -126,16 +126,16 @@ func Build() []unix.SockFilter {
 	return p.insns
 }
 
-// Install sets no_new_privs and installs the filter on the calling thread only,
-// returning the user notification listener. The caller must hold the thread
-// (runtime.LockOSThread) until it execs.
+// Install installs the filter on every thread of the calling process and
+// returns the user notification listener. The caller must have set
+// no_new_privs on every thread or hold CAP_SYS_ADMIN in its user namespace.
 func Install(insns []unix.SockFilter) (listener int, err error) {
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return -1, fmt.Errorf("setting no_new_privs: %w", err)
-	}
 	prog := unix.SockFprog{Len: uint16(len(insns)), Filter: &insns[0]}
+	// TSYNC_ESRCH lets TSYNC and NEW_LISTENER combine (Linux 5.7+).
+	flags := unix.SECCOMP_FILTER_FLAG_TSYNC | unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH |
+		unix.SECCOMP_FILTER_FLAG_NEW_LISTENER
 	fd, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
-		unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, uintptr(unsafe.Pointer(&prog)))
+		uintptr(flags), uintptr(unsafe.Pointer(&prog)))
 	if errno != 0 {
 		return -1, fmt.Errorf("installing seccomp filter: %w", errno)
 	}

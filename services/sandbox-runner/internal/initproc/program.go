@@ -1,0 +1,201 @@
+package initproc
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/proto"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/seccomp"
+)
+
+// startProgram restricts the init itself (every layer that a child inherits),
+// then forks and execs the program as the program's user. It returns the
+// program's PID, the seccomp listener (-1 without seccomp) and the Landlock
+// ABI applied.
+//
+// Restricting the init rather than a second exec'd stage saves a Go runtime
+// start per run. The init needs only wait4, kill, pipe writes and the
+// listener afterwards, all of which the filter allows.
+func startProgram(cfg *proto.Config) (pid, listener, abi int, err error) {
+	stdin, err := openStdin(cfg.Stdin)
+	if err != nil {
+		return 0, -1, 0, err
+	}
+	defer stdin.Close()
+
+	listener, abi, err = restrictSelf(cfg)
+	if err != nil {
+		return 0, -1, 0, err
+	}
+	attr := &os.ProcAttr{
+		Dir:   cfg.Dir,
+		Env:   cfg.Env,
+		Files: []*os.File{stdin, os.Stdout, os.Stderr},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	}
+	if !cfg.Layers.NoCredDrop {
+		// An empty Groups makes the child call setgroups(0, NULL): the program
+		// keeps no supplementary group.
+		attr.Sys.Credential = &syscall.Credential{Uid: uint32(cfg.UID), Gid: uint32(cfg.GID),
+			Groups: []uint32{}}
+	}
+	p, err := os.StartProcess(cfg.Argv[0], cfg.Argv, attr)
+	if err != nil {
+		return 0, listener, abi, fmt.Errorf("starting %s: %w", cfg.Argv[0], err)
+	}
+	pid = p.Pid
+	_ = p.Release()
+	if err := limitAddressSpace(pid, cfg); err != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		return pid, listener, abi, err
+	}
+	return pid, listener, abi, nil
+}
+
+// restrictSelf applies, to every thread of the init, the layers the program
+// inherits: an empty capability bounding set, ambient and inheritable sets,
+// the rlimits, no_new_privs, Landlock and the seccomp filter (installed last).
+func restrictSelf(cfg *proto.Config) (listener, abi int, err error) {
+	if !cfg.Layers.NoCredDrop {
+		if err := dropInheritableCapabilities(); err != nil {
+			return -1, 0, err
+		}
+	}
+	if !cfg.Layers.NoRlimits {
+		for _, rl := range cfg.Rlimits {
+			if rl.Resource == unix.RLIMIT_AS {
+				continue // see limitAddressSpace
+			}
+			lim := unix.Rlimit{Cur: rl.Cur, Max: rl.Max}
+			if err := unix.Prlimit(0, rl.Resource, &lim, nil); err != nil {
+				return -1, 0, fmt.Errorf("setting rlimit %d: %w", rl.Resource, err)
+			}
+		}
+	}
+	if !cfg.Layers.NoNewPrivsOff {
+		if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
+			return -1, 0, fmt.Errorf("setting no_new_privs: %w", err)
+		}
+	}
+	if !cfg.Layers.NoLandlock {
+		if abi, err = applyLandlock(); err != nil {
+			return -1, 0, err
+		}
+	}
+	listener = -1
+	if !cfg.Layers.NoSeccomp {
+		if listener, err = seccomp.Install(seccomp.Build()); err != nil {
+			return -1, 0, err
+		}
+	}
+	return listener, abi, nil
+}
+
+// limitAddressSpace sets the program's address-space limit once it runs. The
+// init cannot lower its own: the Go runtime reserves over 1 GiB of address
+// space, so any later allocation of the init would fail.
+//
+// NOTE: the limit lands a few microseconds after the exec, while the dynamic
+// loader runs and before the interpreter reaches the program's code; the
+// memory cgroup bounds memory for the whole run.
+func limitAddressSpace(pid int, cfg *proto.Config) error {
+	if cfg.Layers.NoRlimits {
+		return nil
+	}
+	for _, rl := range cfg.Rlimits {
+		if rl.Resource != unix.RLIMIT_AS {
+			continue
+		}
+		lim := unix.Rlimit{Cur: rl.Cur, Max: rl.Max}
+		if err := unix.Prlimit(pid, unix.RLIMIT_AS, &lim, nil); err != nil {
+			return fmt.Errorf("setting the address-space limit: %w", err)
+		}
+	}
+	return nil
+}
+
+// allThreads runs a system call on every thread of the init, for the
+// per-thread attributes (no_new_privs, capability sets).
+func allThreads(trap, a1, a2, a3 uintptr) error {
+	if _, _, errno := syscall.AllThreadsSyscall(trap, a1, a2, a3); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// dropInheritableCapabilities empties the bounding, ambient and inheritable
+// sets of every thread. The init keeps its permitted and effective sets (it
+// needs CAP_SETUID and CAP_SETGID to start the program); the program loses
+// them at setuid to a non-zero id, and with an empty bounding set it cannot
+// gain any at exec.
+func dropInheritableCapabilities() error {
+	last := lastCap()
+	for c := 0; c <= last; c++ {
+		if err := allThreads(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); err != nil {
+			return fmt.Errorf("dropping capability %d from the bounding set: %w", c, err)
+		}
+	}
+	if err := allThreads(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); err != nil {
+		return fmt.Errorf("clearing ambient capabilities: %w", err)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("reading capabilities: %w", err)
+	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
+	if err := allThreads(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)),
+		uintptr(unsafe.Pointer(&data[0])), 0); err != nil {
+		return fmt.Errorf("clearing inheritable capabilities: %w", err)
+	}
+	return nil
+}
+
+func lastCap() int {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return 40
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 40
+	}
+	return n
+}
+
+// openStdin returns /dev/null, or a sealed memfd holding data, so the program
+// reads its input without it touching any file system.
+func openStdin(data []byte) (*os.File, error) {
+	if len(data) == 0 {
+		f, err := os.Open("/dev/null")
+		if err != nil {
+			return nil, fmt.Errorf("opening /dev/null: %w", err)
+		}
+		return f, nil
+	}
+	fd, err := unix.MemfdCreate("stdin", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("creating stdin memfd: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "stdin")
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("writing stdin: %w", err)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sealing stdin: %w", err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("rewinding stdin: %w", err)
+	}
+	return f, nil
+}
