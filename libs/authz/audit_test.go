@@ -40,7 +40,7 @@ func (s *recordingSink) count() int {
 func TestEventSinkRecordsEveryDecision(t *testing.T) {
 	sink := &recordingSink{}
 	pub := events.NewPublisher(sink, "policy", events.PublisherOptions{})
-	e := New(Options{Audit: EventSink(pub)})
+	e := New(Options{Audit: EventSink(pub), Timeout: testTimeout})
 	if err := e.Load(context.Background(), PolicySet{
 		Modules: map[string]string{"a.rego": allowOperatorPolicy},
 	}); err != nil {

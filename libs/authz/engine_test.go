@@ -9,6 +9,10 @@ import (
 	"time"
 )
 
+// testTimeout replaces the evaluation timeout in tests, because -race and a
+// shared machine can slow one evaluation past the 250 ms default.
+const testTimeout = 10 * time.Second
+
 const allowOperatorPolicy = `package nodex.authz
 
 decision := {"allow": true, "reasons": ["operator"]} if {
@@ -28,7 +32,7 @@ func operatorInput() Input {
 func loadedEngine(t *testing.T, src string) *Engine {
 	t.Helper()
 
-	e := New(Options{})
+	e := New(Options{Timeout: testTimeout})
 	err := e.Load(context.Background(), PolicySet{
 		Revision: "r1",
 		Modules:  map[string]string{"authz.rego": src},
@@ -69,7 +73,7 @@ func TestDecideAllowsAndDenies(t *testing.T) {
 }
 
 func TestDecideWithoutPolicyDenies(t *testing.T) {
-	d, err := New(Options{}).Decide(context.Background(), operatorInput())
+	d, err := New(Options{Timeout: testTimeout}).Decide(context.Background(), operatorInput())
 	if !errors.Is(err, ErrNoPolicy) {
 		t.Fatalf("got error %v, want ErrNoPolicy", err)
 	}
@@ -181,7 +185,7 @@ decision := {"allow": count(net.lookup_ip_addr("localhost")) > 0}
 `,
 	}
 	for name, src := range sources {
-		e := New(Options{})
+		e := New(Options{Timeout: testTimeout})
 		err := e.Load(context.Background(), PolicySet{Modules: map[string]string{"a.rego": src}})
 		if !errors.Is(err, ErrInvalidPolicySet) {
 			t.Errorf("%s: got %v, want ErrInvalidPolicySet", name, err)

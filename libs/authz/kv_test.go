@@ -87,7 +87,7 @@ func TestWatchKVLoadsAndReloads(t *testing.T) {
 	putJSON(t, kv, KeyPolicy, PolicySet{Modules: map[string]string{"a.rego": rbacPolicy}})
 	putJSON(t, kv, KeyRBAC, listRBAC(map[string][]string{"op-1": {"lister"}}))
 
-	e := New(Options{})
+	e := New(Options{Timeout: testTimeout})
 	w, err := WatchKV(context.Background(), kv, e, WatchOptions{})
 	if err != nil {
 		t.Fatalf("WatchKV: %v", err)
@@ -116,7 +116,7 @@ func TestWatchKVKeepsLastGoodSet(t *testing.T) {
 	putJSON(t, kv, KeyRBAC, listRBAC(map[string][]string{"op-1": {"lister"}}))
 
 	var failures atomic.Int32
-	e := New(Options{})
+	e := New(Options{Timeout: testTimeout})
 	w, err := WatchKV(context.Background(), kv, e, WatchOptions{
 		OnError: func(error) { failures.Add(1) },
 	})
@@ -159,7 +159,7 @@ func TestWatchKVKeepsLastGoodSet(t *testing.T) {
 func TestWatchKVEmptyBucketDenies(t *testing.T) {
 	kv := policyBucket(t)
 
-	e := New(Options{})
+	e := New(Options{Timeout: testTimeout})
 	w, err := WatchKV(context.Background(), kv, e, WatchOptions{})
 	if err != nil {
 		t.Fatalf("WatchKV: %v", err)

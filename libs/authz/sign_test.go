@@ -129,7 +129,7 @@ func TestWatchKVVerifiesSignatures(t *testing.T) {
 	put(policySvc.Keys, KeyRBAC, listRBAC(nil), now)
 
 	var failures atomic.Int32
-	e := New(Options{})
+	e := New(Options{Timeout: testTimeout})
 	watcher, err := WatchKV(ctx, kv, e, WatchOptions{
 		Verifier: &Verifier{Directory: w.Dir},
 		OnError:  func(error) { failures.Add(1) },
@@ -145,19 +145,26 @@ func TestWatchKVVerifiesSignatures(t *testing.T) {
 		t.Fatal("allowed before any binding")
 	}
 
-	// A binding signed by an agent, or stored unsigned, must not apply.
+	// A binding signed by an agent, or stored unsigned, must not apply. The
+	// watch may skip a value that is replaced at once, so each forgery waits
+	// for its own rejection.
+	waitFailures := func(n int32) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Second)
+		for failures.Load() < n && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if failures.Load() < n {
+			t.Fatalf("got %d verification failures, want %d", failures.Load(), n)
+		}
+	}
 	put(agent.Keys, KeyRBAC, listRBAC(map[string][]string{"op-1": {"lister"}}), now.Add(time.Second))
+	waitFailures(1)
 	forged, _ := json.Marshal(listRBAC(map[string][]string{"op-1": {"lister"}}))
 	if _, err := kv.Put(ctx, KeyRBAC, forged); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for failures.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if failures.Load() < 2 {
-		t.Fatalf("got %d verification failures, want 2", failures.Load())
-	}
+	waitFailures(2)
 	if d, _ := e.Decide(ctx, in); d.Allow {
 		t.Error("forged binding took effect")
 	}

@@ -125,7 +125,7 @@ func FuzzDecideJSON(f *testing.F) {
 		`"action":"get","resource":{"type":"key","id":"a/../b"}}`))
 	f.Add([]byte(`{"subject":{"id":"x\u0000"},"context":{"findings":[{"severity":"x"}]}}`))
 
-	e := New(Options{})
+	e := New(Options{Timeout: testTimeout})
 	if err := e.Load(context.Background(), PolicySet{
 		Modules: map[string]string{"a.rego": allowOperatorPolicy},
 	}); err != nil {

@@ -3,6 +3,7 @@ package policies
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/nodexsec/nodex/libs/authz"
 	"github.com/nodexsec/nodex/services/policy/internal/casefile"
@@ -37,7 +38,7 @@ func TestDecisionCases(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e := authz.New(authz.Options{})
+			e := authz.New(authz.Options{Timeout: 10 * time.Second})
 			set := authz.PolicySet{Revision: "case", Modules: modules, Data: data}
 			if err := e.Load(context.Background(), set); err != nil {
 				t.Fatalf("loading default policies: %v", err)
