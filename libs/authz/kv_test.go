@@ -106,7 +106,7 @@ func TestWatchKVLoadsAndReloads(t *testing.T) {
 
 	// Removing the binding must deny within a generous deadline.
 	putJSON(t, kv, KeyRBAC, listRBAC(nil))
-	took := waitFor(t, e, in, false, 2*time.Second)
+	took := waitFor(t, e, in, false, 10*time.Second)
 	t.Logf("binding removal reached the engine in %s", took)
 }
 
@@ -126,7 +126,7 @@ func TestWatchKVKeepsLastGoodSet(t *testing.T) {
 	t.Cleanup(w.Stop)
 
 	putJSON(t, kv, KeyPolicy, PolicySet{Modules: map[string]string{"a.rego": "package nodex.authz\n\ndecision := {"}})
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for failures.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -146,7 +146,7 @@ func TestWatchKVKeepsLastGoodSet(t *testing.T) {
 	if err := kv.Delete(context.Background(), KeyPolicy); err != nil {
 		t.Fatalf("deleting policy: %v", err)
 	}
-	deadline = time.Now().Add(2 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for failures.Load() < 2 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -172,7 +172,7 @@ func TestWatchKVEmptyBucketDenies(t *testing.T) {
 	}
 
 	putJSON(t, kv, KeyPolicy, PolicySet{Modules: map[string]string{"a.rego": allowOperatorPolicy}})
-	waitFor(t, e, operatorInput(), true, 2*time.Second)
+	waitFor(t, e, operatorInput(), true, 10*time.Second)
 }
 
 func TestRBACValidate(t *testing.T) {

@@ -150,7 +150,7 @@ func TestWatchKVVerifiesSignatures(t *testing.T) {
 	// for its own rejection.
 	waitFailures := func(n int32) {
 		t.Helper()
-		deadline := time.Now().Add(2 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
 		for failures.Load() < n && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -171,5 +171,5 @@ func TestWatchKVVerifiesSignatures(t *testing.T) {
 
 	put(policySvc.Keys, KeyRBAC, listRBAC(map[string][]string{"op-1": {"lister"}}),
 		now.Add(2*time.Second))
-	waitFor(t, e, in, true, 2*time.Second)
+	waitFor(t, e, in, true, 10*time.Second)
 }
