@@ -5,6 +5,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"os/exec"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -30,13 +32,17 @@ func startSystem(t *testing.T) *system {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
+	var stopped bool
 	go func() {
 		done <- devrun.Run(ctx, devrun.Config{
-			Home: home, Port: 0, Log: testLog(t), Ready: func(url string) { ready <- url },
+			Home: home, Port: 0, Log: testLog(t), SandboxInit: sandboxInit, Ready: func(url string) { ready <- url },
 		})
 	}()
 	t.Cleanup(func() {
 		cancel()
+		if stopped {
+			return
+		}
 		select {
 		case err := <-done:
 			if err != nil {
@@ -50,6 +56,7 @@ func startSystem(t *testing.T) *system {
 	case url := <-ready:
 		return &system{home: home, url: url}
 	case err := <-done:
+		stopped = true
 		t.Fatalf("devrun failed to start: %v", err)
 	case <-time.After(90 * time.Second):
 		t.Fatal("devrun not ready after 90s")
@@ -132,8 +139,31 @@ func fakeOpenAIKey() string {
 	return "sk-" + strings.Repeat("a1B2", 5) + "T3BlbkFJ" + strings.Repeat("Z9y8", 5)
 }
 
+// sandboxInit is the sandbox-init binary that TestMain builds, since the
+// sandbox-runner starts every run through it.
+var sandboxInit string
+
 func TestMain(m *testing.M) {
-	os.Exit(m.Run())
+	dir, err := os.MkdirTemp("", "nodex-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	// The runner executes sandbox-init as an unprivileged per-slot host uid,
+	// so the folder must be searchable by others.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		panic(err)
+	}
+	sandboxInit = filepath.Join(dir, "sandbox-init")
+	build := exec.Command("go", "build", "-o", sandboxInit, "./cmd/sandbox-init")
+	build.Dir = filepath.Join("..", "..", "services", "sandbox-runner")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building sandbox-init: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // testLog returns a logger that writes through t.Log.
