@@ -6,9 +6,9 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
