@@ -2,14 +2,19 @@ package policies
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/nodexsec/nodex/libs/authz"
+	"github.com/nodexsec/nodex/libs/envelope"
+	"github.com/nodexsec/nodex/services/policy/internal/app"
 	"github.com/nodexsec/nodex/services/policy/internal/casefile"
+	"github.com/nodexsec/nodex/services/policy/internal/regotest"
 )
 
 // matchSchema validates doc against a schema file in schemas/policy with
@@ -84,5 +89,49 @@ func TestSchemasMatchDecisionCases(t *testing.T) {
 	}
 	if ok, problems := matchSchema(t, "rbac.schema.json", rbac); !ok {
 		t.Errorf("default roles do not match the rbac schema: %v", problems)
+	}
+}
+
+func TestSchemasMatchBodies(t *testing.T) {
+	role := authz.Role{Description: "d", Kinds: []string{authz.KindAgent}, Permissions: []authz.Permission{{
+		Resource: "incident", Actions: []string{"contain"}, Providers: []string{"openai"},
+		Window: &authz.Window{StartHour: 0, EndHour: 24, Days: []string{"Monday"}},
+	}}}
+	report := &regotest.Report{Passed: 1, Results: []regotest.Result{
+		{Name: "data.a_test.test_x", Pass: true, Location: "a_test.rego:3", DurationNS: 10},
+	}}
+	signed, err := authz.Sign(envelope.NewStaticKeys("policy", 1, ed25519.NewKeyFromSeed(
+		make([]byte, ed25519.SeedSize))), authz.KeyRBAC, []byte(`{"roles":{}}`), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var signedDoc any
+	if err := json.Unmarshal(signed, &signedDoc); err != nil {
+		t.Fatal(err)
+	}
+
+	bodies := []struct {
+		schema string
+		body   any
+	}{
+		{"role-add-request.schema.json", app.RoleAddRequest{Name: "night-ops", Role: role}},
+		{"role-add-reply.schema.json", app.RoleAddReply{Name: "night-ops", Created: true, Revision: 3}},
+		{"role-bind-request.schema.json", app.RoleBindRequest{Identity: "agent-1",
+			Role: "key-reader:openai", Unbind: true}},
+		{"role-bind-reply.schema.json", app.RoleBindReply{Identity: "agent-1", Roles: []string{},
+			Revision: 4}},
+		{"push-request.schema.json", app.PushRequest{Modules: map[string]string{"a.rego": "package a"},
+			Data: map[string]any{"x": 1}}},
+		{"push-reply.schema.json", app.PushReply{Revision: 5, Active: "policy@5/rbac@4", Tests: report}},
+		{"test-reply.schema.json", app.TestReply{OK: true, Tests: report}},
+		{"test-reply.schema.json", app.TestReply{CompileError: "a.rego:1: parse error"}},
+		{"policy-set.schema.json", authz.PolicySet{Revision: "r", Modules: map[string]string{
+			"a.rego": "package a"}}},
+		{"signed-value.schema.json", signedDoc},
+	}
+	for _, b := range bodies {
+		if ok, problems := matchSchema(t, b.schema, b.body); !ok {
+			t.Errorf("%s: %T does not match: %v", b.schema, b.body, problems)
+		}
 	}
 }
