@@ -43,3 +43,48 @@ func TestRequestReplyRoundTrip(t *testing.T) {
 		t.Errorf("second copy of reply: got %v, want ErrReplay", err)
 	}
 }
+
+func TestReplyBinding(t *testing.T) {
+	w := newWorld(t)
+	agent := w.addParty(t, "agent-1", "agent")
+	svc := w.addParty(t, "codesec-1", "service:codesec")
+	other := w.addParty(t, "keyvault-1", "service:keyvault")
+	w.join(t, "service:codesec", other) // holds the role key, not the registry role
+	ctx := context.Background()
+	r1 := agent.request(t, subj, "service:codesec", []byte(`{}`))
+	r2 := agent.request(t, subj, "service:codesec", []byte(`{}`))
+	reply := func(p *party, req *Sealed) *Sealed {
+		t.Helper()
+		o, err := p.codec.Open(ctx, reqDelivery(req, subj), req.Frame)
+		if err != nil {
+			t.Fatalf("opening request: %v", err)
+		}
+		s, err := p.codec.SealReply(o, ContentTypeJSON, []byte(`{}`))
+		if err != nil {
+			t.Fatalf("sealing reply: %v", err)
+		}
+		return s
+	}
+	d := Delivery{Subject: r1.Header.ReplySubject}
+
+	toR1 := reply(svc, r1)
+	_, err := agent.codec.OpenReply(ctx, d, toR1.Frame, r2, "service:codesec")
+	if !errors.Is(err, ErrSubjectMismatch) {
+		t.Errorf("reply to another request: got %v, want ErrSubjectMismatch", err)
+	}
+
+	fromOther := reply(other, r2)
+	_, err = agent.codec.OpenReply(ctx, d, fromOther.Frame, r2, "service:codesec")
+	if !errors.Is(err, ErrSubjectMismatch) {
+		t.Errorf("reply from an identity without the role: got %v, want ErrSubjectMismatch", err)
+	}
+
+	_, err = agent.codec.OpenReply(ctx, Delivery{Subject: "_INBOX.other"}, toR1.Frame, r1,
+		"service:codesec")
+	if !errors.Is(err, ErrBadSignature) {
+		t.Errorf("reply delivered on another subject: got %v, want ErrBadSignature", err)
+	}
+	if _, err := agent.codec.OpenReply(ctx, d, toR1.Frame, r1, "service:codesec"); err != nil {
+		t.Errorf("genuine reply: %v", err)
+	}
+}
