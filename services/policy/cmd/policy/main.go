@@ -10,8 +10,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -69,10 +71,9 @@ func run(ctx context.Context, args []string, getenv conf.Getenv, stderr io.Write
 	}
 	defer conn.close()
 
+	lost := lostLogger{log: log}
 	pub := events.NewPublisher(conn.client, conn.keys.ID(), events.PublisherOptions{
-		OnLost: func(ev events.SecurityEvent, err error) {
-			log.Error("decision event lost", "msg_id", ev.ID, "event_type", ev.Type, "error", err)
-		},
+		OnLost: lost.record,
 	})
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -195,4 +196,27 @@ func newClient(ctx context.Context, js jetstream.JetStream, nc *nats.Conn,
 	}
 
 	return &connection{client: client, keys: keys, dir: dir}, nil
+}
+
+// lostLogger logs lost decision events at most once per second, with the
+// number lost since the previous line, so that a flood does not flood the log.
+type lostLogger struct {
+	log *slog.Logger
+
+	mu     sync.Mutex
+	last   time.Time
+	missed int
+}
+
+func (l *lostLogger) record(ev events.SecurityEvent, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	l.missed++
+	if time.Since(l.last) < time.Second {
+		return
+	}
+	l.log.Error("decision events lost", "lost", l.missed, "msg_id", ev.ID,
+		"event_type", ev.Type, "error", err)
+	l.last, l.missed = time.Now(), 0
 }
