@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -33,6 +34,9 @@ func Main() int {
 }
 
 func runInit() *proto.Status {
+	// Every per-thread layer is set on this thread and the program is forked
+	// from it, so the main goroutine keeps it until the process exits.
+	runtime.LockOSThread()
 	st := &proto.Status{}
 	// The program must not inherit the runner's descriptors.
 	for _, fd := range []int{proto.ConfigFD, proto.StatusFD, proto.LifelineFD} {

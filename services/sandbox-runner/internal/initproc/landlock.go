@@ -31,6 +31,7 @@ const (
 	llNetConnectTCP = 1 << 1 // ABI 4
 
 	llScopeAbstractUnix = 1 << 0 // ABI 6
+	llScopeSignal       = 1 << 1 // ABI 6
 
 	llRulePathBeneath = 1
 )
@@ -48,10 +49,11 @@ func landlockABI() int {
 	return int(v)
 }
 
-// applyLandlock restricts every thread of the init, and so the program: read
-// everywhere, execute only from /usr and /work, write only to /work, /tmp,
-// /dev/shm and the devices, no TCP, and (ABI 6) no abstract unix sockets
-// outside the sandbox. It needs no_new_privs set and returns the ABI applied.
+// applyLandlock restricts the calling thread, and so the program it forks:
+// read everywhere, execute only from /usr and /work, write only to /work,
+// /tmp, /dev/shm and the devices, no TCP, and (ABI 6) no signals or abstract
+// unix sockets outside the domain. It needs no_new_privs set on the thread and
+// returns the ABI applied.
 func applyLandlock() (int, error) {
 	abi := landlockABI()
 	if abi == 0 {
@@ -75,10 +77,7 @@ func applyLandlock() (int, error) {
 		size = 16
 	}
 	if abi >= 6 {
-		// Not LANDLOCK_SCOPE_SIGNAL: each init thread restricts itself into its
-		// own domain, and a scoped signal from one thread's domain could not
-		// reach the program forked from another's, which breaks the tree kill.
-		attr[2] = llScopeAbstractUnix
+		attr[2] = llScopeAbstractUnix | llScopeSignal
 		size = 24
 	}
 	rfd, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET,
@@ -106,9 +105,7 @@ func applyLandlock() (int, error) {
 			return 0, err
 		}
 	}
-	// Every thread of the init gets the domain, since any of them may fork the
-	// program.
-	if err := allThreads(unix.SYS_LANDLOCK_RESTRICT_SELF, rfd, 0, 0); err != nil {
+	if err := thisThread(unix.SYS_LANDLOCK_RESTRICT_SELF, rfd, 0, 0); err != nil {
 		return 0, fmt.Errorf("restricting with landlock: %w", err)
 	}
 	return abi, nil

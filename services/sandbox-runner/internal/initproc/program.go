@@ -14,14 +14,16 @@ import (
 	"github.com/nodexsec/nodex/services/sandbox-runner/internal/seccomp"
 )
 
-// startProgram restricts the init itself (every layer that a child inherits),
-// then forks and execs the program as the program's user. It returns the
-// program's PID, the seccomp listener (-1 without seccomp) and the Landlock
-// ABI applied.
+// startProgram restricts the init's main thread with every layer that a child
+// inherits, then forks and execs the program from that thread as the program's
+// user. It returns the program's PID, the seccomp listener (-1 without
+// seccomp) and the Landlock ABI applied.
 //
-// Restricting the init rather than a second exec'd stage saves a Go runtime
-// start per run. The init needs only wait4, kill, pipe writes and the
-// listener afterwards, all of which the filter allows.
+// The caller must hold the thread (runtime.LockOSThread) from before this call
+// until the process exits: the attributes below are per thread, and the fork
+// happens on the calling thread. Restricting the init's thread rather than a
+// second exec'd stage saves a Go runtime start per run; the thread needs only
+// wait4, kill and pipe writes afterwards, all of which the filter allows.
 func startProgram(cfg *proto.Config) (pid, listener, abi int, err error) {
 	stdin, err := openStdin(cfg.Stdin)
 	if err != nil {
@@ -58,9 +60,9 @@ func startProgram(cfg *proto.Config) (pid, listener, abi int, err error) {
 	return pid, listener, abi, nil
 }
 
-// restrictSelf applies, to every thread of the init, the layers the program
-// inherits: an empty capability bounding set, ambient and inheritable sets,
-// the rlimits, no_new_privs, Landlock and the seccomp filter (installed last).
+// restrictSelf applies to the calling thread the layers the program inherits:
+// an empty capability bounding set, ambient and inheritable sets, the rlimits
+// (process wide), no_new_privs, Landlock and the seccomp filter (last).
 func restrictSelf(cfg *proto.Config) (listener, abi int, err error) {
 	if !cfg.Layers.NoCredDrop {
 		if err := dropInheritableCapabilities(); err != nil {
@@ -79,7 +81,7 @@ func restrictSelf(cfg *proto.Config) (listener, abi int, err error) {
 		}
 	}
 	if !cfg.Layers.NoNewPrivsOff {
-		if err := allThreads(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
+		if err := thisThread(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
 			return -1, 0, fmt.Errorf("setting no_new_privs: %w", err)
 		}
 	}
@@ -120,28 +122,28 @@ func limitAddressSpace(pid int, cfg *proto.Config) error {
 	return nil
 }
 
-// allThreads runs a system call on every thread of the init, for the
-// per-thread attributes (no_new_privs, capability sets).
-func allThreads(trap, a1, a2, a3 uintptr) error {
-	if _, _, errno := syscall.AllThreadsSyscall(trap, a1, a2, a3); errno != 0 {
+// thisThread runs a system call that sets a per-thread attribute on the
+// calling thread only.
+func thisThread(trap, a1, a2, a3 uintptr) error {
+	if _, _, errno := unix.RawSyscall(trap, a1, a2, a3); errno != 0 {
 		return errno
 	}
 	return nil
 }
 
 // dropInheritableCapabilities empties the bounding, ambient and inheritable
-// sets of every thread. The init keeps its permitted and effective sets (it
+// sets of the calling thread. The thread keeps its permitted and effective sets (it
 // needs CAP_SETUID and CAP_SETGID to start the program); the program loses
 // them at setuid to a non-zero id, and with an empty bounding set it cannot
 // gain any at exec.
 func dropInheritableCapabilities() error {
 	last := lastCap()
 	for c := 0; c <= last; c++ {
-		if err := allThreads(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); err != nil {
+		if err := thisThread(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); err != nil {
 			return fmt.Errorf("dropping capability %d from the bounding set: %w", c, err)
 		}
 	}
-	if err := allThreads(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); err != nil {
+	if err := thisThread(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); err != nil {
 		return fmt.Errorf("clearing ambient capabilities: %w", err)
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
@@ -150,7 +152,7 @@ func dropInheritableCapabilities() error {
 		return fmt.Errorf("reading capabilities: %w", err)
 	}
 	data[0].Inheritable, data[1].Inheritable = 0, 0
-	if err := allThreads(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)),
+	if err := thisThread(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)),
 		uintptr(unsafe.Pointer(&data[0])), 0); err != nil {
 		return fmt.Errorf("clearing inheritable capabilities: %w", err)
 	}

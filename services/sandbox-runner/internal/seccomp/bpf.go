@@ -126,16 +126,14 @@ func Build() []unix.SockFilter {
 	return p.insns
 }
 
-// Install installs the filter on every thread of the calling process and
-// returns the user notification listener. The caller must have set
-// no_new_privs on every thread or hold CAP_SYS_ADMIN in its user namespace.
+// Install installs the filter on the calling thread only and returns the user
+// notification listener. The caller must have set no_new_privs on the thread
+// (or hold CAP_SYS_ADMIN in its user namespace) and must keep the thread
+// (runtime.LockOSThread) for as long as the filter matters.
 func Install(insns []unix.SockFilter) (listener int, err error) {
 	prog := unix.SockFprog{Len: uint16(len(insns)), Filter: &insns[0]}
-	// TSYNC_ESRCH lets TSYNC and NEW_LISTENER combine (Linux 5.7+).
-	flags := unix.SECCOMP_FILTER_FLAG_TSYNC | unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH |
-		unix.SECCOMP_FILTER_FLAG_NEW_LISTENER
 	fd, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
-		uintptr(flags), uintptr(unsafe.Pointer(&prog)))
+		unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, uintptr(unsafe.Pointer(&prog)))
 	if errno != 0 {
 		return -1, fmt.Errorf("installing seccomp filter: %w", errno)
 	}
