@@ -244,3 +244,23 @@ func TestPublishConsume(t *testing.T) {
 		t.Fatal("no event consumed within 5s")
 	}
 }
+
+func TestRequestSchemaErrorIsInvalid(t *testing.T) {
+	srv := testkit.NATSServer(t)
+	w := newWorld(t, srv)
+	svc := newClient(t, srv, w.AddParty(t, "codesec-1", "service", "service:codesec"), nil)
+	agent := newClient(t, srv, w.AddParty(t, "agent-1", "agent", "agent"), nil)
+	if err := svc.Handle("nodex.v1.codesec.submit", "codesec", func(_ context.Context,
+		r *Request) (any, error) {
+		var in echo
+		return in, r.Decode(&in)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	err := agent.Request(context.Background(), "nodex.v1.codesec.submit", "service:codesec",
+		map[string]int{"unknown": 1}, nil)
+	if !errors.Is(err, errs.InvalidRequest) {
+		t.Errorf("got %v, want errs.InvalidRequest", err)
+	}
+}

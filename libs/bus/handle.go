@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
@@ -90,6 +91,9 @@ func (c *Client) serve(m *nats.Msg, h Handler) {
 			SenderRoles: opened.Sender.Roles, Body: opened.Body, opened: opened,
 		}
 		result, err = h(ctx, req)
+		if errors.Is(err, envelope.ErrSchema) {
+			err = errs.InvalidRequest.Wrap(err)
+		}
 		if err != nil {
 			coded := errs.From(err)
 			if coded.Code == errs.Internal.Code || coded.Unwrap() != nil {

@@ -108,7 +108,7 @@ func (c *Client) newReplyInbox() (string, <-chan *nats.Msg, func(), error) {
 		return "", nil, nil, c.inboxErr
 	}
 	subject := c.inbox + "." + nuid.Next()
-	ch := make(chan *nats.Msg, 4)
+	ch := make(chan *nats.Msg, 16)
 	c.pendingMu.Lock()
 	c.pending[subject] = ch
 	c.pendingMu.Unlock()

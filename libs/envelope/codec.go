@@ -17,7 +17,7 @@ const (
 	DefaultMaxRecipients    = 16
 	DefaultMaxEpochAge      = 10 * time.Minute
 	DefaultMaxEpochMessages = 1 << 20
-	DefaultReplayEntries    = 1 << 20
+	DefaultReplayEntries    = 1 << 18
 	DefaultKeyCacheEntries  = 1 << 14
 	DefaultRejectsPerSecond = 10
 )
@@ -49,8 +49,9 @@ type Config struct {
 	// key rotates.
 	MaxEpochAge      time.Duration
 	MaxEpochMessages uint64
-	// ReplayEntries caps the replay cache; when it is full of unexpired
-	// entries, new requests are rejected as replays (fail closed). Default 2^20.
+	// ReplayEntries caps the replay cache. When it is full of unexpired
+	// entries, new requests are rejected as replays (fail closed). The
+	// default, 2^18, sustains about 8,700 requests per second with W = 30s.
 	ReplayEntries int
 	// KeyCacheEntries caps the cache of unwrapped content keys. Default 2^14.
 	KeyCacheEntries int

@@ -30,12 +30,13 @@ type Delivery struct {
 
 // Opened is an envelope that passed every check.
 type Opened struct {
-	Header *Header
-	Sender Party    // the authenticated sender, as the registry records it
-	Body   []byte   // plaintext
-	Digest [32]byte // SHA-256 of the frame; a reply binds to it
-	key    ContentKey
-	codec  *Codec
+	Header  *Header
+	Sender  Party    // the authenticated sender, as the registry records it
+	Body    []byte   // plaintext
+	Digest  [32]byte // SHA-256 of the frame; a reply binds to it
+	key     ContentKey
+	codec   *Codec
+	subject string // delivery subject, for rejection reports from Decode
 }
 
 // Decode unmarshals the JSON body into v, rejecting unknown fields and
@@ -44,7 +45,7 @@ type Opened struct {
 func (o *Opened) Decode(v any) error {
 	err := decodeJSON(o.Header.ContentType, o.Body, v)
 	if err != nil && o.codec != nil {
-		o.codec.reject.report(o.Header.ReplySubject, err)
+		o.codec.reject.report(o.subject, err)
 	}
 
 	return err
@@ -143,7 +144,7 @@ func (c *Codec) open(ctx context.Context, d Delivery, frame []byte, req *Sealed,
 	}
 
 	return &Opened{Header: h, Sender: sender, Body: body, Digest: sha256.Sum256(frame),
-		key: key, codec: c}, nil
+		key: key, codec: c, subject: d.Subject}, nil
 }
 
 // parse applies the size and recipient limits and splits the frame.
