@@ -109,7 +109,8 @@ func Run(ctx context.Context, deps Deps) error {
 		return err
 	}
 
-	engine := authz.New(authz.Options{Timeout: cfg.DecideTimeout, Audit: authz.EventSink(deps.Events)})
+	engine := authz.New(authz.Options{Timeout: cfg.DecideTimeout,
+		Audit: auditSink{pub: deps.Events}})
 	watcher, err := authz.WatchKV(ctx, store.KV(), engine, authz.WatchOptions{
 		Verifier: watchVerifier,
 		OnLoad:   func(rev string) { log.Info("policy set loaded", "revision", rev) },
@@ -184,4 +185,34 @@ func DefaultSet() (authz.PolicySet, authz.RBAC, error) {
 	}
 
 	return authz.PolicySet{Revision: "default", Modules: modules}, rbac, nil
+}
+
+// RemoteDecisionEventType is the event type of decisions made for
+// nodex.v1.policy.decide callers. They are not authorization checks of the
+// input's subject, so they do not count as that subject's denials.
+const RemoteDecisionEventType = "policy.remote_decision"
+
+// auditSink publishes authz.decision events, except that a decision made for
+// a remote caller becomes a [RemoteDecisionEventType] event naming the
+// caller. Otherwise any holder of policy/decide could make an identity look
+// like it is probing for access, by asking about it until a threshold rule
+// raises a threat against it.
+type auditSink struct {
+	pub *events.Publisher
+}
+
+var _ authz.AuditSink = auditSink{}
+
+// Record implements [authz.AuditSink].
+func (s auditSink) Record(ctx context.Context, in *authz.Input, d *authz.Decision) {
+	ev := authz.DecisionEvent(in, d)
+	if caller, ok := app.RemoteCaller(ctx); ok {
+		ev.Type = RemoteDecisionEventType
+		ev.Metadata["requested_by"] = caller
+		// The subject of a dry run did not act, so it is not the event's
+		// subject either.
+		ev.Metadata["input_subject"] = ev.Subject
+		ev.Subject = caller
+	}
+	s.pub.Publish(ctx, ev)
 }

@@ -48,6 +48,21 @@ func (g *grantCache) add(key string, now time.Time) {
 	g.expires[key] = now.Add(callerGrantTTL)
 }
 
+type remoteCallerKey struct{}
+
+// WithRemoteCaller marks ctx as a decision made for the remote caller id
+// rather than to authorize a request, so that its audit event can say so.
+func WithRemoteCaller(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, remoteCallerKey{}, id)
+}
+
+// RemoteCaller returns the caller set by [WithRemoteCaller], if any.
+func RemoteCaller(ctx context.Context) (string, bool) {
+	id, ok := ctx.Value(remoteCallerKey{}).(string)
+
+	return id, ok
+}
+
 // Decide decides in for a remote caller, who must hold policy/decide. The
 // input is decided exactly as libs/authz decides it locally. An evaluation
 // error becomes a denial in the reply, not an error.
@@ -61,7 +76,7 @@ func (s *Service) Decide(ctx context.Context, c Caller, in authz.Input) (authz.D
 		s.grants.add(key, now)
 	}
 
-	d, err := s.d.Engine.Decide(ctx, in)
+	d, err := s.d.Engine.Decide(WithRemoteCaller(ctx, c.ID), in)
 	if err != nil {
 		s.log.DebugContext(ctx, "decision denied with an error", "decision_id", d.ID,
 			"identity", c.ID, "error", err)
