@@ -91,7 +91,7 @@ func Run(ctx context.Context, deps Deps) error {
 		return errors.New("policy: set both Signer and Directory, or neither")
 	}
 	if deps.Signer == nil {
-		// Whoever can write the bucket then controls the policy.
+		// Any writer of the bucket then controls the policy.
 		log.WarnContext(ctx, "policy bucket values not signed or verified")
 	}
 	storeOpts, watchVerifier := kvstore.Options{}, (*authz.Verifier)(nil)
