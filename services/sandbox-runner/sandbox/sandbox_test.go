@@ -172,6 +172,9 @@ func TestServiceExecOverTheBus(t *testing.T) {
 	if rep.Stdout != "42\n" || rep.Reason != "exited" || rep.Receipt == nil {
 		t.Fatalf("got %+v, want stdout 42 and a receipt", rep)
 	}
+	body, _ := json.Marshal(rep)
+	checkKeys(t, "exec-reply.schema.json", body)
+	checkKeys(t, "receipt.schema.json", rep.Receipt.Body)
 	pub := w.sandboxCreds.CurrentSigningKey().Key.Public().(ed25519.PublicKey)
 	raw, _ := json.Marshal(rep.Receipt)
 	r, err := sandbox.VerifyReceipt(raw, pub)
@@ -216,6 +219,7 @@ func TestServiceJobResultReachesCaller(t *testing.T) {
 	if err := opened.Decode(&res); err != nil {
 		t.Fatal(err)
 	}
+	checkKeys(t, "job-result.schema.json", opened.Body)
 	if res.JobID != job.JobID || res.Result == nil || res.Result.Stdout != "async\n" {
 		t.Errorf("got %+v, want job %s with stdout async", res, job.JobID)
 	}
