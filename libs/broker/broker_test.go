@@ -592,3 +592,58 @@ func TestServiceRoleOnAgentGrantsNothing(t *testing.T) {
 	}
 	agent.expectViolation(t, "$JS.API.STREAM.DELETE.NODEX_WRAPS")
 }
+
+func TestAgentReadsOnlyOwnResults(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e := startEnv(t)
+	const stream = "NODEX_SANDBOX_RESULTS"
+	if _, err := e.b.JetStream().CreateStream(ctx, jetstream.StreamConfig{
+		Name: stream, Subjects: []string{"nodex.v1.sandbox.results.>"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []string{"agent_demo", "agent_other"} {
+		if _, err := e.b.JetStream().Publish(ctx, "nodex.v1.sandbox.results."+to,
+			[]byte(to)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
+	js, err := jetstream.New(agent.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:       broker.ResultsConsumer(identity.DemoAgentID),
+		FilterSubject: "nodex.v1.sandbox.results.agent_demo",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+	})
+	if err != nil {
+		t.Fatalf("agent creating its results consumer: %v", err)
+	}
+	msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+	if err != nil {
+		t.Fatalf("agent reading its result: %v", err)
+	}
+	if string(msg.Data()) != "agent_demo" {
+		t.Errorf("result = %q, want agent_demo", msg.Data())
+	}
+	if err := msg.Ack(); err != nil {
+		t.Errorf("agent acking its result: %v", err)
+	}
+
+	for _, cfg := range []jetstream.ConsumerConfig{
+		{Durable: broker.ResultsConsumer(identity.DemoAgentID),
+			FilterSubject: "nodex.v1.sandbox.results.agent_other"},
+		{Durable: "results-agent-other", FilterSubject: "nodex.v1.sandbox.results.agent_other"},
+		{Durable: broker.ResultsConsumer(identity.DemoAgentID)},
+	} {
+		short, cancelShort := context.WithTimeout(ctx, time.Second)
+		_, err := js.CreateOrUpdateConsumer(short, stream, cfg)
+		cancelShort()
+		if err == nil {
+			t.Errorf("agent created consumer %q filtered on %q", cfg.Durable, cfg.FilterSubject)
+		}
+	}
+}

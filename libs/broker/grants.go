@@ -13,7 +13,8 @@ import (
 
 // Grant is one row of the permission table: the NATS rights that every
 // identity holding Role receives. In subjects, "{id}" becomes the
-// identity id and "{wrap}" its wrap-key token.
+// identity id, "{wrap}" its wrap-key token and "{token}" its subject token
+// (the id with '-' turned into '_').
 type Grant struct {
 	// Role selects identities: "*" is everyone, otherwise a role such as
 	// "agent" or "service:codesec".
@@ -62,6 +63,7 @@ func DefaultGrants() []Grant {
 	for _, svc := range RequestServices {
 		everyone.Publish = append(everyone.Publish, "nodex.v1."+svc+".*")
 	}
+	everyone.Publish = append(everyone.Publish, ownResults()...)
 	// The agent denies apply by kind, so an agent without the "agent" role
 	// gets them too.
 	agent := Grant{
@@ -73,7 +75,7 @@ func DefaultGrants() []Grant {
 	operator := Grant{
 		Role:      identity.RoleOperator,
 		Kinds:     []identity.Kind{identity.KindOperator},
-		Publish:   []string{"$JS.API.>", "$KV.>", "$O.>", "$JS.ACK.>", "$JS.FC.>"},
+		Publish:   []string{"$JS.API.>", "$KV.>", "$O.>", "$JS.ACK.>", "$JS.FC.>", "nodex.v1.policy.role.*"},
 		Subscribe: []string{"nodex.v1.events.>", "nodex.v1.threats.>"},
 	}
 
@@ -83,6 +85,25 @@ func DefaultGrants() []Grant {
 	}
 
 	return grants
+}
+
+// ResultsConsumer returns the name of the only consumer identity id may
+// create on NODEX_SANDBOX_RESULTS.
+func ResultsConsumer(id string) string { return "results-" + id }
+
+// ownResults returns the subjects that let an identity read its own
+// asynchronous sandbox results: one consumer named results-{id}, filtered
+// to nodex.v1.sandbox.results.{token}, and nothing else of that stream.
+func ownResults() []string {
+	const s = "NODEX_SANDBOX_RESULTS"
+	c := s + ".results-{id}"
+
+	return []string{
+		"$JS.API.STREAM.INFO." + s,
+		"$JS.API.CONSUMER.CREATE." + c + ".nodex.v1.sandbox.results.{token}",
+		"$JS.API.CONSUMER.INFO." + c, "$JS.API.CONSUMER.DELETE." + c,
+		"$JS.API.CONSUMER.MSG.NEXT." + c, "$JS.ACK." + c + ".>",
+	}
 }
 
 // serviceGrant returns the base rights of service svc plus the streams it
@@ -126,7 +147,8 @@ func serviceGrant(svc string) Grant {
 // union of every row whose role ident holds, with denies applied last.
 func Permissions(grants []Grant, ident *identity.Identity) jwt.Permissions {
 	var p jwt.Permissions
-	r := strings.NewReplacer("{id}", ident.ID, "{wrap}", envelope.WrapSenderToken(ident.ID))
+	r := strings.NewReplacer("{id}", ident.ID, "{wrap}", envelope.WrapSenderToken(ident.ID),
+		"{token}", subjectToken(ident.ID))
 	expand := func(subjects []string) []string {
 		out := make([]string, 0, len(subjects))
 		for _, s := range subjects {
@@ -166,6 +188,19 @@ func Permissions(grants []Grant, ident *identity.Identity) jwt.Permissions {
 	p.Pub.Allow = slices.Compact(p.Pub.Allow)
 
 	return p
+}
+
+// subjectToken returns id as a subject token: every byte outside a-z, 0-9
+// and _ becomes _. Ids never contain _, so distinct ids keep distinct
+// tokens.
+func subjectToken(id string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' {
+			return r
+		}
+
+		return '_'
+	}, id)
 }
 
 // readStream returns the JetStream API subjects for reading stream s:
