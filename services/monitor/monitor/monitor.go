@@ -81,6 +81,9 @@ type Deps struct {
 // an error when the configuration or rules are invalid or a dependency is
 // unavailable at start.
 func Run(ctx context.Context, cfg Config, deps Deps) error {
+	if cfg.Self == "" && deps.Bus != nil {
+		cfg.Self = deps.Bus.ID()
+	}
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return err

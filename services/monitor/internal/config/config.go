@@ -36,7 +36,7 @@ const (
 // built-in rules with the defaults above.
 type Config struct {
 	// Self is the monitor's identity id, the source of the events it
-	// raises itself; default "monitor".
+	// raises itself; default the bus client's id, else "monitor".
 	Self string
 
 	// RulesFile is the YAML rule file; empty runs the built-in rules. The
