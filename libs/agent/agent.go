@@ -86,8 +86,36 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: connecting %q to %s: %w", creds.ID, cfg.URL, err)
 	}
+	if err := awaitFresh(ctx, p.View); err != nil {
+		_ = p.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("agent: connecting %q to %s: %w", creds.ID, cfg.URL, err)
+	}
 
 	return &Agent{p: p, tracer: otel.Tracer(tracerName)}, nil
+}
+
+// freshTimeout bounds the wait for a fresh registry view: a few heartbeat
+// intervals (2 s by default).
+const freshTimeout = 10 * time.Second
+
+// awaitFresh waits until view has seen a heartbeat that matches its state.
+// A view opened just after a registry change holds a heartbeat signed
+// before the change, which does not count as fresh, and every request
+// would fail until the next heartbeat arrives.
+func awaitFresh(ctx context.Context, view *identity.View) error {
+	ctx, cancel := context.WithTimeout(ctx, freshTimeout)
+	defer cancel()
+	for {
+		err := view.Fresh()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for a fresh registry view: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // ID returns the agent's identity id.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nodexsec/nodex/libs/identity"
 	"github.com/nodexsec/nodex/libs/party"
 )
 
@@ -31,8 +32,36 @@ func (g *globals) openParty(ctx context.Context, defaultID string) (*party.Party
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s as %q: %w", url, creds.ID, err)
 	}
+	if err := awaitFresh(ctx, p.View); err != nil {
+		_ = p.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("connecting to %s as %q: %w", url, creds.ID, err)
+	}
 
 	return p, nil
+}
+
+// freshTimeout bounds the wait for a fresh registry view: a few heartbeat
+// intervals (2 s by default).
+const freshTimeout = 10 * time.Second
+
+// awaitFresh waits until view has seen a heartbeat that matches its state.
+// A view opened just after a registry change holds a heartbeat signed
+// before the change, which does not count as fresh, and every request
+// would fail until the next heartbeat arrives.
+func awaitFresh(ctx context.Context, view *identity.View) error {
+	ctx, cancel := context.WithTimeout(ctx, freshTimeout)
+	defer cancel()
+	for {
+		err := view.Fresh()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for a fresh registry view: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // request connects as defaultID, sends one sealed request and closes.

@@ -10,4 +10,5 @@ func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newIncidentsCmd(g))
 	root.AddCommand(newThreatsCmd(g))
 	root.AddCommand(newEventsCmd(g))
+	root.AddCommand(newPolicyCmd(g))
 }

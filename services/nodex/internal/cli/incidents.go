@@ -14,7 +14,7 @@ import (
 	"github.com/nodexsec/nodex/libs/identity"
 )
 
-// Incident service subjects and the role that answers them.
+// Incident service subjects and the role that serves them.
 const (
 	subjectIncidentList   = "nodex.v1.incident.list"
 	subjectIncidentGet    = "nodex.v1.incident.get"

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,12 +32,25 @@ func runWithStack(m *testing.M) int {
 	defer os.RemoveAll(home)
 	devHome = home
 
+	binDir, err := os.MkdirTemp("", "nodex-cli-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "creating binary folder:", err)
+		return 1
+	}
+	defer os.RemoveAll(binDir)
+	initPath, err := buildSandboxInit(binDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
 		done <- devrun.Run(ctx, devrun.Config{
-			Home: home, Port: 0, MetricsAddr: "127.0.0.1:0", Ready: func(string) { close(ready) },
+			Home: home, Port: 0, MetricsAddr: "127.0.0.1:0", SandboxInit: initPath, Log: testLog(),
+			Ready: func(string) { close(ready) },
 		})
 	}()
 	select {
@@ -56,6 +72,24 @@ func runWithStack(m *testing.M) int {
 	}
 
 	return code
+}
+
+// buildSandboxInit builds the static sandbox-init binary that the
+// sandbox-runner starts for each run, into dir. The sandboxed program runs
+// as another user, so dir must be world-searchable.
+func buildSandboxInit(dir string) (string, error) {
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", fmt.Errorf("opening %s to the sandbox user: %w", dir, err)
+	}
+	path := filepath.Join(dir, "sandbox-init")
+	cmd := exec.Command("go", "build", "-o", path,
+		"github.com/nodexsec/nodex/services/sandbox-runner/cmd/sandbox-init")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building sandbox-init: %v\n%s", err, out)
+	}
+
+	return path, nil
 }
 
 // result is one command run.
@@ -87,4 +121,10 @@ func mustRun(t *testing.T, want int, stdin string, args ...string) result {
 	}
 
 	return r
+}
+
+// testLog returns the logger of the shared stack: warnings and errors to
+// stderr, so a failing test shows what a service reported.
+func testLog() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/nodexsec/nodex/services/monitor/monitor"
 )
 
-// roleMonitor is the role that answers nodex.v1.monitor.threats.
+// roleMonitor is the role that serves nodex.v1.monitor.threats.
 const roleMonitor = "service:monitor"
 
 // parseSince reads --since as a duration back from now (10m, 2h) or an
