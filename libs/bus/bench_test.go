@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,9 +45,22 @@ func BenchmarkSecureBus(b *testing.B) {
 	receiver := w.AddParty(b, "codesec-1", "service", "service:codesec")
 	body, _ := json.Marshal(benchBody{Data: strings.Repeat("x", 1024-12)})
 
+	cpu0 := processCPU()
 	rawRate := rawPubRecv(b, srv.ClientURL(), body, msgs)
+	rawCPU := (processCPU() - cpu0) / msgs
+	// The floor is timed right before and after the secure run and
+	// averaged, so that load from other processes on the machine affects
+	// both sides of the ratio alike.
+	cpu0 = processCPU()
+	recvBefore, fullBefore := cryptoFloor(b, sender, body)
+	floorCPU := processCPU() - cpu0
+	cpu0 = processCPU()
 	secRate, frameLen := securePubRecv(b, srv.ClientURL(), sender, receiver, body, msgs)
-	recvFloor, fullFloor := cryptoFloor(b, sender, receiver, body)
+	secCPU := (processCPU() - cpu0) / msgs
+	cpu0 = processCPU()
+	recvAfter, fullAfter := cryptoFloor(b, sender, body)
+	floorCPU = (floorCPU + processCPU() - cpu0) / (2 * floorRounds)
+	recvFloor, fullFloor := (recvBefore+recvAfter)/2, (fullBefore+fullAfter)/2
 	rawP50, rawP99 := rawRoundTrips(b, srv.ClientURL(), body, rtts)
 	secP50, secP99 := secureRoundTrips(b, srv, sender, receiver, body, rtts)
 
@@ -57,6 +71,12 @@ func BenchmarkSecureBus(b *testing.B) {
 	b.ReportMetric(float64(fullFloor.Nanoseconds())/1e3, "full_floor_us")
 	b.ReportMetric(secRate*recvFloor.Seconds(), "secure/recv_floor")
 	b.ReportMetric(secRate/rawRate, "secure/raw")
+	// CPU time of the whole process (sender, embedded server and receiver)
+	// per message does not depend on how much CPU other processes take.
+	b.ReportMetric(float64(rawCPU.Nanoseconds())/1e3, "raw_cpu_us/msg")
+	b.ReportMetric(float64(secCPU.Nanoseconds())/1e3, "secure_cpu_us/msg")
+	b.ReportMetric(float64(floorCPU.Nanoseconds())/1e3, "full_floor_cpu_us")
+	b.ReportMetric(float64(secCPU-rawCPU)/float64(floorCPU), "cpu_overhead/full_floor_cpu")
 	b.ReportMetric(float64(rawP50.Microseconds()), "raw_p50_us")
 	b.ReportMetric(float64(rawP99.Microseconds()), "raw_p99_us")
 	b.ReportMetric(float64(secP50.Microseconds()), "secure_p50_us")
@@ -142,8 +162,8 @@ func securePubRecv(b *testing.B, url string, sender, receiver *envtest.Party, bo
 // cryptoFloor times the primitives per message: the receiver's (verify,
 // SHA-256 of the ciphertext, HKDF, AES-GCM open, JSON decode) and the full
 // floor (the receiver's plus sign and seal).
-func cryptoFloor(b *testing.B, sender, receiver *envtest.Party, body []byte) (recv, full time.Duration) {
-	const n = 5_000
+func cryptoFloor(b *testing.B, sender *envtest.Party, body []byte) (recv, full time.Duration) {
+	const n = floorRounds
 	_, priv := sender.Keys.SigningKey()
 	pub := priv.Public().(ed25519.PublicKey)
 	key := make([]byte, 32)
@@ -243,6 +263,19 @@ func secureRoundTrips(b *testing.B, srv interface{ ClientURL() string }, sender,
 	}
 
 	return percentiles(samples)
+}
+
+// floorRounds is how many messages each crypto floor phase times.
+const floorRounds = 2_000
+
+// processCPU returns the user and system CPU time this process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func percentiles(s []time.Duration) (p50, p99 time.Duration) {
