@@ -150,8 +150,9 @@ func TestSecureForgedEventNotAttributed(t *testing.T) {
 	if strings.Contains(th.Group+th.Origin, "policy") {
 		t.Errorf("threat names the framed identity: group %q origin %q", th.Group, th.Origin)
 	}
-	if th.Origin != "subject:nodex.v1.events.keyvault.authz.decision" {
-		t.Errorf("origin: got %q, want the delivery subject", th.Origin)
+	if th.Origin != "connection:keyvault" {
+		t.Errorf("origin: got %q, want connection:keyvault, the NATS user of the subject",
+			th.Origin)
 	}
 }
 

@@ -190,7 +190,7 @@ func (d *Detector) Open(ctx context.Context, msg *Message) *Opening {
 		Event:      opened.Event,
 		Sender:     opened.Sender,
 		SenderKind: opened.SenderKind,
-		Origin:     "subject:" + msg.Subject,
+		Origin:     transportOrigin(msg.Subject),
 		At:         msg.Stored,
 	}}
 }
@@ -223,8 +223,7 @@ func (d *Detector) Finish(ctx context.Context, msg *Message, op *Opening) error 
 	if obs.Event.Type == "authz.decision" {
 		d.metrics.Decision(obs.Event.Status)
 	}
-	if obs.Event.Source == d.opts.Self && strings.HasPrefix(obs.Event.Type, "monitor.") {
-		// The monitor's own reports were evaluated when it raised them.
+	if d.ownReport(&obs.Event) {
 		return nil
 	}
 
@@ -335,7 +334,7 @@ func (d *Detector) rejectLocked(ctx context.Context, msg *Message, err error) er
 
 	obs := d.synthetic(TypeEventRejected, msg.Subject, msg.Stored, map[string]string{
 		"reason":  reason,
-		"origin":  "subject:" + msg.Subject,
+		"origin":  transportOrigin(msg.Subject),
 		"subject": msg.Subject,
 	})
 
@@ -367,9 +366,40 @@ func (d *Detector) synthetic(typ, subject string, at time.Time,
 		},
 		Sender:     d.opts.Self,
 		SenderKind: "service",
-		Origin:     "subject:" + subject,
+		Origin:     transportOrigin(subject),
 		At:         at,
 	}
+}
+
+// ownReport reports whether ev is the monitor's own report of something it
+// already evaluated: its synthetic events, and the envelope.rejected events
+// its codec emits for stream events that the monitor reported as
+// monitor.event_rejected. Counting them again would raise a second threat
+// for the same forged message.
+func (d *Detector) ownReport(ev *domain.Event) bool {
+	if ev.Source != d.opts.Self {
+		return false
+	}
+	if strings.HasPrefix(ev.Type, "monitor.") {
+		return true
+	}
+
+	return ev.Type == "envelope.rejected" &&
+		strings.HasPrefix(ev.Metadata["subject"], events.SubjectPrefix)
+}
+
+// transportOrigin names where a message on subject came from as far as NATS
+// vouches for it. Permissions let only identity X publish under
+// nodex.v1.events.X., so an event subject yields "connection:X", and any
+// other subject "subject:<subject>". libs/party names the origin of
+// envelope.rejected events the same way.
+func transportOrigin(subject string) string {
+	if rest, ok := strings.CutPrefix(subject, events.SubjectPrefix); ok {
+		emitter, _, _ := strings.Cut(rest, ".")
+		return "connection:" + emitter
+	}
+
+	return "subject:" + subject
 }
 
 // sourceToken returns the emitter token of an events subject

@@ -261,3 +261,31 @@ func TestThreatKeptWhileStreamDown(t *testing.T) {
 		t.Errorf("count: got %d, want 1", got)
 	}
 }
+
+func TestOwnRejectionReportSkipped(t *testing.T) {
+	f := newFixture(t, app.DetectorOptions{})
+	report := func(subject string) events.SecurityEvent {
+		return events.SecurityEvent{Type: "envelope.rejected", Source: "monitor",
+			Status: "failure", Severity: "high", Metadata: map[string]string{
+				"reason": "bad_signature", "subject": subject, "origin": "connection:x"}}
+	}
+
+	// The monitor already reported this stream event as monitor.event_rejected.
+	own := message(t, report("nodex.v1.events.keyvault.authz.decision"), time.Now())
+	if err := f.det.Process(context.Background(), own); err != nil {
+		t.Fatalf("Process: %v", err)
+	}
+	if len(f.sink.threats) != 0 {
+		t.Fatalf("own report of a stream rejection raised %d threats, want 0",
+			len(f.sink.threats))
+	}
+
+	// A forged request to the monitor is reported only by this event.
+	request := message(t, report("nodex.v1.monitor.threats"), time.Now())
+	if err := f.det.Process(context.Background(), request); err != nil {
+		t.Fatalf("Process: %v", err)
+	}
+	if len(f.sink.threats) != 1 || f.sink.threats[0].RuleID != "envelope-bad-signature" {
+		t.Errorf("threats: got %+v, want one from envelope-bad-signature", f.sink.threats)
+	}
+}

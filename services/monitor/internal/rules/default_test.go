@@ -21,7 +21,7 @@ func serviceObs(id, source, typ, status, severity, subject string,
 		},
 		Sender:     source,
 		SenderKind: "service",
-		Origin:     "subject:nodex.v1.events." + source + "." + typ,
+		Origin:     "connection:" + source,
 		At:         t0.Add(at),
 	}
 }
