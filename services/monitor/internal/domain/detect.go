@@ -161,7 +161,7 @@ func newActiveThreat(r *Rule, group string, evidence []*Observation) *activeThre
 			ID:          threatID(r.ID, group, first.Event.ID),
 			Type:        r.ThreatType,
 			Severity:    r.Severity,
-			Origin:      Escape(first.Origin),
+			Origin:      cut(Escape(first.Origin), MaxResourceBytes),
 			Group:       group,
 			RuleID:      r.ID,
 			Description: r.Description,
@@ -170,8 +170,10 @@ func newActiveThreat(r *Rule, group string, evidence []*Observation) *activeThre
 		},
 		dedupe: r.Dedupe,
 	}
-	if r.AttributeIdentity && first.Identity() != "" {
-		a.Identity = first.Identity()
+	// An identity longer than any identity id cannot be contained, and
+	// consumers reject it, so such a threat names none.
+	if id := first.Identity(); r.AttributeIdentity && id != "" && len(id) <= MaxResourceBytes {
+		a.Identity = id
 		a.identityValid = true
 	}
 	a.Count = 1

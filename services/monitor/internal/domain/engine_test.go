@@ -319,3 +319,22 @@ func TestObserveReportsEvidence(t *testing.T) {
 		t.Error("keyvault.list: evidence true, want false")
 	}
 }
+
+func TestThreatFieldsFitConsumers(t *testing.T) {
+	e := mustEngine(t, Rule{ID: "one", Kind: KindSingle, ThreatType: ThreatAPIAbuse,
+		Severity: "low", Match: Match{"type": {"*"}}, GroupBy: []string{"identity"},
+		AttributeIdentity: true, Dedupe: time.Minute})
+	o := denial("1", strings.Repeat("a", 300), 0)
+	o.Origin = "subject:" + strings.Repeat("s", 300)
+	due, _ := e.Observe(o)
+	if len(due) != 1 {
+		t.Fatalf("got %d threats, want 1", len(due))
+	}
+	if due[0].Identity != "" {
+		t.Errorf("identity: got %d bytes, want none for an overlong identity",
+			len(due[0].Identity))
+	}
+	if len(due[0].Origin) > MaxResourceBytes {
+		t.Errorf("origin: got %d bytes, want <= %d", len(due[0].Origin), MaxResourceBytes)
+	}
+}

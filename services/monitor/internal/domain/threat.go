@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// Limits on one threat's lists and resource names. Count keeps counting
-// past them. Consumers such as the incident service reject threats whose
-// resources exceed 256 bytes, so longer resource names are cut.
+// Limits on one threat's lists and names. Count keeps counting past them.
+// Consumers such as the incident service reject threats whose identity,
+// origin or resources exceed 256 bytes, so longer resources and origins are
+// cut, and a longer identity is not named.
 const (
 	MaxEvidence      = 64
 	MaxResources     = 16
@@ -109,14 +110,20 @@ func addResource(t *Threat, resource string) {
 	if resource == "" || len(t.Resources) >= MaxResources {
 		return
 	}
-	r := Escape(resource)
-	if len(r) > MaxResourceBytes {
-		r = strings.ToValidUTF8(r[:MaxResourceBytes], "")
-	}
+	r := cut(Escape(resource), MaxResourceBytes)
 	for _, have := range t.Resources {
 		if have == r {
 			return
 		}
 	}
 	t.Resources = append(t.Resources, r)
+}
+
+// cut returns s shortened to at most n bytes of valid UTF-8.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+
+	return strings.ToValidUTF8(s[:n], "")
 }
