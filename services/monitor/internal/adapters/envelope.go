@@ -18,7 +18,7 @@ type EnvelopeOpener struct {
 var _ app.Opener = EnvelopeOpener{}
 
 // Open implements [app.Opener]. A stale registry view or a missing wrap
-// record is an [app.Retryable], since both can heal; every other failure
+// record is an [app.Retryable], since both can heal. Every other failure
 // is a rejection.
 func (o EnvelopeOpener) Open(ctx context.Context, msg *app.Message) (app.Opened, error) {
 	d := envelope.Delivery{
