@@ -5,8 +5,9 @@ import (
 )
 
 // observeThreshold adds o, which matched r, to its group's sliding window
-// and returns the window's events when they reach the threshold. Each event
-// id counts once, so a replayed event cannot trip a threshold.
+// and returns the window's events when they reach the threshold. Each
+// (signer, event id) pair counts once, so a replayed event cannot trip a
+// threshold.
 func (e *Engine) observeThreshold(r *Rule, o *Observation) []*Observation {
 
 	groups := e.windows[r.ID]
@@ -22,11 +23,12 @@ func (e *Engine) observeThreshold(r *Rule, o *Observation) []*Observation {
 	}
 
 	w.expire(o.At.Add(-r.Window))
-	if _, dup := w.ids[o.Event.ID]; dup {
+	eventKey := distinctKey(o)
+	if _, dup := w.ids[eventKey]; dup {
 		return nil
 	}
-	w.entries = append(w.entries, windowEntry{at: o.At, id: o.Event.ID})
-	w.ids[o.Event.ID] = struct{}{}
+	w.entries = append(w.entries, windowEntry{at: o.At, id: o.Event.ID, key: eventKey})
+	w.ids[eventKey] = struct{}{}
 	if len(w.entries) < r.Threshold {
 		// An attack already raised keeps counting into its open threat,
 		// also when its window restarted (after a pause or a restart).
@@ -54,11 +56,18 @@ func (e *Engine) observeThreshold(r *Rule, o *Observation) []*Observation {
 	return evidence
 }
 
+// distinctKey identifies an event for counting: its signer and id, so a
+// replay counts once and one party cannot cancel another's event by reusing
+// its id.
+func distinctKey(o *Observation) string {
+	return o.Sender + "\x00" + o.Event.ID
+}
+
 // expire drops entries stored before cutoff.
 func (w *window) expire(cutoff time.Time) {
 	n := 0
 	for n < len(w.entries) && w.entries[n].at.Before(cutoff) {
-		delete(w.ids, w.entries[n].id)
+		delete(w.ids, w.entries[n].key)
 		n++
 	}
 	w.entries = w.entries[n:]

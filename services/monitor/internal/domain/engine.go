@@ -39,8 +39,9 @@ type window struct {
 }
 
 type windowEntry struct {
-	at time.Time
-	id string
+	at  time.Time
+	id  string // event id, for evidence
+	key string // distinctKey
 }
 
 // seqStep is the progress of one group through a sequence: step i is set

@@ -338,3 +338,17 @@ func TestThreatFieldsFitConsumers(t *testing.T) {
 		t.Errorf("origin: got %d bytes, want <= %d", len(due[0].Origin), MaxResourceBytes)
 	}
 }
+
+func TestThresholdKeysBySignerAndID(t *testing.T) {
+	e := mustEngine(t, denialRule())
+	var got []Threat
+	for _, sender := range []string{"keyvault", "codesec", "policy"} {
+		o := denial("shared-id", "agent-1", 0)
+		o.Sender = sender
+		due, _ := e.Observe(o)
+		got = append(got, due...)
+	}
+	if len(got) != 1 {
+		t.Errorf("got %d threats from one id signed by 3 services, want 1", len(got))
+	}
+}
