@@ -159,17 +159,16 @@ func (p *Party) openBus(ctx context.Context, cfg Config) error {
 }
 
 func (p *Party) openAuthz(ctx context.Context) error {
-	kv, err := p.JS.KeyValue(ctx, authz.KVBucket)
-	if err != nil {
-		return fmt.Errorf("party: opening policy bucket %s: %w", authz.KVBucket, err)
-	}
-	engine := authz.New(authz.Options{Audit: authz.EventSink(p.Events)})
-	w, err := authz.WatchKV(ctx, kv, engine, authz.WatchOptions{
-		OnLoad: func(rev string) { p.Log.Info("policy loaded", "revision", rev) },
-		OnError: func(err error) {
-			p.Log.Error("policy reload failed; previous policy keeps deciding", logx.Err(err))
-		},
-	})
+	// Only values signed by the policy identity are loaded, so whoever runs
+	// the NATS server cannot grant roles by writing the bucket.
+	engine, w, err := authz.Open(ctx, p.JS, authz.Options{Audit: authz.EventSink(p.Events)},
+		authz.WatchOptions{
+			Verifier: &authz.Verifier{Directory: &identity.Directory{View: p.View}},
+			OnLoad:   func(rev string) { p.Log.Info("policy loaded", "revision", rev) },
+			OnError: func(err error) {
+				p.Log.Error("policy reload failed; previous policy keeps deciding", logx.Err(err))
+			},
+		})
 	if err != nil {
 		return err
 	}

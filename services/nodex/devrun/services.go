@@ -35,6 +35,8 @@ func services() []service {
 func runPolicy(ctx context.Context, e *env, p *party.Party, ready func()) error {
 	return policy.Run(ctx, policy.Deps{
 		Client: p.Bus, Events: p.Events, Log: e.serviceLog("policy"), Ready: ready,
+		Signer:    &identity.Keyring{Creds: p.Creds, View: p.View},
+		Directory: &identity.Directory{View: p.View},
 	})
 }
 
