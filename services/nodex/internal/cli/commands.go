@@ -11,4 +11,5 @@ func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newThreatsCmd(g))
 	root.AddCommand(newEventsCmd(g))
 	root.AddCommand(newPolicyCmd(g))
+	root.AddCommand(newRunCmd(g))
 }

@@ -1,0 +1,228 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nodexsec/nodex/libs/agent"
+	"github.com/nodexsec/nodex/libs/bundle"
+	"github.com/nodexsec/nodex/libs/errs"
+	"github.com/nodexsec/nodex/libs/identity"
+)
+
+// Exit codes of `nodex run` beyond the program's own status. They follow
+// GNU timeout(1) and the shell: 124 stopped, 125 own failure, 126 refused.
+const (
+	ExitRunLimit   = 124 // the sandbox stopped the program: a limit or a blocked system call
+	ExitRunError   = 125 // NodeX, the connection or reading FILE failed; nothing ran
+	ExitRunRefused = 126 // codesec or the policy refused the code; nothing ran
+)
+
+// languageOf maps a file extension to a submission language.
+var languageOf = map[string]string{
+	".py": "python", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript",
+	".sh": "sh", ".bash": "bash",
+}
+
+// runFlags are the options of `nodex run`.
+type runFlags struct {
+	lang      string
+	modules   []string
+	args      []string
+	stdinFile string
+	timeout   time.Duration
+	memoryMiB int64
+}
+
+func newRunCmd(g *globals) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run FILE [--lang LANG] [--module NAME]... [--timeout DURATION] [--memory MIB]",
+		Short: "Check FILE with codesec, run it in the sandbox and print its output",
+		Long: `run submits FILE as the demo agent (or --creds): codesec scans it and decides
+with the policy, then the sandbox runs the sealed bundle. The program's standard
+output and error are printed as they were captured, then a summary line (how
+the run ended, CPU and wall time, peak memory, violations) on standard error.
+With --json, the submission verdict and the whole run result are printed as one
+JSON object instead.
+
+Exit codes:
+  the program's own status   the program ran and exited (128+N if signal N ended it)
+  124                        the sandbox stopped it: time, CPU, memory, process or
+                             output limit, or a blocked system call
+  125                        NodeX or the connection failed, or FILE could not be
+                             read; nothing ran
+  126                        codesec or the policy refused the code; nothing ran
+  2                          a flag or the argument count is wrong (as for every
+                             nodex command); nothing ran`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError{fmt.Errorf("nodex run takes one FILE, got %d arguments", len(args))}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			code := g.run(cmd.Context(), args[0], f)
+			if code == ExitOK {
+				return nil
+			}
+
+			return exitCode(code)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.lang, "lang", "", "language: python, javascript, sh or bash (default: from the file extension)")
+	fl.StringArrayVar(&f.modules, "module", nil, "third-party module the program imports (repeatable)")
+	fl.StringArrayVar(&f.args, "arg", nil, "argument passed to the program (repeatable)")
+	fl.StringVar(&f.stdinFile, "stdin", "", "file passed to the program as standard input (default: empty)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "wall-clock time limit of the run, e.g. 10s (default: the sandbox's)")
+	fl.Int64Var(&f.memoryMiB, "memory", 0, "memory limit of the run in MiB (default: the sandbox's)")
+
+	return cmd
+}
+
+// run performs `nodex run` and returns its exit code. It prints its own
+// error messages, so that a NodeX failure exits 125 and not with the
+// codes of the other commands.
+func (g *globals) run(ctx context.Context, path string, f runFlags) int {
+	sub, err := buildSubmission(g, path, f)
+	if err != nil {
+		fmt.Fprintln(g.stdio.Err, "nodex run:", err)
+		return ExitRunError
+	}
+	url, err := g.serverURL()
+	if err != nil {
+		fmt.Fprintln(g.stdio.Err, "nodex run:", err)
+		return ExitRunError
+	}
+	a, err := agent.Open(ctx, agent.Config{URL: url, CredsFile: g.credsPath(identity.DemoAgentID)})
+	if err != nil {
+		fmt.Fprintln(g.stdio.Err, "nodex run:", err)
+		return ExitRunError
+	}
+	defer a.Close(context.WithoutCancel(ctx))
+
+	if f.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.timeout+time.Minute)
+		defer cancel()
+	}
+	res, err := a.Run(ctx, sub)
+	if err != nil {
+		return g.reportRunError(err)
+	}
+	if g.json {
+		if err := printJSON(g.stdio.Out, res); err != nil {
+			return ExitRunError
+		}
+		return runExitCode(res.Exec)
+	}
+	printRun(g, res)
+
+	return runExitCode(res.Exec)
+}
+
+// buildSubmission reads the program and turns the flags into a submission.
+func buildSubmission(g *globals, path string, f runFlags) (agent.Submission, error) {
+	lang := f.lang
+	if lang == "" {
+		lang = languageOf[strings.ToLower(filepath.Ext(path))]
+		if lang == "" {
+			return agent.Submission{}, fmt.Errorf(
+				"cannot tell the language of %s from its extension: pass --lang python, javascript, sh or bash", path)
+		}
+	}
+	code, err := os.ReadFile(path)
+	if err != nil {
+		return agent.Submission{}, fmt.Errorf("reading program: %w", err)
+	}
+	if !utf8.Valid(code) {
+		return agent.Submission{}, fmt.Errorf("%s is not UTF-8 text", path)
+	}
+	if f.timeout < 0 || f.memoryMiB < 0 {
+		return agent.Submission{}, errors.New("--timeout and --memory must not be negative")
+	}
+	name := filepath.Base(path)
+	sub := agent.Submission{
+		Language: lang, Entrypoint: name, Modules: f.modules, Args: f.args,
+		Files: []agent.SourceFile{{Name: name, Content: string(code)}},
+		Limits: bundle.Limits{
+			WallTimeMillis: f.timeout.Milliseconds(), MemoryBytes: f.memoryMiB << 20,
+		},
+	}
+	if f.stdinFile != "" {
+		in, err := os.ReadFile(f.stdinFile)
+		if err != nil {
+			return agent.Submission{}, fmt.Errorf("reading --stdin: %w", err)
+		}
+		sub.Stdin = string(in)
+	}
+
+	return sub, nil
+}
+
+// reportRunError prints why nothing ran and returns 126 for a refusal or
+// 125 for any other failure.
+func (g *globals) reportRunError(err error) int {
+	var ce *errs.Error
+	if errors.As(err, &ce) && (ce.Class == "denied" || ce.Class == "invalid") {
+		fmt.Fprintf(g.stdio.Err, "nodex run: refused (%s): %s\n", ce.Name, ce.Description)
+		return ExitRunRefused
+	}
+	fmt.Fprintln(g.stdio.Err, "nodex run:", err)
+
+	return ExitRunError
+}
+
+// runExitCode maps a run's end to the exit code of `nodex run`.
+func runExitCode(r *agent.ExecReply) int {
+	switch r.Reason {
+	case "exited":
+		if r.Signal != 0 {
+			return 128 + r.Signal
+		}
+		return r.ExitCode
+	case "setup_failed":
+		return ExitRunError
+	default:
+		return ExitRunLimit
+	}
+}
+
+// printRun writes the program's output and a summary line.
+func printRun(g *globals, res *agent.Result) {
+	r := res.Exec
+	_, _ = io.WriteString(g.stdio.Out, r.Stdout)
+	_, _ = io.WriteString(g.stdio.Err, r.Stderr)
+	if r.StdoutTruncated || r.StderrTruncated {
+		fmt.Fprintln(g.stdio.Err, "nodex: output truncated at the run's output limit")
+	}
+	end := "exited " + fmt.Sprint(r.ExitCode)
+	switch {
+	case r.Reason != "exited":
+		end = "stopped: " + r.Reason
+	case r.Signal != 0:
+		end = fmt.Sprintf("killed by signal %d", r.Signal)
+	}
+	fmt.Fprintf(g.stdio.Err, "nodex: %s; cpu %d ms, wall %d ms, peak memory %.1f MiB; run %s\n",
+		end, r.CPUTimeMs, r.WallTimeMs, float64(r.PeakMemoryBytes)/(1<<20), r.RunID)
+	if len(r.Violations) > 0 {
+		fmt.Fprintf(g.stdio.Err, "nodex: violations: %s\n", strings.Join(r.Violations, "; "))
+	}
+	if r.Redactions > 0 {
+		fmt.Fprintf(g.stdio.Err, "nodex: %d secrets redacted from the output\n", r.Redactions)
+	}
+	if len(res.Submit.Findings) > 0 {
+		fmt.Fprintf(g.stdio.Err, "nodex: codesec accepted the code with %d findings (%s)\n",
+			len(res.Submit.Findings), joinOr(res.Submit.Flags))
+	}
+}
