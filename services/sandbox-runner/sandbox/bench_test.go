@@ -32,6 +32,7 @@ func BenchmarkServicePath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { _ = ex.Close() })
 	spec := executor.Spec{Runtime: executor.RuntimePython, Entrypoint: "main.py", Modules: []string{},
 		Files: []proto.File{{Path: "main.py", Data: []byte(code)}}}
 	var direct, service []time.Duration

@@ -63,7 +63,14 @@ func Run(ctx context.Context, d Deps) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	svc, err := newService(ctx, d, cfg, log)
+	svc, ex, err := newService(ctx, d, cfg, log)
+	if ex != nil {
+		defer func() {
+			if err := ex.Close(); err != nil {
+				log.Error("stopping prepared sandboxes", "error", err)
+			}
+		}()
+	}
 	if err != nil {
 		return err
 	}
@@ -85,13 +92,14 @@ func Run(ctx context.Context, d Deps) error {
 	return nil
 }
 
-func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app.Service, error) {
+func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app.Service,
+	*executor.Executor, error) {
 	ceiling := executor.Limits{WallTime: cfg.MaxWallTime, CPUTime: cfg.MaxCPUTime,
 		MemoryBytes: cfg.MaxMemoryBytes, Pids: cfg.MaxPids, OutputBytes: cfg.MaxOutputBytes}
 	ex, err := executor.New(executor.Config{InitPath: cfg.InitPath, Slots: cfg.Slots,
 		HostIDBase: cfg.HostIDBase, Defaults: ceiling, Insecure: cfg.Insecure, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	js := d.Client.JetStream()
 	// codesec creates the bundle store and the revocation list; until it has,
@@ -100,18 +108,18 @@ func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app
 		return bundles.BindStore(ctx, js)
 	})
 	if err != nil {
-		return nil, err
+		return nil, ex, err
 	}
 	watcher, err := retry(ctx, log, "binding the revocation list", func() (*bundles.Revocations, error) {
 		return bundles.WatchRevocations(ctx, js)
 	})
 	if err != nil {
-		return nil, err
+		return nil, ex, err
 	}
 	context.AfterFunc(ctx, watcher.Stop)
 	receipts, err := receiptkv.Open(ctx, js)
 	if err != nil {
-		return nil, err
+		return nil, ex, err
 	}
 	fps, err := fingerprints.Load(ctx, d.Client, log)
 	if err != nil {
@@ -124,13 +132,14 @@ func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app
 		hpkeKeys = append(hpkeKeys, k.Key)
 	}
 	signing := d.Creds.CurrentSigningKey()
-	return app.New(app.Deps{
+	svc, err := app.New(app.Deps{
 		Bundles: store, RecipientKeys: hpkeKeys, Decider: d.Decider, Events: d.Events,
 		Receipts: receipts, Runner: ex, SigningKey: signing.Key, SignerID: d.Creds.ID,
 		KeyVersion: signing.Version, Ceiling: ceiling, Fingerprints: fps, Log: log,
 		Verify: bundle.VerifyOptions{Signer: cfg.CodesecID, Revocations: watcher,
 			Keys: registryKeys{d.Directory}},
 	})
+	return svc, ex, err
 }
 
 // retry calls fn every second until it succeeds or ctx ends, logging each

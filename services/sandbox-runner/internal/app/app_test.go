@@ -138,6 +138,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = ex.Close() })
 	codesecPub, codesecKey, _ := ed25519.GenerateKey(nil)
 	runnerPub, runnerKey, _ := ed25519.GenerateKey(nil)
 	hpkeKey, err := bundle.GenerateRecipientKey()

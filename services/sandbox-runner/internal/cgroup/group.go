@@ -55,6 +55,9 @@ func write(dir, file, value string) error {
 	return nil
 }
 
+// SetLimits writes the limits; a zero field leaves that limit as it is.
+func (g *Group) SetLimits(lim Limits) error { return g.setLimits(lim) }
+
 func (g *Group) setLimits(lim Limits) error {
 	if d, ok := g.dirs[Memory]; ok && lim.MemoryBytes > 0 {
 		v := strconv.FormatInt(lim.MemoryBytes, 10)

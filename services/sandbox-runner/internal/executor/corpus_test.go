@@ -195,9 +195,8 @@ func TestHostileCorpusContained(t *testing.T) {
 			t.Errorf("%s: reason %s after %v: %s", it.id, res.Reason, res.WallTime, res.Error)
 		}
 	}
-	base := e.cfg.HostIDBase
-	if left := processesOfIDs(base, base+2*e.cfg.Slots); len(left) > 0 {
-		t.Errorf("processes left under slot ids: %v", left)
+	if left := programProcesses(e); len(left) > 0 {
+		t.Errorf("processes left under the program uids: %v", left)
 	}
 	if left := runCgroupsLeft(e); len(left) > 0 {
 		t.Errorf("cgroups left: %v", left)

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -52,8 +51,14 @@ type Executor struct {
 	runtimes map[string]string
 	rootful  bool
 
-	mu   sync.Mutex
-	runs map[string]*activeRun
+	// warm holds each slot's init started ahead of time (nil when starting it
+	// failed); a slot always has one in it or on its way.
+	warm []chan *sandboxProc
+
+	mu     sync.Mutex
+	runs   map[string]*activeRun
+	idle   map[*sandboxProc]bool // prepared inits, for tests and Close
+	closed bool
 }
 
 type activeRun struct {
@@ -95,6 +100,7 @@ func New(cfg Config) (*Executor, error) {
 		spawner: newSpawner(),
 		slots:   make(chan int, cfg.Slots),
 		runs:    map[string]*activeRun{},
+		idle:    map[*sandboxProc]bool{},
 		rootful: os.Geteuid() == 0,
 	}
 	for i := 0; i < cfg.Slots; i++ {
@@ -113,6 +119,15 @@ func New(cfg Config) (*Executor, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// prewarmAll gives every slot its first init.
+func (e *Executor) prewarmAll() {
+	e.warm = make([]chan *sandboxProc, e.cfg.Slots)
+	for slot := range e.warm {
+		e.warm[slot] = make(chan *sandboxProc, 1)
+		e.prewarm(slot)
+	}
 }
 
 func (e *Executor) checkHost() error {
@@ -136,6 +151,7 @@ func (e *Executor) checkHost() error {
 	if n > 0 {
 		e.log.Warn("stale sandbox cgroups removed", "count", n)
 	}
+	e.prewarmAll()
 	e.log.Info("cgroups detected",
 		"memory", e.cgroups.Available(cgroup.Memory), "pids", e.cgroups.Available(cgroup.Pids),
 		"cpu", e.cgroups.Available(cgroup.CPU), "cpuacct", e.cgroups.Available(cgroup.CPUAcct))
@@ -223,9 +239,19 @@ func (e *Executor) Run(ctx context.Context, spec Spec) (Result, error) {
 	if e.cfg.Insecure {
 		return e.runInsecure(ctx, spec, lim, argv, env, files)
 	}
+	e.mu.Lock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		return Result{}, ErrClosed
+	}
 	r := &run{e: e, spec: spec, lim: lim, slot: slot, started: time.Now()}
 	r.cfg = e.initConfig(spec, lim, argv, env, files)
-	return r.execute(ctx)
+	sp, err := e.takeInit(slot)
+	if err != nil {
+		return Result{}, err
+	}
+	return r.execute(ctx, sp)
 }
 
 // run is the state of one sandboxed run.
@@ -259,133 +285,6 @@ func (r *run) killReason() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.reason
-}
-
-type pipes struct {
-	stdoutR, stdoutW, stderrR, stderrW *os.File
-	configR, configW, statusR, statusW *os.File
-	lifeR, lifeW                       *os.File
-}
-
-func openPipes() (*pipes, error) {
-	p := &pipes{}
-	pairs := []struct{ r, w **os.File }{
-		{&p.stdoutR, &p.stdoutW}, {&p.stderrR, &p.stderrW},
-		{&p.configR, &p.configW}, {&p.statusR, &p.statusW}, {&p.lifeR, &p.lifeW},
-	}
-	for _, pr := range pairs {
-		r, w, err := os.Pipe()
-		if err != nil {
-			p.closeAll()
-			return nil, fmt.Errorf("creating pipe: %w", err)
-		}
-		*pr.r, *pr.w = r, w
-	}
-	return p, nil
-}
-
-func (p *pipes) closeChildEnds() {
-	for _, f := range []*os.File{p.stdoutW, p.stderrW, p.configR, p.statusW, p.lifeR} {
-		f.Close()
-	}
-}
-
-func (p *pipes) closeAll() {
-	for _, f := range []*os.File{p.stdoutR, p.stdoutW, p.stderrR, p.stderrW, p.configR,
-		p.configW, p.statusR, p.statusW, p.lifeR, p.lifeW} {
-		if f != nil {
-			f.Close()
-		}
-	}
-}
-
-func (r *run) sysProcAttr(pidfd *int) *syscall.SysProcAttr {
-	a := &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET |
-			syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
-		Pdeathsig:  syscall.SIGKILL,
-		Setsid:     true,
-		PidFD:      pidfd,
-		Credential: &syscall.Credential{Uid: 0, Gid: 0},
-	}
-	if r.e.rootful {
-		setup := r.e.cfg.HostIDBase + 2*r.slot
-		a.UidMappings = []syscall.SysProcIDMap{
-			{ContainerID: 0, HostID: setup, Size: 1},
-			{ContainerID: programID, HostID: setup + 1, Size: 1},
-		}
-		a.GidMappings = a.UidMappings
-		a.GidMappingsEnableSetgroups = true
-		return a
-	}
-	// Unprivileged: the kernel allows only a map of the runner's own ids, so the
-	// program keeps inside id 0, without capabilities.
-	a.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
-	a.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
-	a.Credential.NoSetGroups = true
-	return a
-}
-
-func (r *run) execute(ctx context.Context) (Result, error) {
-	res := Result{RunID: r.spec.RunID, Limits: r.lim}
-	var err error
-	r.group, err = r.e.cgroups.Create(r.spec.RunID, cgroup.Limits{
-		MemoryBytes: r.lim.MemoryBytes, Pids: r.lim.Pids, CPUCores: 1,
-	})
-	if err != nil {
-		return res, err
-	}
-	defer func() {
-		if err := r.group.Remove(); err != nil {
-			r.e.log.Error("removing run cgroup", "run_id", r.spec.RunID, "error", err)
-		}
-	}()
-	p, err := openPipes()
-	if err != nil {
-		return res, err
-	}
-	defer p.closeAll()
-
-	if err := r.start(p); err != nil {
-		return res, err
-	}
-	defer unix.Close(r.pidfd)
-
-	r.e.register(r)
-	defer r.e.unregister(r.spec.RunID)
-	return r.supervise(ctx, p, res)
-}
-
-func (r *run) start(p *pipes) error {
-	devNull, err := os.Open(os.DevNull)
-	if err != nil {
-		return fmt.Errorf("opening %s: %w", os.DevNull, err)
-	}
-	defer devNull.Close()
-	r.pidfd = -1
-	attr := &os.ProcAttr{
-		Env: []string{},
-		Files: []*os.File{devNull, p.stdoutW, p.stderrW, p.configR, p.statusW,
-			p.lifeR},
-		Sys: r.sysProcAttr(&r.pidfd),
-	}
-	r.proc, err = r.e.spawner.start(r.e.cfg.InitPath, []string{"sandbox-init"}, attr)
-	p.closeChildEnds()
-	if err != nil {
-		return fmt.Errorf("starting sandbox-init: %w", err)
-	}
-	if err := r.group.Attach(r.proc.Pid); err != nil {
-		_ = r.proc.Kill()
-		_, _ = r.proc.Wait()
-		return fmt.Errorf("attaching sandbox to cgroups: %w", err)
-	}
-	// The config goes out only after the attach, so everything the init does,
-	// including writing the program's files, is charged to the run.
-	go func() {
-		_ = json.NewEncoder(p.configW).Encode(&r.cfg)
-		p.configW.Close()
-	}()
-	return nil
 }
 
 func (e *Executor) register(r *run) {

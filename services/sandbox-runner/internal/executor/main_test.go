@@ -63,6 +63,11 @@ func newTestExecutor(t testing.TB, slots int) *Executor {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return e
 }
 

@@ -41,22 +41,42 @@ func processesOfIDs(lo, hi int) []string {
 	return out
 }
 
-// runCgroupsLeft lists run folders left under the executor's cgroups.
-func runCgroupsLeft(e *Executor) []string {
+// programProcesses lists host processes running as a slot's program uid.
+func programProcesses(e *Executor) []string {
 	var out []string
-	for _, c := range []string{"memory", "pids", "cpu", "cpuacct"} {
-		h, ok := e.cgroups.Dir(c)
-		if !ok {
-			continue
-		}
-		entries, _ := os.ReadDir(h)
-		for _, en := range entries {
-			if en.IsDir() {
-				out = append(out, filepath.Join(h, en.Name()))
-			}
-		}
+	for slot := 0; slot < e.cfg.Slots; slot++ {
+		uid := e.cfg.HostIDBase + 2*slot + 1
+		out = append(out, processesOfIDs(uid, uid)...)
 	}
 	return out
+}
+
+// runCgroupsLeft lists run folders left under the executor's cgroups, apart
+// from those of the inits prepared for the next runs. A prepared init may
+// still be starting, so it waits up to two seconds for each folder to become
+// one.
+func runCgroupsLeft(e *Executor) []string {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		var out []string
+		idle := e.idleCgroups()
+		for _, c := range []string{"memory", "pids", "cpu", "cpuacct"} {
+			h, ok := e.cgroups.Dir(c)
+			if !ok {
+				continue
+			}
+			entries, _ := os.ReadDir(h)
+			for _, en := range entries {
+				if p := filepath.Join(h, en.Name()); en.IsDir() && !idle[p] {
+					out = append(out, p)
+				}
+			}
+		}
+		if len(out) == 0 || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 type treeCase struct {
@@ -109,9 +129,8 @@ func checkTreeDeath(t *testing.T, e *Executor, tc treeCase, layers proto.Layers)
 	if !containsString(tc.reasons, res.Reason) {
 		p = append(p, fmt.Sprintf("got reason %s (stderr %q), want one of %v", res.Reason, res.Stderr, tc.reasons))
 	}
-	base := e.cfg.HostIDBase
-	if left := processesOfIDs(base, base+2*e.cfg.Slots); len(left) > 0 {
-		p = append(p, fmt.Sprintf("processes left under slot ids: %v", left))
+	if left := programProcesses(e); len(left) > 0 {
+		p = append(p, fmt.Sprintf("processes left under the program uids: %v", left))
 	}
 	if left := runCgroupsLeft(e); len(left) > 0 {
 		p = append(p, fmt.Sprintf("cgroups left: %v", left))
