@@ -15,9 +15,13 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+
+	"github.com/nodexsec/nodex/libs/conf"
 	"github.com/nodexsec/nodex/libs/logx"
 	"github.com/nodexsec/nodex/libs/party"
 	"github.com/nodexsec/nodex/libs/stack"
+	"github.com/nodexsec/nodex/libs/telemetry"
 )
 
 // Config configures [Run].
@@ -39,6 +43,10 @@ type Config struct {
 	SandboxInit string
 	// Log receives every service's log lines.
 	Log *slog.Logger
+	// Getenv reads the OpenTelemetry exporter settings
+	// (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER=console); nil reads
+	// none, so nothing is exported.
+	Getenv conf.Getenv
 	// Ready, if set, is called once every service serves, with the NATS URL.
 	Ready func(url string)
 }
@@ -65,6 +73,7 @@ type env struct {
 	cfg   Config
 	stack *stack.Stack
 	log   *slog.Logger
+	tel   *telemetry.Provider
 }
 
 // Run starts the stack and every service, blocks until ctx ends, then stops
@@ -76,6 +85,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Log == nil {
 		cfg.Log = logx.Discard()
 	}
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "nodex-dev", Getenv: cfg.Getenv})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tel.Shutdown(context.WithoutCancel(ctx)) }()
+	// The services in this process share one tracer provider; spans carry
+	// the service in their names and attributes.
+	otel.SetTracerProvider(tel.TracerProvider())
+
 	st, err := stack.Start(ctx, stack.Config{
 		Dir: cfg.Home, Host: cfg.Host, Port: cfg.Port, Log: cfg.Log.With(logx.KeyComponent, "stack"),
 	})
@@ -83,7 +101,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer st.Close()
-	e := &env{cfg: cfg, stack: st, log: cfg.Log}
+	e := &env{cfg: cfg, stack: st, log: cfg.Log, tel: tel}
 
 	url := st.URL()
 	if err := os.WriteFile(filepath.Join(cfg.Home, URLFile), []byte(url+"\n"), 0o600); err != nil {

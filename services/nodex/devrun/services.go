@@ -42,11 +42,14 @@ func runPolicy(ctx context.Context, e *env, p *party.Party, ready func()) error 
 
 func runMonitor(ctx context.Context, e *env, p *party.Party, ready func()) error {
 	cfg := monitor.Config{MetricsAddr: e.cfg.MetricsAddr}
+	deps := monitor.Deps{Log: e.serviceLog("monitor"), Bus: p.Bus, Ready: func(string) { ready() }}
+	if e.cfg.MetricsAddr == "" {
+		// No endpoint: the monitor records into the process's meter
+		// provider instead of serving its default address.
+		deps.MeterProvider = e.tel.MeterProvider()
+	}
 
-	return monitor.Run(ctx, cfg, monitor.Deps{
-		Log: e.serviceLog("monitor"), Bus: p.Bus,
-		Ready: func(string) { ready() },
-	})
+	return monitor.Run(ctx, cfg, deps)
 }
 
 func runKeyvault(ctx context.Context, e *env, p *party.Party, ready func()) error {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/nodexsec/nodex/libs/identity"
 	"github.com/nodexsec/nodex/libs/logx"
-	"github.com/nodexsec/nodex/services/nodex/internal/devrun"
+	"github.com/nodexsec/nodex/services/nodex/devrun"
 )
 
 func newDevCmd(g *globals) *cobra.Command {
@@ -42,7 +42,7 @@ Stop it with Ctrl-C; services drain before the server shuts down.`,
 
 			return devrun.Run(cmd.Context(), devrun.Config{
 				Home: home, Host: host, Port: port, MetricsAddr: metrics,
-				InsecureNoSandbox: insecure, Log: log,
+				InsecureNoSandbox: insecure, Log: log, Getenv: g.getenv,
 				Ready: func(url string) { printDevBanner(g, home, url) },
 			})
 		},
