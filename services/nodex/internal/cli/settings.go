@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/nodexsec/nodex/libs/identity"
-	"github.com/nodexsec/nodex/services/nodex/internal/devrun"
+	"github.com/nodexsec/nodex/services/nodex/devrun"
 )
 
 // homeDir returns the NodeX state folder: --home, then NODEX_HOME, then
