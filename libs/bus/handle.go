@@ -44,7 +44,9 @@ func (r *Request) ID() string { return hex.EncodeToString(r.opened.Header.ID[:])
 type Handler func(ctx context.Context, req *Request) (any, error)
 
 // Handle serves subject with h. A non-empty queue makes the replicas of a
-// service share requests. Messages that fail an envelope check get no
+// service share requests. One subscription runs h for one message at a
+// time, so calling Handle again with the same subject and queue adds a
+// concurrent worker. Messages that fail an envelope check get no
 // reply, because an unauthenticated sender cannot receive a confidential one.
 func (c *Client) Handle(subject, queue string, h Handler) error {
 	if h == nil {

@@ -155,12 +155,13 @@ func (c *Client) consumeOne(jm jetstream.Msg, cfg ConsumeConfig, h StreamHandler
 func (c *Client) settle(ctx context.Context, jm jetstream.Msg, cfg ConsumeConfig, cause error,
 	retry bool) {
 	var err error
+	msgID := jm.Headers().Get(jetstream.MsgIDHeader)
 	if retry {
 		err = jm.NakWithDelay(cfg.NakDelay)
-		cause = fmt.Errorf("nak: %w", cause)
+		cause = fmt.Errorf("nak msg_id %q: %w", msgID, cause)
 	} else {
 		err = jm.Term()
-		cause = fmt.Errorf("term: %w", cause)
+		cause = fmt.Errorf("term msg_id %q: %w", msgID, cause)
 	}
 	c.reportError(ctx, jm.Subject(), errors.Join(cause, err))
 }
