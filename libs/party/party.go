@@ -41,6 +41,10 @@ type Config struct {
 	// StaleAfter bounds the registry view's age; zero means the identity
 	// package's default.
 	StaleAfter time.Duration
+	// RegistryStateFile, if set, keeps the highest registry record versions
+	// this party accepted, so that after a restart it still rejects a
+	// rolled-back record.
+	RegistryStateFile string
 	// NATSOptions are applied to the connection after the defaults.
 	NATSOptions []nats.Option
 }
@@ -112,7 +116,7 @@ func (p *Party) connect(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("party: opening registry bucket %s: %w", identity.Bucket, err)
 	}
 	view, err := identity.Watch(ctx, kv, cfg.Creds.RootKey, identity.ViewOptions{
-		StaleAfter: cfg.StaleAfter,
+		StaleAfter: cfg.StaleAfter, StateFile: cfg.RegistryStateFile,
 	})
 	if err != nil {
 		return err

@@ -177,9 +177,14 @@ func (s *Stack) Open(ctx context.Context, id string, withAuthz bool) (*party.Par
 		return nil, fmt.Errorf("stack: %q is not a built-in identity", id)
 	}
 
+	stateDir := filepath.Join(s.cfg.Dir, "state")
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("stack: creating %s: %w", stateDir, err)
+	}
+
 	return party.Open(ctx, party.Config{
 		URL: s.URL(), Creds: creds, Authz: withAuthz, StaleAfter: s.cfg.StaleAfter,
-		Log: s.cfg.Log,
+		Log: s.cfg.Log, RegistryStateFile: filepath.Join(stateDir, id+".registry.state"),
 	})
 }
 
