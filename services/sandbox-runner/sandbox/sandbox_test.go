@@ -120,7 +120,7 @@ func startWorld(t testing.TB) *world {
 	return &world{stack: s, codesec: cs, agent: ag, sandboxCreds: sb.Creds}
 }
 
-// waitForService polls exec with an unknown bundle until the handler answers.
+// waitForService polls exec with an unknown bundle until the handler replies.
 func waitForService(t testing.TB, ag *party.Party) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)

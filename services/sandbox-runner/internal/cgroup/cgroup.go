@@ -31,7 +31,7 @@ const (
 	CPUAcct = "cpuacct"
 )
 
-// hierarchy is where one controller lives.
+// hierarchy is the location of one controller's cgroups.
 type hierarchy struct {
 	version int    // 1 or 2
 	root    string // the "nodex" folder under the runner's own cgroup

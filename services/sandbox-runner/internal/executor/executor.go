@@ -216,9 +216,10 @@ func newRunID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Run runs spec in a fresh sandbox and returns its result. The error is
-// non-nil only when the executor could not attempt the run (no slot before ctx
-// ended, cgroup or pipe failures); a program that fails is a Result.
+// Run runs spec in a fresh sandbox and returns its result. A program that
+// fails is a Result. The error is non-nil only when the executor could not
+// attempt the run, for example when ctx ended before a slot was free or a
+// cgroup or pipe could not be created.
 func (e *Executor) Run(ctx context.Context, spec Spec) (Result, error) {
 	if spec.RunID == "" {
 		spec.RunID = newRunID()

@@ -106,11 +106,11 @@ func (e *Executor) command(spec *Spec, lim Limits) ([]string, []string, []proto.
 	return append(argv, spec.Args...), env, files, nil
 }
 
-// rlimits are the per-process limits of a run. The address-space limit applies
-// to the python and shell runtimes only: node reserves large address ranges up
-// front, so its heap is bounded by --max-old-space-size under the memory
-// cgroup instead, and a program run by Argv (such as a Go binary, which
-// reserves over 1 GiB at start) gets none.
+// rlimits returns the per-process limits of a run. The address-space limit
+// applies to the python and shell runtimes only. Node reserves large address
+// ranges up front, so --max-old-space-size under the memory cgroup bounds its
+// heap instead. A program run by Argv gets none, because a Go binary, for
+// one, reserves over 1 GiB at start.
 func rlimits(spec *Spec, lim Limits) []proto.Rlimit {
 	fixed := func(res int, v uint64) proto.Rlimit { return proto.Rlimit{Resource: res, Cur: v, Max: v} }
 	out := []proto.Rlimit{
@@ -120,7 +120,7 @@ func rlimits(spec *Spec, lim Limits) []proto.Rlimit {
 		fixed(unix.RLIMIT_MEMLOCK, 64<<10),
 		fixed(unix.RLIMIT_MSGQUEUE, 800<<10), // the kernel default; raising it needs a capability,
 		// Above the pids cgroup limit, which also counts the init's threads, so
-		// the cgroup (whose refusals are counted) stops a bomb first; the rlimit
+		// the cgroup (whose refusals are counted) stops a bomb first. The rlimit
 		// is the backstop where no pids controller exists.
 		fixed(unix.RLIMIT_NPROC, uint64(lim.Pids+16)),
 	}

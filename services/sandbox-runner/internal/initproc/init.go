@@ -1,7 +1,7 @@
 // Package initproc is sandbox-init: PID 1 of a sandbox's namespaces. It builds
 // the root file system, restricts itself with every layer the program
 // inherits (capability bounding set, rlimits, no_new_privs, Landlock,
-// seccomp), starts the program as the program's user, answers the seccomp
+// seccomp), starts the program as the program's user, replies to the seccomp
 // notifications, reaps every process, and reports the outcome on a status
 // descriptor.
 //
@@ -118,8 +118,8 @@ func runProgram(cfg *proto.Config, st *proto.Status) {
 	reap(pid, cfg.Layers.NoTreeKill, &mu, st)
 }
 
-// answerNotifications records each filtered call before answering EPERM, so a
-// call is on record before the calling process can continue or exit.
+// answerNotifications records each filtered call before it replies EPERM, so
+// a call is on record before the calling process can continue or exit.
 func answerNotifications(listener int, mu *sync.Mutex, st *proto.Status) {
 	for {
 		n, err := seccomp.Receive(listener)

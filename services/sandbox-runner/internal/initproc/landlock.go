@@ -49,11 +49,11 @@ func landlockABI() int {
 	return int(v)
 }
 
-// applyLandlock restricts the calling thread, and so the program it forks:
-// read everywhere, execute only from /usr and /work, write only to /work,
-// /tmp, /dev/shm and the devices, no TCP, and (ABI 6) no signals or abstract
-// unix sockets outside the domain. It needs no_new_privs set on the thread and
-// returns the ABI applied.
+// applyLandlock restricts the calling thread, and so the program it forks. The
+// program may read everywhere, execute only from /usr and /work, and write
+// only to /work, /tmp, /dev/shm and the devices. It gets no TCP and, from ABI
+// 6, no signals or abstract unix sockets outside the domain. The thread needs
+// no_new_privs set. It returns the ABI applied.
 func applyLandlock() (int, error) {
 	abi := landlockABI()
 	if abi == 0 {

@@ -22,8 +22,8 @@ import (
 // The caller must hold the thread (runtime.LockOSThread) from before this call
 // until the process exits: the attributes below are per thread, and the fork
 // happens on the calling thread. Restricting the init's thread rather than a
-// second exec'd stage saves a Go runtime start per run; the thread needs only
-// wait4, kill and pipe writes afterwards, all of which the filter allows.
+// second exec'd stage saves a Go runtime start per run. Afterwards the thread
+// needs only wait4, kill and pipe writes, which the filter allows.
 func startProgram(cfg *proto.Config) (pid, listener, abi int, err error) {
 	stdin, err := openStdin(cfg.Stdin)
 	if err != nil {
@@ -104,7 +104,7 @@ func restrictSelf(cfg *proto.Config) (listener, abi int, err error) {
 // space, so any later allocation of the init would fail.
 //
 // NOTE: the limit lands a few microseconds after the exec, while the dynamic
-// loader runs and before the interpreter reaches the program's code; the
+// loader runs and before the interpreter reaches the program's code. The
 // memory cgroup bounds memory for the whole run.
 func limitAddressSpace(pid int, cfg *proto.Config) error {
 	if cfg.Layers.NoRlimits {
@@ -132,10 +132,10 @@ func thisThread(trap, a1, a2, a3 uintptr) error {
 }
 
 // dropInheritableCapabilities empties the bounding, ambient and inheritable
-// sets of the calling thread. The thread keeps its permitted and effective sets (it
-// needs CAP_SETUID and CAP_SETGID to start the program); the program loses
-// them at setuid to a non-zero id, and with an empty bounding set it cannot
-// gain any at exec.
+// sets of the calling thread. The thread keeps its permitted and effective
+// sets, because it needs CAP_SETUID and CAP_SETGID to start the program. The
+// program loses them at setuid to a non-zero id, and with an empty bounding
+// set it cannot gain any at exec.
 func dropInheritableCapabilities() error {
 	last := lastCap()
 	for c := 0; c <= last; c++ {

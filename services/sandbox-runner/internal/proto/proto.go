@@ -79,10 +79,10 @@ type Layers struct {
 	NoNewPrivsOff bool `json:"no_new_privs_off,omitempty"`
 }
 
-// Status is what sandbox-init reports when the run ends.
+// Status is the outcome that sandbox-init reports when the run ends.
 type Status struct {
-	// Started is false when the setup failed before the program ran; Error then
-	// says which step failed.
+	// Started is false when the setup failed before the program ran, and Error
+	// then names the step that failed.
 	Started bool   `json:"started"`
 	Error   string `json:"error,omitempty"`
 
@@ -96,8 +96,8 @@ type Status struct {
 	// MaxRSSKiB is the largest resident set of a single reaped process.
 	MaxRSSKiB int64 `json:"max_rss_kib"`
 
-	// Denials are the system calls that the seccomp filter sent to the init for
-	// an answer (each answered with EPERM).
+	// Denials are the system calls that the seccomp filter passed to the init
+	// through user notification. The init replied EPERM to each.
 	Denials []Denial `json:"denials,omitempty"`
 
 	// Landlock is the Landlock ABI version applied, 0 when unavailable.

@@ -3,8 +3,8 @@
 //
 // The filter is an allowlist: a system call that is not listed returns ENOSYS, so
 // a new kernel call is denied until someone decides it is safe. Calls that hostile
-// code makes and benign code does not are answered through user notification, so
-// the supervisor records each one before it answers EPERM.
+// code makes and benign code does not go to the supervisor through user
+// notification, which records each one and replies EPERM.
 package seccomp
 
 import (
@@ -169,7 +169,7 @@ func Receive(listener int) (Notif, error) {
 	return n, nil
 }
 
-// Deny answers a received call with the given errno.
+// Deny replies to a received call with the given errno.
 func Deny(listener int, id uint64, errno unix.Errno) error {
 	resp := notifResp{ID: id, Error: -int32(errno)}
 	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(listener),
