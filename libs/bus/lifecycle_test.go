@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nodexsec/nodex/libs/envelope"
 	"github.com/nodexsec/nodex/libs/testkit"
 )
 
@@ -137,5 +138,61 @@ func TestEnsureObjectStore(t *testing.T) {
 	}
 	if _, err := js.ObjectStore(ctx, "CODESEC_BUNDLES"); err != nil {
 		t.Errorf("object store missing after EnsureObjectStore: %v", err)
+	}
+}
+
+// TestConsumeBoundsMissingWrapRetries publishes an event whose wrap is in
+// a store the consumer cannot see: it is naked, then terminated after
+// MaxOpenAttempts deliveries instead of cycling forever.
+func TestConsumeBoundsMissingWrapRetries(t *testing.T) {
+	srv := testkit.NATSServer(t)
+	w := newWorld(t, srv)
+	ctx := context.Background()
+	sender := w.AddParty(t, "keyvault-1", "service", "service:keyvault")
+	reader := w.AddParty(t, "monitor-1", "service", "service:monitor")
+	// The sender writes its wraps to a private in-memory store.
+	nc := testkit.Connect(t, srv)
+	pub, err := New(Config{Conn: nc, Codec: sender.Codec(t, func(c *envelope.Config) {
+		c.Wraps = envelope.NewMemoryWraps()
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EnsureStream(ctx, pub.JetStream(), jetstream.StreamConfig{Name: "NODEX_EVENTS",
+		Subjects: []string{"nodex.v1.events.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, "nodex.v1.events.keyvault.x", "service:monitor", echo{}); err != nil {
+		t.Fatal(err)
+	}
+	reports := make(chan string, 8)
+	mon := newClient(t, srv, reader, func(c *Config) {
+		c.OnError = func(_ context.Context, _ string, err error) { reports <- err.Error() }
+	})
+	err = mon.Consume(ctx, ConsumeConfig{Stream: "NODEX_EVENTS", NakDelay: 10 * time.Millisecond,
+		MaxOpenAttempts: 3, Consumer: jetstream.ConsumerConfig{Durable: "monitor-events"}},
+		func(context.Context, *Message) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var got []string
+	for len(got) < 3 {
+		select {
+		case r := <-reports:
+			got = append(got, r)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("got %d reports within 5s, want 3: %q", len(got), got)
+		}
+	}
+	for i, prefix := range []string{"nak", "nak", "term"} {
+		if !strings.HasPrefix(got[i], prefix) {
+			t.Errorf("report %d = %q, want prefix %q", i, got[i], prefix)
+		}
+	}
+	select {
+	case r := <-reports:
+		t.Errorf("delivered again after termination: %q", r)
+	case <-time.After(100 * time.Millisecond):
 	}
 }

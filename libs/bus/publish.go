@@ -71,9 +71,10 @@ type Message struct {
 // wraps envelope.ErrSchema.
 func (m *Message) Decode(v any) error { return m.opened.Decode(v) }
 
-// StreamHandler processes one stream message. Returning nil acks it; an
-// error wrapping [ErrPoison] terminates it (no redelivery); any other error
-// naks it for redelivery after the consumer's NakDelay.
+// StreamHandler processes one stream message. Returning nil acks it. An
+// error wrapping [ErrPoison] or envelope.ErrSchema terminates it, so it is
+// never redelivered. Any other error naks it for redelivery after the
+// consumer's NakDelay.
 type StreamHandler func(ctx context.Context, m *Message) error
 
 // ErrPoison marks a stream message that no retry can process.
@@ -84,6 +85,10 @@ type ConsumeConfig struct {
 	Stream   string
 	Consumer jetstream.ConsumerConfig // Durable "<service>-<purpose>", AckExplicit is forced
 	NakDelay time.Duration            // redelivery delay after a transient failure; default 1s
+	// MaxOpenAttempts bounds deliveries of a message that fails to open for
+	// a reason that can heal (stale registry view, missing wrap); after it
+	// the message is terminated. Default 5.
+	MaxOpenAttempts uint64
 }
 
 // Consume creates or updates the durable consumer and opens each message
@@ -96,6 +101,9 @@ type ConsumeConfig struct {
 func (c *Client) Consume(ctx context.Context, cfg ConsumeConfig, h StreamHandler) error {
 	if cfg.NakDelay <= 0 {
 		cfg.NakDelay = time.Second
+	}
+	if cfg.MaxOpenAttempts == 0 {
+		cfg.MaxOpenAttempts = 5
 	}
 	cfg.Consumer.AckPolicy = jetstream.AckExplicitPolicy
 	cons, err := c.js.CreateOrUpdateConsumer(ctx, cfg.Stream, cfg.Consumer)
@@ -117,6 +125,7 @@ func (c *Client) Consume(ctx context.Context, cfg ConsumeConfig, h StreamHandler
 func (c *Client) consumeOne(jm jetstream.Msg, cfg ConsumeConfig, h StreamHandler) {
 	c.inflight.Add(1)
 	defer c.inflight.Done()
+
 	ctx := extractTrace(context.Background(), jm.Headers())
 	md, err := jm.Metadata()
 	if err != nil {
@@ -124,31 +133,36 @@ func (c *Client) consumeOne(jm jetstream.Msg, cfg ConsumeConfig, h StreamHandler
 		_ = jm.Term()
 		return
 	}
+
 	d := envelope.Delivery{
 		Subject: jm.Subject(), Stream: md.Stream, Sequence: md.Sequence.Stream,
 		StreamTime: md.Timestamp, MsgID: jm.Headers().Get(jetstream.MsgIDHeader),
 	}
 	opened, err := c.codec.Open(ctx, d, jm.Data())
 	if err != nil {
-		c.settle(ctx, jm, cfg, err, errors.Is(err, envelope.ErrStale) ||
-			errors.Is(err, envelope.ErrWrapMissing))
+		// A stale registry view or a missing wrap can heal, but only a
+		// few times: a signed message whose wrap never appears must not
+		// be redelivered forever.
+		transient := errors.Is(err, envelope.ErrStale) || errors.Is(err, envelope.ErrWrapMissing)
+		c.settle(ctx, jm, cfg, err, transient && md.NumDelivered < cfg.MaxOpenAttempts)
 		return
 	}
+
 	m := &Message{
 		Subject: d.Subject, Sender: opened.Sender.ID, SenderKind: opened.Sender.Kind,
 		SenderRoles: opened.Sender.Roles, Body: opened.Body, ID: d.MsgID,
 		Stream: md.Stream, Sequence: md.Sequence.Stream, Delivered: md.NumDelivered,
 		opened: opened,
 	}
-	err = h(ctx, m)
-	if err == nil {
-		if err := jm.Ack(); err != nil {
-			c.reportError(ctx, d.Subject, fmt.Errorf("acking %s seq %d: %w", md.Stream,
-				md.Sequence.Stream, err))
-		}
+	if err := h(ctx, m); err != nil {
+		c.settle(ctx, jm, cfg, err, !errors.Is(err, ErrPoison) && !errors.Is(err, envelope.ErrSchema))
 		return
 	}
-	c.settle(ctx, jm, cfg, err, !errors.Is(err, ErrPoison) && !errors.Is(err, envelope.ErrSchema))
+
+	if err := jm.Ack(); err != nil {
+		c.reportError(ctx, d.Subject, fmt.Errorf("acking %s seq %d: %w", md.Stream,
+			md.Sequence.Stream, err))
+	}
 }
 
 // settle naks a message that may succeed later and terminates the rest.
