@@ -82,3 +82,13 @@ func RejectionReason(err error) string {
 
 	return "invalid"
 }
+
+// RejectionReasonNames returns every name [RejectionReason] can return.
+func RejectionReasonNames() []string {
+	names := make([]string, 0, len(rejectionReasons)+1)
+	for _, r := range rejectionReasons {
+		names = append(names, r.name)
+	}
+
+	return append(names, "invalid")
+}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodexsec/nodex/services/monitor/internal/adapters"
 	"github.com/nodexsec/nodex/services/monitor/internal/domain"
 )
 
@@ -137,6 +138,13 @@ func TestDefaultRules(t *testing.T) {
 				"failure", "high", "", 0, map[string]string{"reason": "bad_signature",
 					"origin": "subject:nodex.v1.events.keyvault.keyvault_retrieve"})},
 			rule: "event-forged", threat: "SYSTEM_COMPROMISE", count: 1,
+		},
+		{
+			name: "stream event from revoked sender",
+			obs: []*domain.Observation{serviceObs("m2", "monitor", "monitor.event_rejected",
+				"failure", "high", "", 0, map[string]string{"reason": "revoked_sender",
+					"origin": "connection:keyvault"})},
+			rule: "event-unknown-sender", threat: "SYSTEM_COMPROMISE", count: 1,
 		},
 		{
 			name: "critical finding",
@@ -324,5 +332,18 @@ func TestParseRejects(t *testing.T) {
 				t.Errorf("Parse accepted %q, want an error", tt.yaml)
 			}
 		})
+	}
+}
+
+// TestEveryRejectionRaisesOneThreat checks that each reason a stream event
+// can be rejected for, including the plain-JSON opener's "undecodable",
+// raises exactly one threat.
+func TestEveryRejectionRaisesOneThreat(t *testing.T) {
+	for _, reason := range append(adapters.RejectionReasonNames(), "undecodable") {
+		o := serviceObs("r-"+reason, "monitor", "monitor.event_rejected", "failure", "high",
+			"", 0, map[string]string{"reason": reason, "origin": "connection:keyvault"})
+		if got := feed(newEngine(t), o); len(got) != 1 {
+			t.Errorf("reason %s: got %d threats, want 1", reason, len(got))
+		}
 	}
 }
