@@ -264,11 +264,14 @@ type run struct {
 	cfg     proto.Config
 	started time.Time
 
-	group  *cgroup.Group
-	pidfd  int
-	proc   *os.Process
-	mu     sync.Mutex
-	reason string // set by the first kill
+	group *cgroup.Group
+	// cpuBase is the CPU time the init used before the run, while it waited
+	// as a prepared init; the run is not charged for it.
+	cpuBase time.Duration
+	pidfd   int
+	proc    *os.Process
+	mu      sync.Mutex
+	reason  string // set by the first kill
 }
 
 // killWith records the first reason and sends SIGKILL to the sandbox's PID 1
@@ -323,7 +326,7 @@ func (r *run) supervise(ctx context.Context, p *pipes, res Result) (Result, erro
 
 	res.Stdout, res.StdoutTruncated = stdout.result()
 	res.Stderr, res.StderrTruncated = stderr.result()
-	res.CPUTime = stats.CPUTime
+	res.CPUTime = stats.CPUTime - r.cpuBase
 	res.PeakMemoryBytes = stats.PeakMemoryBytes
 	res.ExitCode, res.Signal = status.ExitCode, status.Signal
 	res.Denials, res.Landlock = status.Denials, status.Landlock
@@ -348,7 +351,7 @@ func (r *run) watch(ctx context.Context, exited <-chan struct{}) {
 		case <-ctx.Done():
 			r.killWith(ReasonKilled)
 		case <-tick.C:
-			if used, err := r.group.CPUTime(); err == nil && used > r.lim.CPUTime {
+			if used, err := r.group.CPUTime(); err == nil && used-r.cpuBase > r.lim.CPUTime {
 				r.killWith(ReasonCPU)
 			}
 			// A refused fork is how fork and thread bombs show; benign programs

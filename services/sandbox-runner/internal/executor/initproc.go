@@ -134,6 +134,7 @@ func (r *run) execute(ctx context.Context, sp *sandboxProc) (Result, error) {
 		}
 	}()
 	r.group, r.proc, r.pidfd = sp.group, sp.proc, sp.pidfd
+	r.cpuBase, _ = r.group.CPUTime()
 	err := r.group.SetLimits(cgroup.Limits{MemoryBytes: r.lim.MemoryBytes, Pids: r.lim.Pids, CPUCores: 1})
 	if err != nil {
 		_ = unix.PidfdSendSignal(sp.pidfd, unix.SIGKILL, nil, 0)
