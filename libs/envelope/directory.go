@@ -24,8 +24,8 @@ var (
 	ErrStale = errors.New("envelope: registry view is stale")
 )
 
-// Party is what the registry records about one identity that the envelope
-// layer needs: who it is, what it may do and whether it may send.
+// Party is the part of an identity's registry record that the envelope
+// layer needs: its id, kind, status and roles.
 type Party struct {
 	ID     string   // identity id, as in the header's sender field
 	Kind   string   // "service", "agent" or "operator"
@@ -91,7 +91,7 @@ type Directory interface {
 
 // Keys is the local party's private key material. Implementations must be
 // safe for concurrent use. The Ed25519 key returned by SigningKey must never
-// be the key that answers the NATS connection challenge.
+// be the key that signs the NATS connection challenge.
 type Keys interface {
 	// ID returns the local identity id.
 	ID() string

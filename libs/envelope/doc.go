@@ -1,7 +1,7 @@
-// Package envelope implements NodeX secure messages: every message between
-// NodeX parties is encrypted to its readers and signed by its sender, so
-// that a hostile NATS server can drop, delay and reorder messages but cannot
-// read, forge, redirect or usefully replay them.
+// Package envelope implements NodeX secure messages. Every message between
+// NodeX parties is encrypted to its readers and signed by its sender. A
+// hostile NATS server can then drop, delay and reorder messages, but it
+// cannot read, forge, redirect or usefully replay them.
 //
 // A sender draws a 32-byte content key K per recipient set (an epoch),
 // commits to it with kid = SHA-256("nodex/v1/kc" || K), wraps K to each

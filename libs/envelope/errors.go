@@ -3,12 +3,13 @@ package envelope
 import "errors"
 
 // Rejection reasons, in the order [Codec.Open] checks them. Every error Open
-// returns wraps exactly one of them.
+// returns wraps one of them. ErrMalformed covers both the framing, checked
+// before the version, and the full header parse after the recipient count.
 var (
 	ErrTooLarge          = errors.New("envelope: message too large")
-	ErrTooManyRecipients = errors.New("envelope: too many recipients")
 	ErrMalformed         = errors.New("envelope: malformed envelope")
 	ErrUnknownVersion    = errors.New("envelope: unknown envelope version")
+	ErrTooManyRecipients = errors.New("envelope: too many recipients")
 	ErrUnknownSender     = errors.New("envelope: unknown sender")
 	ErrSenderSuspended   = errors.New("envelope: sender suspended")
 	ErrSenderRevoked     = errors.New("envelope: sender revoked")
@@ -26,9 +27,9 @@ var (
 	ErrSchema            = errors.New("envelope: body does not match its schema")
 )
 
-// Reasons lists every rejection sentinel in check order.
+// Reasons lists every rejection sentinel in check order, [ErrStale] included.
 var Reasons = []error{
-	ErrTooLarge, ErrTooManyRecipients, ErrMalformed, ErrUnknownVersion, ErrStale,
+	ErrTooLarge, ErrMalformed, ErrUnknownVersion, ErrTooManyRecipients, ErrStale,
 	ErrUnknownSender, ErrSenderSuspended, ErrSenderRevoked, ErrRetiredKey,
 	ErrCompromisedKey, ErrBadSignature, ErrSubjectMismatch, ErrNotAddressed,
 	ErrNotFresh, ErrReplay, ErrWrapMissing, ErrWrapInvalid, ErrKeyCommitment,

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// RecipientType says whether a header recipient is one identity or a role.
+// RecipientType is the kind of a header recipient: one identity or a role.
 type RecipientType uint8
 
 // Recipient types, as encoded in the header.
