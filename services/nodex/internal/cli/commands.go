@@ -5,6 +5,7 @@ import "github.com/spf13/cobra"
 // addCommands registers the commands beyond version.
 func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newDevCmd(g))
+	root.AddCommand(newInitCmd(g))
 	root.AddCommand(newKeysCmd(g))
 	root.AddCommand(newAgentCmd(g))
 	root.AddCommand(newIncidentsCmd(g))
