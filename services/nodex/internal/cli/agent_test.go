@@ -47,12 +47,16 @@ func TestAgentLifecycle(t *testing.T) {
 	if !strings.Contains(r.out, "cli-bot is now suspended") {
 		t.Errorf("suspend output = %q", r.out)
 	}
-	waitFor(t, func() bool { return nodex(t, "", "--creds", creds, "keys", "get",
-		"cli-agent-key").code != ExitOK })
+	waitFor(t, func() bool {
+		return nodex(t, "", "--creds", creds, "keys", "get",
+			"cli-agent-key").code != ExitOK
+	})
 
 	mustRun(t, ExitOK, "", "agent", "unsuspend", "cli-bot")
-	waitFor(t, func() bool { return nodex(t, "", "--creds", creds, "keys", "get",
-		"cli-agent-key").code == ExitOK })
+	waitFor(t, func() bool {
+		return nodex(t, "", "--creds", creds, "keys", "get",
+			"cli-agent-key").code == ExitOK
+	})
 
 	r = mustRun(t, ExitOK, "", "--json", "agent", "revoke", "cli-bot")
 	if !strings.Contains(r.out, `"status": "revoked"`) {

@@ -13,4 +13,5 @@ func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newEventsCmd(g))
 	root.AddCommand(newPolicyCmd(g))
 	root.AddCommand(newRunCmd(g))
+	root.AddCommand(newBackupCmd(g), newRestoreCmd(g))
 }

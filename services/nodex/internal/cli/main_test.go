@@ -15,6 +15,10 @@ import (
 	"github.com/nodexsec/nodex/services/nodex/devrun"
 )
 
+// nodexBin is the nodex binary built for tests that run nodex dev in a
+// process of its own; sandbox-init lies beside it.
+var nodexBin string
+
 // devHome is the state folder of the stack that every test in this package
 // shares; TestMain starts it once, since a start takes seconds.
 var devHome string
@@ -41,6 +45,13 @@ func runWithStack(m *testing.M) int {
 	initPath, err := buildSandboxInit(binDir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	nodexBin = filepath.Join(binDir, "nodex")
+	build := exec.Command("go", "build", "-o", nodexBin,
+		"github.com/nodexsec/nodex/services/nodex/cmd/nodex")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building nodex: %v\n%s", err, out)
 		return 1
 	}
 
@@ -100,8 +111,15 @@ type result struct {
 // as standard input. The environment is empty, so only --home applies.
 func nodex(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+
+	return nodexAt(t, devHome, stdin, args...)
+}
+
+// nodexAt runs args against the deployment whose state folder is home.
+func nodexAt(t *testing.T, home, stdin string, args ...string) result {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	full := append([]string{"--home", devHome}, args...)
+	full := append([]string{"--home", home}, args...)
 	code := Main(context.Background(), full,
 		Stdio{In: strings.NewReader(stdin), Out: &out, Err: &errOut},
 		func(string) string { return "" })
