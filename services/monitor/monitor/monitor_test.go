@@ -283,6 +283,49 @@ func TestRestartKeepsThreat(t *testing.T) {
 	}
 }
 
+func TestRestartKeepsWindows(t *testing.T) {
+	srv := testkit.NATSServerAt(t, t.TempDir())
+	m := start(t, srv, Config{})
+	for range 3 {
+		publish(t, m.js, denial("agent-1"))
+	}
+	waitDetectAcked(t, m.js, 3)
+	m.stop()
+
+	// Two more denials after the restart complete the five of the window.
+	m = start(t, srv, Config{})
+	for range 2 {
+		publish(t, m.js, denial("agent-1"))
+	}
+	got := waitThreats(t, m.js, ThreatFilter{}, func(ts []Threat) bool { return len(ts) == 1 })
+	if got[0].Count != 5 || len(got[0].Evidence) != 5 {
+		t.Errorf("threat: count %d with %d evidence ids, want 5 and 5",
+			got[0].Count, len(got[0].Evidence))
+	}
+	if !strings.Contains(m.logs.String(), `msg="windows rebuilt" service=monitor `+
+		`component=consumer events=3`) {
+		t.Errorf("log lacks the rebuilt windows:\n%s", m.logs.String())
+	}
+}
+
+// waitDetectAcked waits until monitor-detect has acked the first n events.
+func waitDetectAcked(t *testing.T, js jetstream.JetStream, n uint64) {
+	t.Helper()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := js.Consumer(context.Background(), events.StreamName, ConsumerName)
+		if err == nil {
+			info, err := c.Info(context.Background())
+			if err == nil && info.AckFloor.Stream >= n {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("monitor-detect did not ack %d events in 10s", n)
+}
+
 func TestForgedEventNamesSubject(t *testing.T) {
 	srv := testkit.NATSServer(t)
 	m := start(t, srv, Config{})

@@ -124,6 +124,31 @@ func (d *Detector) Restore(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// Warm feeds a message processed before a restart into the rule windows
+// without raising threats; see [domain.Engine.Warm]. Messages that do not
+// open are skipped, since they were reported when first processed. It
+// reports whether the message was used.
+func (d *Detector) Warm(ctx context.Context, msg *Message) bool {
+	op := d.Open(ctx, msg)
+	if op.err != nil || d.ownReport(&op.obs.Event) {
+		return false
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.engine.Warm(op.obs)
+
+	return true
+}
+
+// WarmSpan returns how far back [Detector.Warm] needs history.
+func (d *Detector) WarmSpan() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	return d.engine.MaxSpan()
+}
+
 // Reload replaces the rules. On an error the old rules stay in force.
 func (d *Detector) Reload(rules []domain.Rule) error {
 	d.mu.Lock()

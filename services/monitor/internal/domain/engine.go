@@ -21,9 +21,9 @@ const sweepEvery = 1024
 // sliding windows, sequence progress and open threats. It is not safe for
 // concurrent use, so the monitor feeds it from one goroutine.
 //
-// NOTE: windows and sequence progress live in memory only. After a restart
-// a threshold counts from zero and a sequence starts over, while open
-// threats are restored through [Engine.RestoreThreat].
+// Windows and sequence progress live in memory. After a restart, the caller
+// rebuilds them with [Engine.Warm] and reopens threats with
+// [Engine.RestoreThreat].
 type Engine struct {
 	rules     []Rule
 	windows   map[string]map[string]*window
@@ -191,6 +191,43 @@ func (e *Engine) Observe(o *Observation) (due []Threat, evidence bool) {
 // field="value" pairs with Go-quoted values, so no value can forge another
 // group's key. When every group field is empty, the origin groups the event,
 // so events without an authenticated identity never share a real one's group.
+// Warm feeds o, an event processed before a restart, into the windows and
+// sequence progress without raising or updating threats, so an attack that
+// spans the restart is still counted. Feed events in stream order, before
+// the first Observe.
+func (e *Engine) Warm(o *Observation) {
+	for i := range e.rules {
+		r := &e.rules[i]
+		switch r.Kind {
+		case KindThreshold:
+			if r.Match.Matches(o) {
+				e.observeThreshold(r, o)
+			}
+		case KindSequence:
+			var steps []int
+			for j := len(r.Steps) - 1; j >= 0; j-- {
+				if r.Steps[j].Matches(o) {
+					steps = append(steps, j)
+				}
+			}
+			if len(steps) > 0 {
+				e.observeSequence(r, o, steps)
+			}
+		}
+	}
+}
+
+// MaxSpan returns the longest window or sequence time of the rules, the
+// stretch of history that [Engine.Warm] needs.
+func (e *Engine) MaxSpan() time.Duration {
+	var span time.Duration
+	for _, r := range e.rules {
+		span = max(span, r.Window, r.Within)
+	}
+
+	return span
+}
+
 func ruleEqual(a, b *Rule) bool {
 	return reflect.DeepEqual(a, b)
 }

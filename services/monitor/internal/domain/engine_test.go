@@ -352,3 +352,17 @@ func TestThresholdKeysBySignerAndID(t *testing.T) {
 		t.Errorf("got %d threats from one id signed by 3 services, want 1", len(got))
 	}
 }
+
+func TestWarmRaisesNothing(t *testing.T) {
+	e := mustEngine(t, denialRule())
+	for i := range 5 {
+		e.Warm(denial(fmt.Sprint(i), "agent-1", 0))
+	}
+	if open := e.OpenThreats(); len(open) != 0 {
+		t.Fatalf("Warm opened %d threats, want 0", len(open))
+	}
+	due, _ := e.Observe(denial("live", "agent-1", time.Second))
+	if len(due) != 1 || due[0].Count != 6 {
+		t.Errorf("first live denial after 5 warm ones: got %+v, want one threat of count 6", due)
+	}
+}

@@ -83,6 +83,14 @@ func NewConsumer(log *slog.Logger, js jetstream.JetStream, det *app.Detector,
 // Messages in flight when ctx ends are not acked and are redelivered to
 // the next run.
 func (c *Consumer) Run(ctx context.Context) error {
+	warmed, err := c.WarmUp(ctx)
+	if err != nil {
+		// Detection still works; only attacks spanning the restart may be
+		// counted short.
+		c.log.WarnContext(ctx, "rebuilding windows from history", logx.Err(err))
+	}
+	c.log.InfoContext(ctx, "windows rebuilt", "events", warmed)
+
 	cons, err := c.js.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
 		Description:   "monitor threat detection",
@@ -204,6 +212,75 @@ func toMessage(m jetstream.Msg) (*app.Message, error) {
 		MsgID:  m.Headers().Get(jetstream.MsgIDHeader),
 		Stored: md.Timestamp, Delivered: md.NumDelivered,
 	}, nil
+}
+
+// maxWarmEvents bounds the history WarmUp reads, so a restart of a busy
+// monitor does not spend minutes rebuilding windows.
+const maxWarmEvents = 200_000
+
+// WarmUp rebuilds the detector's windows from the events the durable
+// consumer already acknowledged within the rules' longest window, so an
+// attack that spans a restart is still counted. It reads nothing on the
+// first start and returns how many events it used.
+//
+// NOTE: it reads at most 200,000 events, from the oldest in the span, and
+// an event acked out of order above the ack floor is not included.
+func (c *Consumer) WarmUp(ctx context.Context) (int, error) {
+	cons, err := c.js.Consumer(ctx, events.StreamName, ConsumerName)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("looking up consumer %s: %w", ConsumerName, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading consumer %s: %w", ConsumerName, err)
+	}
+	floor := info.AckFloor.Stream
+	span := c.det.WarmSpan()
+	if floor == 0 || span <= 0 {
+		return 0, nil
+	}
+
+	since := time.Now().Add(-span)
+	history, err := c.js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading event history: %w", err)
+	}
+
+	return c.warmFrom(ctx, history, floor)
+}
+
+// warmFrom feeds messages up to stream sequence floor to the detector.
+func (c *Consumer) warmFrom(ctx context.Context, history jetstream.Consumer,
+	floor uint64) (int, error) {
+	used := 0
+	for read := 0; read < maxWarmEvents; {
+		batch, err := history.Fetch(512, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return used, fmt.Errorf("reading event history: %w", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			msg, err := toMessage(m)
+			if err != nil || msg.Sequence > floor {
+				return used, nil
+			}
+			if c.det.Warm(ctx, msg) {
+				used++
+			}
+		}
+		if n == 0 {
+			return used, nil
+		}
+		read += n
+	}
+
+	return used, nil
 }
 
 // stopOnCancel stops the iterator when ctx ends and reports pending shed
