@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"time"
 )
 
 // ErrInvalidRBAC wraps every reason [RBAC.Validate] rejects role data for.
@@ -18,6 +19,37 @@ type RBAC struct {
 	// Bindings maps an identity id to role names it holds in addition to
 	// the roles in its registry record.
 	Bindings map[string][]string `json:"bindings"`
+	// Restrictions maps an identity id to the containment restrictions in
+	// force on it, by kind ([RestrictKeyAccess], [RestrictRateLimit]).
+	// Policies read them at data.nodex.rbac.restrictions.
+	Restrictions map[string]map[string]Restriction `json:"restrictions,omitempty"`
+}
+
+// The restriction kinds that the policy service stores and the default
+// policy applies.
+const (
+	// RestrictKeyAccess denies the identity every action on keys.
+	RestrictKeyAccess = "key_access"
+	// RestrictRateLimit caps the identity's key retrieves per minute: the
+	// default policy attaches the cap to allowed retrieves as a decision
+	// flag "rate_limit_per_minute:<n>".
+	RestrictRateLimit = "rate_limit"
+)
+
+// Restriction is one containment restriction on an identity.
+type Restriction struct {
+	// Reason is why the restriction was set.
+	Reason string `json:"reason"`
+	// IncidentID is the incident that set it.
+	IncidentID string `json:"incident_id,omitempty"`
+	// SetBy is the identity id of the caller that set it.
+	SetBy string `json:"set_by"`
+	// Since is when it was set.
+	Since time.Time `json:"since"`
+	// ExpiresAt, if set, is when policies stop applying it.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// RequestsPerMinute is the cap of a rate_limit restriction (at least 1).
+	RequestsPerMinute int `json:"requests_per_minute,omitempty"`
 }
 
 // Role is a named set of permissions.
@@ -76,7 +108,7 @@ func ValidRoleName(name string) error {
 	return nil
 }
 
-// Validate checks every role and binding, so that stored role data never
+// Validate checks every role, binding and restriction, so that stored role data never
 // holds a name the policies cannot match.
 func (r *RBAC) Validate() error {
 	for name, role := range r.Roles {
@@ -97,6 +129,45 @@ func (r *RBAC) Validate() error {
 				return fmt.Errorf("binding of %q: %w", id, err)
 			}
 		}
+	}
+
+	return r.validateRestrictions()
+}
+
+func (r *RBAC) validateRestrictions() error {
+	for id, byKind := range r.Restrictions {
+		if err := checkID("restricted identity", id); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidRBAC, err)
+		}
+		for kind, res := range byKind {
+			if err := res.validate(kind); err != nil {
+				return fmt.Errorf("restriction of %q: %w", id, err)
+			}
+		}
+	}
+
+	return nil
+}
+
+// validate checks a restriction stored under kind.
+func (r *Restriction) validate(kind string) error {
+	switch kind {
+	case RestrictKeyAccess:
+		if r.RequestsPerMinute != 0 {
+			return fmt.Errorf("%w: %s restriction sets requests_per_minute %d; "+
+				"only %s uses it", ErrInvalidRBAC, kind, r.RequestsPerMinute, RestrictRateLimit)
+		}
+	case RestrictRateLimit:
+		if r.RequestsPerMinute < 1 {
+			return fmt.Errorf("%w: %s restriction needs requests_per_minute >= 1, got %d",
+				ErrInvalidRBAC, kind, r.RequestsPerMinute)
+		}
+	default:
+		return fmt.Errorf("%w: restriction kind %q is not %q or %q", ErrInvalidRBAC, kind,
+			RestrictKeyAccess, RestrictRateLimit)
+	}
+	if r.Since.IsZero() {
+		return fmt.Errorf("%w: %s restriction has no since time", ErrInvalidRBAC, kind)
 	}
 
 	return nil

@@ -34,6 +34,7 @@ const (
 	SubjectRoleBind = ports.SubjectRoleBind
 	SubjectPush     = ports.SubjectPush
 	SubjectTest     = ports.SubjectTest
+	SubjectRestrict = ports.SubjectRestrict
 )
 
 // Request and reply bodies, for clients such as the nodex program. A decide
@@ -46,6 +47,8 @@ type (
 	PushRequest     = app.PushRequest
 	PushReply       = app.PushReply
 	TestReply       = app.TestReply
+	RestrictRequest = app.RestrictRequest
+	RestrictReply   = app.RestrictReply
 )
 
 // Deps are the collaborators of [Run]. Client, Events and Log are required.
@@ -54,7 +57,8 @@ type Deps struct {
 	// service:policy). Run drains it before returning but never closes its
 	// connection.
 	Client *bus.Client
-	// Events publishes the audit event of every decision.
+	// Events publishes the audit event of every decision and every
+	// restriction request.
 	Events *events.Publisher
 	// Log is the service's logger.
 	Log *slog.Logger
@@ -127,7 +131,7 @@ func Run(ctx context.Context, deps Deps) error {
 	svc := app.New(app.Deps{
 		Engine: engine, Store: store, Log: log,
 		TestTimeout: cfg.TestTimeout, MaxPolicyBytes: cfg.MaxPolicyBytes,
-		ActivationWait: cfg.ActivationWait,
+		ActivationWait: cfg.ActivationWait, Events: deps.Events,
 	})
 	if err := ports.Register(deps.Client, cfg.QueueGroup, svc); err != nil {
 		return err

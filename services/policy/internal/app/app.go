@@ -45,7 +45,7 @@ type Caller struct {
 	Roles []string
 }
 
-// Deps are the Service's collaborators. All are required except Now.
+// Deps are the Service's collaborators. All are required except Events and Now.
 type Deps struct {
 	Engine Decider
 	Store  Store
@@ -56,6 +56,9 @@ type Deps struct {
 	MaxPolicyBytes int
 	// ActivationWait bounds the wait for a pushed set to become active.
 	ActivationWait time.Duration
+	// Events persists the audit event of every restriction request. Nil
+	// makes nodex.v1.policy.restrict reply unavailable.
+	Events EventSink
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

@@ -17,6 +17,7 @@ const (
 	SubjectRoleBind = "nodex.v1.policy.role.bind"
 	SubjectPush     = "nodex.v1.policy.push"
 	SubjectTest     = "nodex.v1.policy.test"
+	SubjectRestrict = "nodex.v1.policy.restrict"
 )
 
 // Register serves every policy subject on c with svc, in queue group queue.
@@ -27,6 +28,7 @@ func Register(c *bus.Client, queue string, svc *app.Service) error {
 		SubjectRoleBind: handle(svc.BindRole),
 		SubjectPush:     handle(svc.Push),
 		SubjectTest:     handle(svc.Test),
+		SubjectRestrict: handle(svc.Restrict),
 	}
 	for subject, h := range handlers {
 		if err := c.Handle(subject, queue, h); err != nil {
