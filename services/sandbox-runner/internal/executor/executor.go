@@ -49,6 +49,7 @@ type Executor struct {
 	spawner  *spawner
 	slots    chan int
 	runtimes map[string]string
+	etcLinks map[string]string
 	rootful  bool
 
 	// warm holds each slot's init started ahead of time (nil when starting it
@@ -110,6 +111,7 @@ func New(cfg Config) (*Executor, error) {
 	if e.runtimes, err = resolveRuntimes(); err != nil {
 		return nil, err
 	}
+	e.etcLinks = alternativesLinks()
 	logHostSettings(e.log)
 	if cfg.Insecure {
 		e.log.Warn("sandbox disabled: programs run without isolation", "insecure", true)

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"fmt"
+	"os"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -148,6 +149,7 @@ func (e *Executor) initConfig(spec Spec, lim Limits, argv, env []string, files [
 		Files:     files,
 		Stdin:     spec.Stdin,
 		EtcFiles:  etcFiles(uid),
+		EtcLinks:  e.etcLinks,
 		WorkBytes: lim.WorkBytes, WorkInodes: lim.WorkInodes,
 		TmpBytes: lim.TmpBytes, TmpInodes: lim.WorkInodes,
 		ShmBytes: min(lim.TmpBytes, 16<<20),
@@ -164,4 +166,27 @@ func etcFiles(uid int) map[string]string {
 		"hosts":         "127.0.0.1 localhost sandbox\n::1 localhost\n",
 		"nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
 	}
+}
+
+// alternativesLinks returns the Debian alternatives that name programs (such
+// as awk to /usr/bin/mawk), so that the links under /usr/bin resolve inside
+// the sandbox's synthetic /etc. Alternatives for manual pages and other data
+// are left out.
+func alternativesLinks() map[string]string {
+	links := map[string]string{}
+	entries, err := os.ReadDir("/etc/alternatives")
+	if err != nil {
+		return links
+	}
+	for _, e := range entries {
+		target, err := os.Readlink(filepath.Join("/etc/alternatives", e.Name()))
+		if err != nil || !strings.HasPrefix(target, "/usr/") {
+			continue
+		}
+		if strings.Contains(target, "/bin/") || strings.Contains(target, "/sbin/") ||
+			strings.HasPrefix(target, "/usr/lib/") {
+			links["alternatives/"+e.Name()] = target
+		}
+	}
+	return links
 }

@@ -281,6 +281,19 @@ func writeEtc(cfg *proto.Config, ldCache []byte) error {
 	if err := os.WriteFile(etc+"/ld.so.cache", ldCache, 0o644); err != nil {
 		return fmt.Errorf("writing /etc/ld.so.cache: %w", err)
 	}
+	for rel, target := range cfg.EtcLinks {
+		clean := filepath.Clean(rel)
+		if filepath.IsAbs(clean) || strings.HasPrefix(clean, "..") {
+			return fmt.Errorf("invalid /etc link %q: must be relative and inside /etc", rel)
+		}
+		dst := filepath.Join(etc, clean)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return fmt.Errorf("creating folder for /etc/%s: %w", clean, err)
+		}
+		if err := os.Symlink(target, dst); err != nil {
+			return fmt.Errorf("creating link /etc/%s: %w", clean, err)
+		}
+	}
 	return nil
 }
 

@@ -39,6 +39,9 @@ type Config struct {
 
 	// EtcFiles are the synthetic /etc, by file name (passwd, group, hosts).
 	EtcFiles map[string]string `json:"etc_files"`
+	// EtcLinks are symbolic links in /etc, by path relative to /etc (such as
+	// alternatives/awk), to their targets.
+	EtcLinks map[string]string `json:"etc_links,omitempty"`
 
 	WorkBytes  int64 `json:"work_bytes"`
 	WorkInodes int64 `json:"work_inodes"`
