@@ -291,7 +291,11 @@ func (d *Detector) Flush(ctx context.Context, now time.Time) error {
 // observeLocked runs obs through the rules, publishes the threats due and
 // records the event id when the event became evidence of a threat.
 func (d *Detector) observeLocked(ctx context.Context, obs *domain.Observation) error {
+	dropped := d.engine.GroupsDropped()
 	due, evidence := d.engine.Observe(obs)
+	if n := d.engine.GroupsDropped() - dropped; n > 0 {
+		d.metrics.GroupsDropped(n)
+	}
 	own := obs.Event.Source == d.opts.Self
 	if evidence && !own {
 		d.recent.add(obs.Event.ID)

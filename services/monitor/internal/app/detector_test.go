@@ -51,6 +51,7 @@ func (m *countingMetrics) Threat(string)        {}
 func (m *countingMetrics) Lag(time.Duration)    {}
 func (m *countingMetrics) Shed(_ string, n int) { m.mu.Lock(); m.shed += n; m.mu.Unlock() }
 func (m *countingMetrics) Duplicate()           { m.mu.Lock(); m.duplicates++; m.mu.Unlock() }
+func (m *countingMetrics) GroupsDropped(int)    {}
 
 type fixture struct {
 	det     *app.Detector

@@ -114,4 +114,7 @@ type Metrics interface {
 	Lag(d time.Duration)
 	Shed(source string, n int)
 	Duplicate()
+	// GroupsDropped counts events not tracked because their rule already
+	// kept the maximum number of groups.
+	GroupsDropped(n int)
 }

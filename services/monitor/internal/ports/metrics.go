@@ -24,6 +24,7 @@ type Metrics struct {
 	threats    metric.Int64Counter
 	shed       metric.Int64Counter
 	duplicates metric.Int64Counter
+	dropped    metric.Int64Counter
 	lag        metric.Float64Histogram
 }
 
@@ -44,6 +45,8 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 		{&m.threats, "nodex.monitor.threats", "threats raised, by type"},
 		{&m.shed, "nodex.monitor.shed", "events shed from flooding sources, by source"},
 		{&m.duplicates, "nodex.monitor.duplicates", "redelivered events skipped as seen"},
+		{&m.dropped, "nodex.monitor.groups_dropped",
+			"events not tracked because their rule kept the maximum number of groups"},
 	}
 	for _, c := range counters {
 		if *c.into, err = meter.Int64Counter(c.name, metric.WithDescription(c.desc)); err != nil {
@@ -91,6 +94,9 @@ func (m *Metrics) Shed(source string, n int) {
 
 // Duplicate implements [app.Metrics].
 func (m *Metrics) Duplicate() { m.duplicates.Add(bg, 1) }
+
+// GroupsDropped implements [app.Metrics].
+func (m *Metrics) GroupsDropped(n int) { m.dropped.Add(bg, int64(n)) }
 
 // Lag implements [app.Metrics].
 func (m *Metrics) Lag(d time.Duration) { m.lag.Record(bg, d.Seconds()) }
