@@ -19,7 +19,7 @@ import (
 	"github.com/nodexsec/nodex/services/sandbox-runner/internal/scan"
 )
 
-// ExecRequest asks to run a stored bundle.
+// ExecRequest is a request to run a stored bundle.
 type ExecRequest struct {
 	BundleID string `json:"bundle_id"`
 }
@@ -62,6 +62,7 @@ func (s *Service) Exec(ctx context.Context, c Caller, req ExecRequest) (*ExecRep
 	if err != nil {
 		return nil, errs.Unavailable.Wrap(err)
 	}
+
 	v, err := bundle.Verify(ctx, b, s.d.Verify)
 	if err != nil {
 		return nil, s.rejectBundle(ctx, c, req.BundleID, err)
@@ -79,10 +80,12 @@ func (s *Service) Exec(ctx context.Context, c Caller, req ExecRequest) (*ExecRep
 	if err != nil {
 		return nil, s.rejectBundle(ctx, c, req.BundleID, err)
 	}
+
 	spec, err := s.spec(c, m, contents)
 	if err != nil {
 		return nil, err
 	}
+
 	started := s.d.Now()
 	res, err := s.d.Runner.Run(ctx, spec)
 	if err != nil {

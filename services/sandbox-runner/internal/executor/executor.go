@@ -107,12 +107,14 @@ func New(cfg Config) (*Executor, error) {
 	for i := 0; i < cfg.Slots; i++ {
 		e.slots <- i
 	}
+
 	var err error
 	if e.runtimes, err = resolveRuntimes(); err != nil {
 		return nil, err
 	}
 	e.etcLinks = alternativesLinks()
 	logHostSettings(e.log)
+
 	if cfg.Insecure {
 		e.log.Warn("sandbox disabled: programs run without isolation", "insecure", true)
 		return e, nil

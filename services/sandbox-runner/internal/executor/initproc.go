@@ -40,6 +40,7 @@ func (e *Executor) spawnInit(slot int) (*sandboxProc, error) {
 		return nil, fmt.Errorf("opening %s: %w", os.DevNull, err)
 	}
 	defer devNull.Close()
+
 	p := sp.pipes
 	attr := &os.ProcAttr{
 		Env:   []string{},

@@ -1,9 +1,9 @@
 // Package initproc is sandbox-init: PID 1 of a sandbox's namespaces. It builds
-// the root file system, restricts itself with every layer the program
-// inherits (capability bounding set, rlimits, no_new_privs, Landlock,
-// seccomp), starts the program as the program's user, replies to the seccomp
-// notifications, reaps every process, and reports the outcome on a status
-// descriptor.
+// the root file system and restricts its main thread with every layer the
+// program inherits: capability bounding set, rlimits, no_new_privs, Landlock
+// and seccomp. It then starts the program as the program's user, replies to
+// the seccomp notifications, reaps every process, and reports the outcome on
+// a status descriptor.
 //
 // It imports no NATS, OPA or OpenTelemetry code, so its start costs little.
 package initproc

@@ -11,12 +11,12 @@ import (
 	"github.com/nodexsec/nodex/services/sandbox-runner/internal/proto"
 )
 
-// newRoot is where the init mounts the sandbox's tmpfs root before pivot_root.
+// newRoot is the mount point of the sandbox's tmpfs root before pivot_root.
 // The mount is in the init's private mount namespace, so the host's /tmp is
 // untouched.
 const newRoot = "/tmp"
 
-// usrLinks are the merged-usr top-level entries; each is copied as the same
+// usrLinks are the merged-usr top-level entries. Each is copied as the same
 // symbolic link when the host has one, and bound read-only when it is a folder.
 var usrLinks = []string{"bin", "lib", "lib32", "lib64", "libx32", "sbin"}
 

@@ -1,6 +1,6 @@
-// Package fingerprints keeps the runner's copy of keyvault's key fingerprints:
-// it asks keyvault for the HMAC key, then mirrors the NODEX_KEY_FINGERPRINTS
-// bucket into a [scan.Fingerprints].
+// Package fingerprints keeps the runner's copy of keyvault's key fingerprints.
+// It requests the HMAC key from keyvault, then mirrors the
+// NODEX_KEY_FINGERPRINTS bucket into a [scan.Fingerprints].
 package fingerprints
 
 import (

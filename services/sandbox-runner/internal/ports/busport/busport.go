@@ -154,8 +154,8 @@ func (p *Port) consumeJobs(ctx context.Context) error {
 		p.handleJob)
 }
 
-// handleJob runs one job when a slot is free; a full runner naks it, so the
-// job waits in the stream (the queue) instead of in memory.
+// handleJob runs one job when a slot is free. A full runner naks the job, so
+// it waits in the stream (the queue) instead of in memory.
 func (p *Port) handleJob(ctx context.Context, m *bus.Message) error {
 	var in JobRequest
 	if err := m.Decode(&in); err != nil {
