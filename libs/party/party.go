@@ -145,7 +145,11 @@ func (p *Party) openBus(ctx context.Context, cfg Config) error {
 	}
 	p.Codec = codec
 
-	client, err := bus.New(bus.Config{Conn: p.NC, Codec: codec})
+	client, err := bus.New(bus.Config{Conn: p.NC, Codec: codec,
+		OnError: func(ctx context.Context, subject string, err error) {
+			p.Log.ErrorContext(ctx, "request failed", logx.KeySubject, subject, logx.Err(err))
+		},
+	})
 	if err != nil {
 		return fmt.Errorf("party: creating bus client for %q: %w", cfg.Creds.ID, err)
 	}
