@@ -136,7 +136,11 @@ func (r *run) execute(ctx context.Context, sp *sandboxProc) (Result, error) {
 	}()
 	r.group, r.proc, r.pidfd = sp.group, sp.proc, sp.pidfd
 	r.cpuBase, _ = r.group.CPUTime()
-	err := r.group.SetLimits(cgroup.Limits{MemoryBytes: r.lim.MemoryBytes, Pids: r.lim.Pids, CPUCores: 1})
+	limits := cgroup.Limits{MemoryBytes: r.lim.MemoryBytes, Pids: r.lim.Pids, CPUCores: 1}
+	if r.spec.Layers.NoCgroupLimits {
+		limits = cgroup.Limits{}
+	}
+	err := r.group.SetLimits(limits)
 	if err != nil {
 		_ = unix.PidfdSendSignal(sp.pidfd, unix.SIGKILL, nil, 0)
 		_, _ = sp.proc.Wait()

@@ -158,3 +158,33 @@ except OSError as e:
 		t.Error("file size check passed with rlimits off")
 	}
 }
+
+// TestLimitsFailWithoutCgroupLimits proves the limit checks depend on the
+// cgroups: without them, the heap bomb meets only the address-space limit and
+// the fork bomb only the process rlimit, and neither ends with its reason.
+func TestLimitsFailWithoutCgroupLimits(t *testing.T) {
+	e := newTestExecutor(t, 1)
+	for _, tc := range []limitCase{limitCases[0], limitCases[4]} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := specFor(tc)
+			spec.Layers.NoCgroupLimits = true
+			if p := checkLimit(tc, runSpec(t, e, spec)); len(p) == 0 {
+				t.Errorf("%s ended with reason %s without cgroup limits", tc.name, tc.reason)
+			}
+		})
+	}
+}
+
+func TestOutputCapKillsAndTruncates(t *testing.T) {
+	e := newTestExecutor(t, 1)
+	spec := pythonSpec("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n")
+	spec.Limits.OutputBytes = 64 << 10
+	res := runSpec(t, e, spec)
+	if res.Reason != ReasonOutputLimit {
+		t.Errorf("got reason %s, want %s", res.Reason, ReasonOutputLimit)
+	}
+	if !res.StdoutTruncated || len(res.Stdout) != 64<<10 {
+		t.Errorf("got %d bytes, truncated %v; want exactly %d bytes, truncated", len(res.Stdout),
+			res.StdoutTruncated, 64<<10)
+	}
+}

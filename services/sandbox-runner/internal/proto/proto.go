@@ -80,6 +80,9 @@ type Layers struct {
 	NoRlimits     bool `json:"no_rlimits,omitempty"`
 	NoTreeKill    bool `json:"no_tree_kill,omitempty"`
 	NoNewPrivsOff bool `json:"no_new_privs_off,omitempty"`
+	// NoCgroupLimits leaves the run's memory and pids cgroups unlimited. The
+	// runner reads it; sandbox-init ignores it.
+	NoCgroupLimits bool `json:"no_cgroup_limits,omitempty"`
 }
 
 // Status is the outcome that sandbox-init reports when the run ends.

@@ -81,3 +81,21 @@ func hasEncoding(found []Finding, encoding string) bool {
 	}
 	return false
 }
+
+// FuzzRedact checks that a key set apart by spaces never survives redaction,
+// whatever surrounds it, and that Redact never panics.
+func FuzzRedact(f *testing.F) {
+	f.Add("before", "after")
+	f.Add("", "")
+	f.Add("sk-ant-api03-", "AA")
+	f.Add("%41", "==")
+	fps := fingerprintsFor(&testing.T{}, fakeMistral)
+	f.Fuzz(func(t *testing.T, prefix, suffix string) {
+		for _, key := range []string{fakeAnthropic, fakeAWS, fakeMistral} {
+			out, _ := Redact([]byte(prefix+" "+key+" "+suffix), fps)
+			if strings.Contains(string(out), key) {
+				t.Fatalf("key %s… survived in %q", key[:8], out)
+			}
+		}
+	})
+}
