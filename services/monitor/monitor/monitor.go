@@ -72,8 +72,9 @@ type Deps struct {
 	// for example on SIGHUP.
 	Reload <-chan struct{}
 
-	// Ready, when set, is called once the consumer is about to start, with
-	// the metrics address ("" when Run serves none).
+	// Ready, when set, is called once the windows are rebuilt and the
+	// consumer is bound, with the metrics address ("" when Run serves
+	// none).
 	Ready func(metricsAddr string)
 }
 
@@ -120,11 +121,13 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 
 	log.InfoContext(ctx, "monitor started", "rules", len(ruleSet),
 		"rules_file", cfg.RulesFile, "metrics_addr", metricsAddr)
-	if deps.Ready != nil {
-		deps.Ready(metricsAddr)
-	}
 	err = ports.NewConsumer(log, js, det, ports.ConsumerOptions{
 		DrainTimeout: cfg.DrainTimeout,
+		Ready: func() {
+			if deps.Ready != nil {
+				deps.Ready(metricsAddr)
+			}
+		},
 	}).Run(ctx)
 	log.InfoContext(context.WithoutCancel(ctx), "monitor stopped")
 

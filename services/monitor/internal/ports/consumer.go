@@ -37,6 +37,9 @@ type ConsumerOptions struct {
 	// DrainTimeout bounds how long messages in flight when Run's context
 	// ends may take to finish; default 10 s. Unfinished ones are redelivered.
 	DrainTimeout time.Duration
+	// Ready, if set, is called once the windows are rebuilt and the
+	// consumer is bound.
+	Ready func()
 	// FlushInterval is how often held-back shed counts and threat
 	// revisions are checked for publishing; default 1 s.
 	FlushInterval time.Duration
@@ -109,6 +112,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	c.log.InfoContext(ctx, "consumer bound", logx.KeyStream, events.StreamName,
 		logx.KeyConsumer, ConsumerName)
+	if c.opts.Ready != nil {
+		c.opts.Ready()
+	}
 
 	done := make(chan struct{})
 	defer close(done)
