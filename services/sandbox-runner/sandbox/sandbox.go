@@ -121,12 +121,6 @@ func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app
 	if err != nil {
 		return nil, ex, err
 	}
-	fps, err := fingerprints.Load(ctx, d.Client, log)
-	if err != nil {
-		// TODO: retry in the background; until then only provider key shapes
-		// are redacted, not exact keyvault values.
-		log.WarnContext(ctx, "keyvault fingerprints unavailable; redacting by key shape only", "error", err)
-	}
 	var hpkeKeys []hpke.PrivateKey
 	for _, k := range d.Creds.HPKEKeys {
 		hpkeKeys = append(hpkeKeys, k.Key)
@@ -135,11 +129,36 @@ func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app
 	svc, err := app.New(app.Deps{
 		Bundles: store, RecipientKeys: hpkeKeys, Decider: d.Decider, Events: d.Events,
 		Receipts: receipts, Runner: ex, SigningKey: signing.Key, SignerID: d.Creds.ID,
-		KeyVersion: signing.Version, Ceiling: ceiling, Fingerprints: fps, Log: log,
+		KeyVersion: signing.Version, Ceiling: ceiling, Log: log,
 		Verify: bundle.VerifyOptions{Signer: cfg.CodesecID, Revocations: watcher,
 			Keys: registryKeys{d.Directory}},
 	})
-	return svc, ex, err
+	if err != nil {
+		return nil, ex, err
+	}
+	go loadFingerprints(ctx, d.Client, svc, log)
+	return svc, ex, nil
+}
+
+// loadFingerprints fetches keyvault's fingerprints, retrying every ten seconds
+// while keyvault is not up. Until it succeeds, output is redacted by provider
+// key shapes only, not by exact stored values.
+func loadFingerprints(ctx context.Context, c *bus.Client, svc *app.Service, log *slog.Logger) {
+	for attempt := 1; ; attempt++ {
+		fps, err := fingerprints.Load(ctx, c, log)
+		if err == nil {
+			svc.SetFingerprints(fps)
+			log.InfoContext(ctx, "keyvault fingerprints loaded", "attempt", attempt)
+			return
+		}
+		log.WarnContext(ctx, "keyvault fingerprints unavailable; redacting by key shape only",
+			"attempt", attempt, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
 }
 
 // retry calls fn every second until it succeeds or ctx ends, logging each

@@ -9,6 +9,7 @@ import (
 	"crypto/hpke"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nodexsec/nodex/libs/authz"
@@ -75,8 +76,9 @@ type Deps struct {
 
 // Service implements the use cases.
 type Service struct {
-	d   Deps
-	log *slog.Logger
+	d            Deps
+	log          *slog.Logger
+	fingerprints atomic.Pointer[scan.Fingerprints]
 }
 
 // New returns a Service, or an error naming a missing dependency.
@@ -89,8 +91,14 @@ func New(d Deps) (*Service, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Service{d: d, log: d.Log.With("component", "app")}, nil
+	s := &Service{d: d, log: d.Log.With("component", "app")}
+	s.fingerprints.Store(d.Fingerprints)
+	return s, nil
 }
+
+// SetFingerprints replaces the keyvault fingerprints used for redaction, for
+// a runner that obtained them after it started.
+func (s *Service) SetFingerprints(f *scan.Fingerprints) { s.fingerprints.Store(f) }
 
 // Caller is the authenticated identity that sent a request, with its status
 // in the registry.

@@ -168,8 +168,9 @@ func (s *Service) clamp(l bundle.Limits) executor.Limits {
 func (s *Service) finish(ctx context.Context, c Caller, m *bundle.Manifest, res executor.Result,
 	started time.Time) (*ExecReply, error) {
 	stderr, imports := stripImportDenials(res.Stderr)
-	stdout, outFound := scan.Redact(res.Stdout, s.d.Fingerprints)
-	stderr, errFound := scan.Redact(stderr, s.d.Fingerprints)
+	fps := s.fingerprints.Load()
+	stdout, outFound := scan.Redact(res.Stdout, fps)
+	stderr, errFound := scan.Redact(stderr, fps)
 	redactions := append(outFound, errFound...)
 	violations := s.reportViolations(ctx, c, m, res, imports, redactions)
 
