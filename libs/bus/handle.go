@@ -8,6 +8,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nodexsec/nodex/libs/envelope"
 	"github.com/nodexsec/nodex/libs/errs"
@@ -80,10 +82,17 @@ func (c *Client) serve(m *nats.Msg, h Handler) {
 	defer c.inflight.Done()
 	ctx := extractTrace(context.Background(), m.Header)
 
+	ctx, span := startSpan(ctx, trace.SpanKindServer, "process", m.Subject, c.ID())
+	var spanErr error
+	defer func() { endSpan(span, spanErr) }()
+
 	opened, err := c.codec.Open(ctx, envelope.Delivery{Subject: m.Subject, Reply: m.Reply}, m.Data)
 	if err != nil {
+		spanErr = errs.InvalidRequest.Wrap(err)
 		return // reported through the codec's OnReject hook
 	}
+	// The peer is the authenticated sender, known only after the open.
+	span.SetAttributes(attribute.String(attrPeer, opened.Sender.ID))
 	var result any
 	if !c.limiter.allow(opened.Sender.ID) {
 		result = errs.RateLimited
@@ -102,6 +111,7 @@ func (c *Client) serve(m *nats.Msg, h Handler) {
 				c.reportError(ctx, m.Subject, err)
 			}
 			result = coded.Public()
+			spanErr = coded
 		}
 	}
 	if err := c.reply(ctx, opened, result); err != nil {

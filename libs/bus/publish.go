@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nodexsec/nodex/libs/envelope"
 )
@@ -30,7 +32,9 @@ func (c *Client) PublishJob(ctx context.Context, subject, toRole string, body an
 }
 
 func (c *Client) publish(ctx context.Context, kind envelope.Kind, subject, toRole string,
-	body any, expires time.Time) (*jetstream.PubAck, error) {
+	body any, expires time.Time) (_ *jetstream.PubAck, err error) {
+	ctx, span := startSpan(ctx, trace.SpanKindProducer, "publish", subject, c.ID())
+	defer func() { endSpan(span, err) }()
 	data, err := json.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s for %s: %w", kind, subject, err)
@@ -127,6 +131,8 @@ func (c *Client) consumeOne(jm jetstream.Msg, cfg ConsumeConfig, h StreamHandler
 	defer c.inflight.Done()
 
 	ctx := extractTrace(context.Background(), jm.Headers())
+	ctx, span := startSpan(ctx, trace.SpanKindConsumer, "process", jm.Subject(), c.ID())
+	defer span.End()
 	md, err := jm.Metadata()
 	if err != nil {
 		c.reportError(ctx, jm.Subject(), fmt.Errorf("reading metadata: %w", err))
@@ -148,6 +154,8 @@ func (c *Client) consumeOne(jm jetstream.Msg, cfg ConsumeConfig, h StreamHandler
 		return
 	}
 
+	span.SetAttributes(attribute.String(attrPeer, opened.Sender.ID),
+		attribute.String(attrMessageID, d.MsgID))
 	m := &Message{
 		Subject: d.Subject, Sender: opened.Sender.ID, SenderKind: opened.Sender.Kind,
 		SenderRoles: opened.Sender.Roles, Body: opened.Body, ID: d.MsgID,

@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nodexsec/nodex/libs/envelope"
 	"github.com/nodexsec/nodex/libs/errs"
@@ -19,7 +21,10 @@ import (
 // on the reply subject are rejected while it keeps waiting, so a forged
 // reply arriving first cannot block the real one. A coded error reply is
 // returned as *errs.Error.
-func (c *Client) Request(ctx context.Context, subject, toRole string, req, resp any) error {
+func (c *Client) Request(ctx context.Context, subject, toRole string, req, resp any) (err error) {
+	ctx, span := startSpan(ctx, trace.SpanKindClient, "send", subject, c.ID())
+	span.SetAttributes(attribute.String(attrPeer, toRole))
+	defer func() { endSpan(span, err) }()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.RequestTimeout)

@@ -4,42 +4,61 @@ import (
 	"context"
 
 	"github.com/nats-io/nats.go"
-	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/nodexsec/nodex/libs/errs"
+	"github.com/nodexsec/nodex/libs/telemetry"
 )
 
-// headerCarrier adapts nats.Header to the OpenTelemetry text map carrier,
-// so W3C traceparent and tracestate travel as NATS headers. Trace headers
-// are visible to the NATS operator and are never used for a decision.
-type headerCarrier nats.Header
+// tracerName names the bus's tracer. Spans come from the process's global
+// tracer provider, which nodex dev and each service main set up.
+const tracerName = "github.com/nodexsec/nodex/libs/bus"
 
-var _ propagation.TextMapCarrier = headerCarrier{}
+// Span attribute keys. The messaging keys follow the OpenTelemetry semantic
+// conventions for messaging systems.
+const (
+	attrSystem      = "messaging.system"
+	attrDestination = "messaging.destination.name"
+	attrOperation   = "messaging.operation.type"
+	attrMessageID   = "messaging.message.id"
+	attrIdentity    = "nodex.identity"
+	attrPeer        = "nodex.peer"
+	attrErrorName   = "nodex.error"
+)
 
-// Get returns the first value of key.
-func (c headerCarrier) Get(key string) string { return nats.Header(c).Get(key) }
-
-// Set replaces the values of key.
-func (c headerCarrier) Set(key, value string) { nats.Header(c).Set(key, value) }
-
-// Keys returns the header names.
-func (c headerCarrier) Keys() []string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
-	}
-
-	return keys
-}
-
-var traceContext = propagation.TraceContext{}
-
-// injectTrace writes the span context of ctx into h.
-func injectTrace(ctx context.Context, h nats.Header) { traceContext.Inject(ctx, headerCarrier(h)) }
+// injectTrace writes the span context of ctx into h. Trace headers are
+// visible to the NATS operator and are never used for a decision.
+func injectTrace(ctx context.Context, h nats.Header) { telemetry.Inject(ctx, h) }
 
 // extractTrace returns ctx carrying the remote span context found in h.
 func extractTrace(ctx context.Context, h nats.Header) context.Context {
-	if h == nil {
-		return ctx
-	}
+	return telemetry.Extract(ctx, h)
+}
 
-	return traceContext.Extract(ctx, headerCarrier(h))
+// startSpan starts a span of kind for an operation on subject by the local
+// identity self.
+func startSpan(ctx context.Context, kind trace.SpanKind, op, subject, self string,
+) (context.Context, trace.Span) {
+	return otel.Tracer(tracerName).Start(ctx, subject+" "+op,
+		trace.WithSpanKind(kind),
+		trace.WithAttributes(
+			attribute.String(attrSystem, "nats"),
+			attribute.String(attrDestination, subject),
+			attribute.String(attrOperation, op),
+			attribute.String(attrIdentity, self),
+		))
+}
+
+// endSpan records err, by its coded name only, and ends span. The coded
+// name never carries a secret; the error text might, so it stays out.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		name := errs.From(err).Name
+		span.SetAttributes(attribute.String(attrErrorName, name))
+		span.SetStatus(codes.Error, name)
+	}
+	span.End()
 }
