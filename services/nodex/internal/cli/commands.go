@@ -14,4 +14,5 @@ func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newPolicyCmd(g))
 	root.AddCommand(newRunCmd(g))
 	root.AddCommand(newBackupCmd(g), newRestoreCmd(g))
+	root.AddCommand(newReceiptsCmd(g))
 }
