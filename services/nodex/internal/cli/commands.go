@@ -15,4 +15,5 @@ func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newRunCmd(g))
 	root.AddCommand(newBackupCmd(g), newRestoreCmd(g))
 	root.AddCommand(newReceiptsCmd(g))
+	root.AddCommand(newPentestCmd(g))
 }
