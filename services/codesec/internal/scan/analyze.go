@@ -54,16 +54,27 @@ type analyzer struct {
 	decoders []string
 	tainted  map[string]bool // names assigned from a decoder call
 	facts    facts
+
+	match    []int                // closing bracket of each opening one
+	argsMemo map[int][][2]int     // splitArgs results by '(' index
+	foldMemo map[int]foldedResult // fold results by start index
+}
+
+type foldedResult struct {
+	f  folded
+	ok bool
 }
 
 func analyzeCode(lang, src string, decoders []string) *facts {
 	a := &analyzer{lang: lang, aliases: map[string]string{}, decoders: decoders,
-		tainted: map[string]bool{}}
+		tainted: map[string]bool{}, argsMemo: map[int][][2]int{},
+		foldMemo: map[int]foldedResult{}}
 	if lang == "python" {
 		a.toks = tokenizePython(src)
 	} else {
 		a.toks = tokenizeJavaScript(src)
 	}
+	a.matchBrackets()
 	a.facts.lines = logicalLines(src, lang)
 
 	a.collectRefs()
@@ -129,69 +140,86 @@ func (a *analyzer) resolveHead(name string) string {
 }
 
 // dottedAt reads NAME(.NAME)* at i and returns it with the index after it.
+// It stops once the name is longer than maxNameLength, so reading from
+// every token of a long chain stays linear in total.
 func (a *analyzer) dottedAt(i int) (string, int) {
 	if a.tok(i).kind != tokName {
 		return "", i
 	}
 	parts := []string{a.tok(i).text}
+	length := len(parts[0])
 	j := i + 1
-	for a.tok(j).is(tokOp, ".") && a.tok(j+1).kind == tokName {
+	for a.tok(j).is(tokOp, ".") && a.tok(j+1).kind == tokName && length <= maxNameLength {
 		parts = append(parts, a.tok(j+1).text)
+		length += 1 + len(a.tok(j+1).text)
 		j += 2
 	}
 
 	return strings.Join(parts, "."), j
 }
 
-// closing returns the index of the bracket that closes the one at open, or
-// the last token.
-func (a *analyzer) closing(open int) int {
-	depth := 0
-	for j := open; j < len(a.toks); j++ {
-		t := a.toks[j]
+// matchBrackets fills a.match: for each opening bracket, the index of the
+// bracket that closes it, or the last token when none does. One pass with a
+// stack keeps every later lookup O(1), so deeply nested hostile input costs
+// linear time.
+func (a *analyzer) matchBrackets() {
+	a.match = make([]int, len(a.toks))
+	var stack []int
+	for j, t := range a.toks {
+		a.match[j] = -1
 		if t.kind != tokOp {
 			continue
 		}
 		switch t.text {
 		case "(", "[", "{":
-			depth++
+			stack = append(stack, j)
 		case ")", "]", "}":
-			depth--
-			if depth == 0 {
-				return j
+			if n := len(stack); n > 0 {
+				a.match[stack[n-1]] = j
+				stack = stack[:n-1]
 			}
 		}
 	}
+	for _, open := range stack {
+		a.match[open] = len(a.toks) - 1
+	}
+}
 
-	return len(a.toks) - 1
+// closing returns the index of the bracket that closes the one at open, or
+// the last token.
+func (a *analyzer) closing(open int) int {
+	if open < 0 || open >= len(a.match) || a.match[open] < 0 {
+		return len(a.toks) - 1
+	}
+
+	return a.match[open]
 }
 
 // splitArgs returns the token ranges [start, end) of the arguments of the
-// call whose '(' is at open.
+// call whose '(' is at open. Nested brackets are skipped through the match
+// table, and results are cached, so each call is split once.
 func (a *analyzer) splitArgs(open int) [][2]int {
+	if args, ok := a.argsMemo[open]; ok {
+		return args
+	}
 	end := a.closing(open)
 	var args [][2]int
-	start, depth := open+1, 0
+	start := open + 1
 	for j := open + 1; j < end; j++ {
 		t := a.toks[j]
-		if t.kind != tokOp {
-			continue
-		}
-		switch t.text {
-		case "(", "[", "{":
-			depth++
-		case ")", "]", "}":
-			depth--
-		case ",":
-			if depth == 0 {
-				args = append(args, [2]int{start, j})
-				start = j + 1
-			}
+		switch {
+		case t.kind != tokOp:
+		case t.text == "(" || t.text == "[" || t.text == "{":
+			j = a.closing(j)
+		case t.text == ",":
+			args = append(args, [2]int{start, j})
+			start = j + 1
 		}
 	}
 	if start < end {
 		args = append(args, [2]int{start, end})
 	}
+	a.argsMemo[open] = args
 
 	return args
 }

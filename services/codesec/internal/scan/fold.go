@@ -41,6 +41,21 @@ func (a *analyzer) constantIn(start, end int) (string, bool) {
 // (base64, hex) on constants. These are the ways real payloads hide a name
 // such as "system" from a plain text search.
 func (a *analyzer) fold(i, depth int) (folded, bool) {
+	// Results are cached by position: the same expression is reached from
+	// every token before it and from enclosing calls, and hostile nesting
+	// would otherwise make that quadratic or worse. A result cut short by
+	// maxFoldDepth is cached too, which only means less folding.
+	if r, ok := a.foldMemo[i]; ok {
+		return r.f, r.ok
+	}
+	f, ok := a.foldUncached(i, depth)
+	f.literals = slices.Clip(f.literals) // so a caller's append copies
+	a.foldMemo[i] = foldedResult{f: f, ok: ok}
+
+	return f, ok
+}
+
+func (a *analyzer) foldUncached(i, depth int) (folded, bool) {
 	f, ok := a.foldAtom(i, depth)
 	if !ok {
 		return folded{}, false

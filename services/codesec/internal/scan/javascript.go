@@ -4,6 +4,10 @@ import (
 	"strings"
 )
 
+// maxTemplateDepth bounds template literals nested through ${...}; deeper
+// ones are read as plain text, so hostile nesting costs linear time.
+const maxTemplateDepth = 16
+
 // tokenizeJavaScript splits JavaScript source into tokens: comments, string
 // and template literals (the expressions inside ${...} are tokenized too),
 // regular-expression literals, names, numbers and operators. The token
@@ -142,10 +146,10 @@ func (lx *lexer) template() {
 		switch {
 		case lx.src[lx.pos] == '\\' && lx.pos+1 < len(lx.src):
 			lx.pos += jsEscape(lx.src[lx.pos:], &b, &lx.line)
-		case strings.HasPrefix(lx.src[lx.pos:], "${"):
+		case strings.HasPrefix(lx.src[lx.pos:], "${") && lx.depth < maxTemplateDepth:
 			exact = false
 			end := matchBrace(lx.src, lx.pos+1)
-			sub := lexer{src: lx.src[lx.pos+2 : end], line: lx.line}
+			sub := lexer{src: lx.src[lx.pos+2 : end], line: lx.line, depth: lx.depth + 1}
 			sub.javascript()
 			inner = append(inner, sub.toks...)
 			lx.line = sub.line

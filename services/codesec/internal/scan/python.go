@@ -55,10 +55,11 @@ func tokenizePython(src string) []token {
 
 // lexer is the cursor the tokenizers share.
 type lexer struct {
-	src  string
-	pos  int
-	line int
-	toks []token
+	src   string
+	pos   int
+	line  int
+	toks  []token
+	depth int // template literal nesting, JavaScript only
 }
 
 func (lx *lexer) emit(kind tokenKind, text string, exact bool) {

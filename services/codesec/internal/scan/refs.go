@@ -2,6 +2,9 @@ package scan
 
 import "strings"
 
+// maxNameLength bounds a resolved dotted name.
+const maxNameLength = 256
+
 // pendingCall is a call whose argument facts are filled in once every
 // decoder call position is known.
 type pendingCall struct {
@@ -22,11 +25,12 @@ type refPass struct {
 	*analyzer
 	calls       []pendingCall
 	assignments []assignment
-	refIndex    []int // token index of each facts.refs entry
+	refIndex    []int        // token index of each facts.refs entry
+	unresolved  map[int]bool // '(' indexes whose specialCall failed
 }
 
 func (a *analyzer) collectRefs() {
-	p := &refPass{analyzer: a}
+	p := &refPass{analyzer: a, unresolved: map[int]bool{}}
 	for i := 0; i < len(a.toks); i++ {
 		if a.statementStart(i) {
 			p.statement(i)
@@ -250,6 +254,10 @@ func (p *refPass) refAt(i int, record bool) (string, int, bool) {
 	for {
 		t := p.tok(j)
 		switch {
+		case len(name) > maxNameLength:
+			// No rule names anything this long; stopping keeps hostile
+			// chains from costing quadratic string building.
+			return name, j, true
 		case (t.is(tokOp, ".") || t.is(tokOp, "?.")) && p.tok(j+1).kind == tokName:
 			name += "." + p.tok(j+1).text
 			j += 2
@@ -307,7 +315,21 @@ func (p *refPass) primary(i int, record bool) (string, int, bool) {
 // importlib.import_module("m"), require("m") and import("m"). callee is
 // the resolved name of the function and open the index of its '('.
 func (p *refPass) specialCall(callee string, open, at int, record bool) (string, bool) {
-	callee = stripGlobalPrefix(callee)
+	// A call that did not resolve is not tried again: both primary and
+	// refAt reach the same '(' and would otherwise double the work at every
+	// level of nesting.
+	if p.unresolved[open] {
+		return "", false
+	}
+	name, ok := p.resolveSpecial(stripGlobalPrefix(callee), open, at, record)
+	if !ok {
+		p.unresolved[open] = true
+	}
+
+	return name, ok
+}
+
+func (p *refPass) resolveSpecial(callee string, open, at int, record bool) (string, bool) {
 	args := p.splitArgs(open)
 	line := p.tok(open).line
 
@@ -315,7 +337,7 @@ func (p *refPass) specialCall(callee string, open, at int, record bool) (string,
 	case callee == "getattr" && p.lang == "python" && len(args) >= 2:
 		base, baseEnd, ok := p.refAt(args[0][0], false)
 		attr, constant := p.constantIn(args[1][0], args[1][1])
-		if !ok || baseEnd != args[0][1] || !constant {
+		if !ok || baseEnd != args[0][1] || !constant || len(base)+len(attr) > maxNameLength {
 			return "", false
 		}
 		if record {
@@ -398,12 +420,21 @@ func (p *refPass) finishCalls() {
 		}
 	}
 
+	// decodedBefore[k] counts decoded-data tokens before index k, so each
+	// argument's check is one subtraction, even for deeply nested calls.
+	decodedBefore := make([]int, len(p.toks)+1)
+	for k := range p.toks {
+		decodedBefore[k+1] = decodedBefore[k]
+		if p.rangeDecoded(k, k+1, decoderAt) {
+			decodedBefore[k+1]++
+		}
+	}
 	for _, c := range p.calls {
 		var args []argFact
 		for _, r := range p.splitArgs(c.open) {
 			value, constant := p.constantIn(r[0], r[1])
 			args = append(args, argFact{constant: constant, value: value,
-				decoded: p.rangeDecoded(r[0], r[1], decoderAt)})
+				decoded: decodedBefore[r[1]] > decodedBefore[r[0]]})
 		}
 		p.facts.refs[c.fact].args = args
 	}
