@@ -22,6 +22,7 @@ type identity struct {
 	PID1Environ          string
 	Hostname             string
 	MaxUserNamespaces    string
+	FDs                  []string
 	ShadowReadable       bool
 }
 
@@ -89,6 +90,7 @@ func checkIdentity(e *Executor, id identity) []string {
 	if id.MaxUserNamespaces != "0" {
 		add("got max_user_namespaces %q, want 0", id.MaxUserNamespaces)
 	}
+	p = append(p, checkDescriptors(id.FDs)...)
 	return p
 }
 
@@ -185,4 +187,24 @@ func TestLandlockBlocksExecFromTmp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkDescriptors checks that the program holds only stdin (/dev/null),
+// stdout and stderr (pipes), and the descriptor the probe used to list them.
+func checkDescriptors(fds []string) []string {
+	var p []string
+	for _, fd := range fds {
+		num, target, _ := strings.Cut(fd, "=")
+		switch {
+		case num == "0" && target == "/dev/null":
+		case (num == "1" || num == "2") && strings.HasPrefix(target, "pipe:"):
+		case strings.HasPrefix(target, "/proc/") && strings.HasSuffix(target, "/fd"):
+		default:
+			p = append(p, "unexpected open descriptor "+fd)
+		}
+	}
+	if len(fds) < 3 {
+		p = append(p, fmt.Sprintf("got descriptors %v, want stdin, stdout and stderr", fds))
+	}
+	return p
 }

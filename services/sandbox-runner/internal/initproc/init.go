@@ -38,9 +38,11 @@ func runInit() *proto.Status {
 	// from it, so the main goroutine keeps it until the process exits.
 	runtime.LockOSThread()
 	st := &proto.Status{}
-	// The program must not inherit the runner's descriptors.
-	for _, fd := range []int{proto.ConfigFD, proto.StatusFD, proto.LifelineFD} {
-		unix.CloseOnExec(fd)
+	// The program must not inherit the runner's descriptors, nor any that the
+	// runner itself inherited without close-on-exec.
+	if err := unix.CloseRange(proto.ConfigFD, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		st.Error = fmt.Sprintf("marking descriptors close-on-exec: %v", err)
+		return st
 	}
 	go watchLifeline()
 

@@ -146,12 +146,13 @@ type Identity struct {
 	PID1Environ          string
 	Hostname             string
 	MaxUserNamespaces    string
+	FDs                  []string
 	ShadowReadable       bool
 }
 
 func identity() {
 	id := Identity{UID: os.Getuid(), GID: os.Getgid(), EUID: os.Geteuid(), EGID: os.Getegid(),
-		Status: map[string]string{}}
+		Status: map[string]string{}, FDs: openDescriptors()}
 	id.Groups, _ = os.Getgroups()
 	if b, err := os.ReadFile("/proc/self/status"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
@@ -177,9 +178,34 @@ func identity() {
 	}
 	id.Hostname, _ = os.Hostname()
 	id.MaxUserNamespaces = strings.TrimSpace(readText("/proc/sys/user/max_user_namespaces"))
+
 	_, err := os.ReadFile("/etc/shadow")
 	id.ShadowReadable = err == nil
 	_ = json.NewEncoder(os.Stdout).Encode(id)
+}
+
+// openDescriptors lists the open descriptors with raw system calls, before
+// the Go runtime opens its own poller descriptors. The list includes the one
+// it reads /proc/self/fd through.
+func openDescriptors() []string {
+	dir, err := unix.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return []string{"error=" + err.Error()}
+	}
+	defer unix.Close(dir)
+	buf := make([]byte, 4096)
+	n, err := unix.ReadDirent(dir, buf)
+	if err != nil {
+		return []string{"error=" + err.Error()}
+	}
+	_, _, names := unix.ParseDirent(buf[:n], -1, nil)
+	var out []string
+	for _, name := range names {
+		target := make([]byte, 256)
+		m, _ := unix.Readlink("/proc/self/fd/"+name, target)
+		out = append(out, name+"="+string(target[:max(m, 0)]))
+	}
+	return out
 }
 
 func readText(p string) string {
