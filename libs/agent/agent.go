@@ -63,6 +63,7 @@ type Config struct {
 type Agent struct {
 	p      *party.Party
 	tracer trace.Tracer
+	jobs   jobs
 }
 
 // Open loads the credentials, connects to NATS as the agent and waits for

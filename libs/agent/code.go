@@ -143,39 +143,3 @@ func (a *Agent) Run(ctx context.Context, s Submission) (*Result, error) {
 
 	return res, nil
 }
-
-// Job is a run started by [Agent.Start].
-type Job struct {
-	done chan struct{}
-	res  *Result
-	err  error
-}
-
-// Start runs s in the background and returns at once. The run uses ctx,
-// so cancelling ctx abandons the wait for the result.
-//
-// NOTE: the run is asynchronous only in this process: the request stays
-// open until the sandbox replies, since the sandbox offers agents no job
-// stream to publish to.
-func (a *Agent) Start(ctx context.Context, s Submission) *Job {
-	j := &Job{done: make(chan struct{})}
-	go func() {
-		defer close(j.done)
-		j.res, j.err = a.Run(ctx, s)
-	}()
-
-	return j
-}
-
-// Done is closed when the run ended.
-func (j *Job) Done() <-chan struct{} { return j.done }
-
-// Wait blocks until the run ended or ctx is done and returns its result.
-func (j *Job) Wait(ctx context.Context) (*Result, error) {
-	select {
-	case <-j.done:
-		return j.res, j.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}

@@ -38,7 +38,8 @@ func Example() {
 	fmt.Println(key) // prints the metadata only; key.Value is the secret
 }
 
-// ExampleAgent_Start runs a program in the background and waits for it.
+// ExampleAgent_Start queues a run in the sandbox's work queue and waits
+// for its result.
 func ExampleAgent_Start() {
 	ctx := context.Background()
 	a, err := agent.Open(ctx, agent.Config{
@@ -49,10 +50,13 @@ func ExampleAgent_Start() {
 	}
 	defer a.Close(ctx)
 
-	job := a.Start(ctx, agent.Submission{
+	job, err := a.Start(ctx, agent.Submission{
 		Language: "sh", Entrypoint: "run.sh",
 		Files: []agent.SourceFile{{Name: "run.sh", Content: "echo done\n"}},
 	})
+	if err != nil {
+		log.Fatal(err)
+	}
 	res, err := job.Wait(ctx)
 	if err != nil {
 		log.Fatal(err)

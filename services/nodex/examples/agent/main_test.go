@@ -3,14 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nodexsec/nodex/libs/agent"
 	"github.com/nodexsec/nodex/services/nodex/devrun"
 	"github.com/nodexsec/nodex/services/nodex/internal/cli"
 )
@@ -56,24 +59,44 @@ func TestExampleAgent(t *testing.T) {
 	}
 }
 
-// startStack runs nodex dev in this process on a fresh state folder.
+var (
+	stackOnce           sync.Once
+	stackHome, stackURL string
+	stackErr            error
+)
+
+// startStack returns the nodex dev that the tests of this package share,
+// starting it on first use.
 func startStack(t *testing.T) (home, url string) {
 	t.Helper()
-	home = t.TempDir()
+	stackOnce.Do(func() { stackHome, stackURL, stackErr = runStack() })
+	if stackErr != nil {
+		t.Fatal(stackErr)
+	}
+
+	return stackHome, stackURL
+}
+
+// runStack runs nodex dev in this process on a fresh state folder. The
+// folders stay until the process exits, since the stack keeps using them.
+func runStack() (home, url string, err error) {
+	home, err = os.MkdirTemp("", "nodex-example-home-")
+	if err != nil {
+		return "", "", err
+	}
 	binDir, err := os.MkdirTemp("", "nodex-example-bin-")
 	if err != nil {
-		t.Fatal(err)
+		return "", "", err
 	}
-	t.Cleanup(func() { os.RemoveAll(binDir) })
 	if err := os.Chmod(binDir, 0o755); err != nil {
-		t.Fatal(err)
+		return "", "", err
 	}
 	initPath := filepath.Join(binDir, "sandbox-init")
 	build := exec.Command("go", "build", "-o", initPath,
 		"github.com/nodexsec/nodex/services/sandbox-runner/cmd/sandbox-init")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building sandbox-init: %v\n%s", err, b)
+		return "", "", fmt.Errorf("building sandbox-init: %v\n%s", err, b)
 	}
 
 	// NOTE: the stack is left running until the test process exits, since
@@ -88,11 +111,50 @@ func startStack(t *testing.T) (home, url string) {
 	}()
 	select {
 	case url = <-ready:
+		return home, url, nil
 	case err := <-done:
-		t.Fatalf("starting nodex dev: %v", err)
+		return "", "", fmt.Errorf("starting nodex dev: %w", err)
 	case <-time.After(2 * time.Minute):
-		t.Fatal(fmt.Errorf("nodex dev not ready after 2 minutes"))
+		return "", "", errors.New("nodex dev not ready after 2 minutes")
 	}
+}
 
-	return home, url
+// TestAgentStartQueuesJob runs two programs through the sandbox's work
+// queue and matches each result to its job.
+func TestAgentStartQueuesJob(t *testing.T) {
+	home, url := startStack(t)
+	ctx := context.Background()
+	a, err := agent.Open(ctx, agent.Config{
+		URL: url, CredsFile: filepath.Join(home, "identities", "creds", "agent-demo.creds"),
+	})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer a.Close(ctx)
+
+	var jobs []*agent.Job
+	for i := range 2 {
+		job, err := a.Start(ctx, agent.Submission{
+			Language: "sh", Entrypoint: "run.sh",
+			Files: []agent.SourceFile{{Name: "run.sh", Content: fmt.Sprintf("echo job %d\n", i)}},
+		})
+		if err != nil {
+			t.Fatalf("Start %d: %v", i, err)
+		}
+		jobs = append(jobs, job)
+	}
+	wait, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for i, job := range jobs {
+		res, err := job.Wait(wait)
+		if err != nil {
+			t.Fatalf("job %d: %v", i, err)
+		}
+		if want := fmt.Sprintf("job %d\n", i); res.Exec.Stdout != want {
+			t.Errorf("job %d stdout = %q, want %q", i, res.Exec.Stdout, want)
+		}
+		if res.Submit.BundleID != res.Exec.BundleID {
+			t.Errorf("job %d ran bundle %s, want %s", i, res.Exec.BundleID, res.Submit.BundleID)
+		}
+	}
 }
