@@ -138,8 +138,9 @@ func (a *Agent) PublishEvent(context.Context, string, map[string]string) error {
 	return ErrEventsNotAllowed
 }
 
-// request sends one traced request. A coded error reply comes back as
-// *errs.Error, which the span records by name.
+// request sends one request inside a client span; libs/bus adds its own
+// span and carries the trace to the service. A coded error reply comes
+// back as *errs.Error.
 func (a *Agent) request(ctx context.Context, span, subject, role string, req, resp any) error {
 	ctx, sp := a.tracer.Start(ctx, span, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(
@@ -150,12 +151,11 @@ func (a *Agent) request(ctx context.Context, span, subject, role string, req, re
 
 	err := a.p.Bus.Request(ctx, subject, role, req, resp)
 	if err != nil {
-		var ce *errs.Error
-		if errors.As(err, &ce) {
-			sp.SetAttributes(attribute.String("nodex.error", ce.Name))
-		}
-		sp.RecordError(err)
-		sp.SetStatus(codes.Error, "request failed")
+		// Only the coded name goes into the span: an error's text may
+		// quote request data.
+		name := errs.From(err).Name
+		sp.SetAttributes(attribute.String("nodex.error", name))
+		sp.SetStatus(codes.Error, name)
 	}
 
 	return err
