@@ -23,7 +23,7 @@ import (
 	"github.com/nodexsec/nodex/libs/party"
 )
 
-// Subjects and the roles that must answer them.
+// Subjects and the roles that must serve them.
 const (
 	SubjectSubmit   = "nodex.v1.codesec.submit"
 	SubjectExec     = "nodex.v1.sandbox.exec"

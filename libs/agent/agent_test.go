@@ -58,7 +58,7 @@ func TestOpenRejectsMissingSettings(t *testing.T) {
 	}
 }
 
-// TestRetrieveKeyWithoutKeyvault checks that a request no service answers
+// TestRetrieveKeyWithoutKeyvault checks that a request no service serves
 // fails instead of hanging.
 func TestRetrieveKeyWithoutKeyvault(t *testing.T) {
 	ctx := context.Background()

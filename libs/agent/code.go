@@ -42,12 +42,12 @@ type SubmitReply struct {
 	Findings   []bundle.Finding `json:"findings"`
 }
 
-// ExecRequest asks the sandbox to run a stored bundle.
+// ExecRequest is the body of a nodex.v1.sandbox.exec request: the bundle to run.
 type ExecRequest struct {
 	BundleID string `json:"bundle_id"`
 }
 
-// ExecReply is the outcome of one sandbox run. Reason says why the run
+// ExecReply is the outcome of one sandbox run. Reason is why the run
 // ended (for example "exited" or a limit); Violations lists what the
 // sandbox blocked. Receipt is the runner's signed run receipt, kept as raw
 // JSON.
