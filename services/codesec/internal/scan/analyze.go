@@ -55,26 +55,27 @@ type analyzer struct {
 	tainted  map[string]bool // names assigned from a decoder call
 	facts    facts
 
-	match    []int                // closing bracket of each opening one
-	argsMemo map[int][][2]int     // splitArgs results by '(' index
-	foldMemo map[int]foldedResult // fold results by start index
+	match    []int            // closing bracket of each opening one
+	argsMemo map[int][][2]int // splitArgs results by '(' index
+	foldMemo []foldedResult   // fold results by start index
 }
 
 type foldedResult struct {
-	f  folded
-	ok bool
+	f    folded
+	ok   bool
+	done bool
 }
 
 func analyzeCode(lang, src string, decoders []string) *facts {
 	a := &analyzer{lang: lang, aliases: map[string]string{}, decoders: decoders,
-		tainted: map[string]bool{}, argsMemo: map[int][][2]int{},
-		foldMemo: map[int]foldedResult{}}
+		tainted: map[string]bool{}, argsMemo: map[int][][2]int{}}
 	if lang == "python" {
 		a.toks = tokenizePython(src)
 	} else {
 		a.toks = tokenizeJavaScript(src)
 	}
 	a.matchBrackets()
+	a.foldMemo = make([]foldedResult, len(a.toks))
 	a.facts.lines = logicalLines(src, lang)
 
 	a.collectRefs()

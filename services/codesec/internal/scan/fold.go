@@ -45,12 +45,15 @@ func (a *analyzer) fold(i, depth int) (folded, bool) {
 	// every token before it and from enclosing calls, and hostile nesting
 	// would otherwise make that quadratic or worse. A result cut short by
 	// maxFoldDepth is cached too, which only means less folding.
-	if r, ok := a.foldMemo[i]; ok {
+	if i < 0 || i >= len(a.foldMemo) {
+		return folded{}, false
+	}
+	if r := a.foldMemo[i]; r.done {
 		return r.f, r.ok
 	}
 	f, ok := a.foldUncached(i, depth)
 	f.literals = slices.Clip(f.literals) // so a caller's append copies
-	a.foldMemo[i] = foldedResult{f: f, ok: ok}
+	a.foldMemo[i] = foldedResult{f: f, ok: ok, done: true}
 
 	return f, ok
 }
