@@ -1,19 +1,24 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/nodexsec/nodex/libs/authz"
 	"github.com/nodexsec/nodex/libs/errs"
 	"github.com/nodexsec/nodex/libs/identity"
+	"github.com/nodexsec/nodex/services/incident/incident"
+	"github.com/nodexsec/nodex/services/policy/policy"
 )
 
 // TestKeyFloodRestrictsKeyAccess follows an API abuse. An agent allowed to
 // read openai keys retrieves one as fast as it can, so keyvault rate-limits
 // it and audits each limit hit. Monitor raises API_ABUSE, and incident
 // restricts the agent's key access in policy data. The restriction holds:
-// the agent, still active and still holding key-reader:openai, is denied.
+// the agent, still active and still holding key-reader:openai, is denied
+// until an operator lifts the restriction.
 func TestKeyFloodRestrictsKeyAccess(t *testing.T) {
 	sys := startSystem(t)
 	op := sys.openBuiltin(t, identity.OperatorID)
@@ -60,5 +65,39 @@ func TestKeyFloodRestrictsKeyAccess(t *testing.T) {
 		id.Status != identity.StatusActive {
 		t.Errorf("agent-flood status = %v (err %v), want active: API abuse restricts keys only",
 			id, err)
+	}
+
+	// Lifting the key access suspension is an explicit operator step, and
+	// it gives the agent its key back.
+	var keyAction string
+	for _, a := range inc.Actions {
+		if string(a.Kind) == "suspend_key_access" {
+			keyAction = a.ID
+		}
+	}
+	var updated incident.GetReply
+	err = op.Bus.Request(context.Background(), incident.SubjectUpdate, incident.Role,
+		incident.UpdateRequest{ID: inc.ID, Verb: incident.VerbLift, ActionID: keyAction,
+			Reason: "false positive: load test"}, &updated)
+	if err != nil {
+		t.Fatalf("lifting action %s of incident %s: %v", keyAction, inc.ID, err)
+	}
+	// Poll with dry-run decisions, because each denied retrieve would count
+	// toward the repeated-denials rule and get the agent suspended.
+	eventually(t, "agent-flood's key access restored in policy", 30*time.Second, func() bool {
+		var d authz.Decision
+		err := op.Bus.Request(context.Background(), policy.SubjectDecide, "service:policy",
+			authz.Input{
+				Subject: authz.Subject{ID: "agent-flood", Kind: authz.KindAgent,
+					Roles: []string{"key-reader:openai"}, Status: authz.StatusActive},
+				Action: "retrieve", Resource: authz.Resource{Type: "key", ID: "openai-dev"},
+				Context: authz.Context{Provider: "openai"},
+			}, &d)
+		return err == nil && d.Allow
+	})
+	// Keyvault's engine watches the same bucket; give it a moment to load.
+	time.Sleep(500 * time.Millisecond)
+	if got, err := retrieve(agent, "openai-dev"); err != nil || got.Value == "" {
+		t.Errorf("retrieve after the lift: err = %v, want the value", err)
 	}
 }
