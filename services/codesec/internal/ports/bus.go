@@ -6,6 +6,8 @@ import (
 	"errors"
 	"log/slog"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nodexsec/nodex/libs/bus"
@@ -50,12 +52,30 @@ func (h *Handlers) Register(c *bus.Client) error {
 		{SubjectGet, h.get},
 	}
 	for _, hd := range handlers {
-		if err := c.Handle(hd.subject, QueueGroup, hd.handler); err != nil {
+		if err := c.Handle(hd.subject, QueueGroup, traced(hd.subject, hd.handler)); err != nil {
 			return err
 		}
 	}
 
 	return nil
+}
+
+// traced opens a span per request, a child of the caller's trace context
+// that the bus carries in the message headers.
+func traced(subject string, h bus.Handler) bus.Handler {
+	tracer := otel.Tracer("nodex/codesec")
+
+	return func(ctx context.Context, req *bus.Request) (any, error) {
+		ctx, span := tracer.Start(ctx, subject, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+
+		reply, err := h(ctx, req)
+		if err != nil {
+			span.SetStatus(codes.Error, errs.From(err).Name)
+		}
+
+		return reply, err
+	}
 }
 
 func caller(req *bus.Request) app.Caller {
