@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,15 +41,9 @@ effect within about a second and close the identity's open connections.`,
 
 // withAdmin connects as the operator and runs fn with a root-key admin.
 func (g *globals) withAdmin(ctx context.Context, fn func(*identity.Admin) error) error {
-	dir := filepath.Join(g.homeDir(), "identities")
-	rootKey := filepath.Join(dir, "root.key")
-	if _, err := os.Stat(rootKey); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("operator root key %s not found: run this on the host of nodex dev, "+
-			"or pass --home with the state folder that holds it", rootKey)
-	}
-	setup, err := identity.Bootstrap(dir)
+	root, err := loadRootKey(g.homeDir())
 	if err != nil {
-		return fmt.Errorf("loading operator root key from %s: %w", dir, err)
+		return err
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
@@ -62,7 +58,44 @@ func (g *globals) withAdmin(ctx context.Context, fn func(*identity.Admin) error)
 		return fmt.Errorf("opening registry bucket %s: %w", identity.Bucket, err)
 	}
 
-	return fn(identity.NewAdmin(kv, setup.Root))
+	return fn(identity.NewAdmin(kv, root))
+}
+
+// rootKeyFile is the key file layout that libs/identity writes for
+// NODEX_HOME/identities/root.key.
+type rootKeyFile struct {
+	Name string `json:"name"`
+	Seed []byte `json:"seed"`
+}
+
+// loadRootKey reads the operator root key of the deployment in home. It
+// reads the file itself because identity.Bootstrap would create every
+// missing key and credentials file as a side effect.
+func loadRootKey(home string) (identity.Signer, error) {
+	path := filepath.Join(home, "identities", "root.key")
+	info, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return identity.Signer{}, fmt.Errorf("operator root key %s not found: run this on the "+
+			"host of nodex dev, or pass --home with the state folder that holds it", path)
+	}
+	if err != nil {
+		return identity.Signer{}, fmt.Errorf("reading operator root key: %w", err)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return identity.Signer{}, fmt.Errorf("operator root key %s is readable by others "+
+			"(mode %o): chmod 600 it", path, info.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return identity.Signer{}, fmt.Errorf("reading operator root key: %w", err)
+	}
+	var f rootKeyFile
+	if err := json.Unmarshal(b, &f); err != nil || f.Name != identity.SignerRoot ||
+		len(f.Seed) != ed25519.SeedSize {
+		return identity.Signer{}, fmt.Errorf("%s does not hold an operator root key", path)
+	}
+
+	return identity.Signer{Name: f.Name, Key: ed25519.NewKeyFromSeed(f.Seed)}, nil
 }
 
 // identityError turns the registry's not-found error into the coded one,

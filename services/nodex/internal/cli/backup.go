@@ -249,16 +249,12 @@ func (g *globals) restore(path string, force bool) error {
 
 // checkRootKey fails unless home's identities pin the backup's root key.
 func checkRootKey(home string, want []byte) error {
-	dir := filepath.Join(home, "identities")
-	if _, err := os.Stat(filepath.Join(dir, "root.key")); err != nil {
-		return fmt.Errorf("no root key in %s: restore needs the identities folder of the "+
-			"deployment that made the backup", dir)
-	}
-	setup, err := identity.Bootstrap(dir)
+	root, err := loadRootKey(home)
 	if err != nil {
-		return fmt.Errorf("loading identities from %s: %w", dir, err)
+		return fmt.Errorf("restore needs the identities of the deployment that made the backup: %w",
+			err)
 	}
-	if !bytes.Equal(setup.Root.Public(), want) {
+	if !bytes.Equal(root.Public(), want) {
 		return errors.New("the backup belongs to a deployment with another root key: " +
 			"restore it into the state folder whose identities made it")
 	}
