@@ -1,6 +1,7 @@
 // Package rules embeds codesec's static rule files, one per language
-// (python.json, javascript.json, sh.json). Each rule carries its own
-// positive and negative samples, which the scan package's tests run.
+// (python.json, javascript.json, sh.json). Each rule's positive and
+// negative samples live in the scan package's testdata/samples, and its
+// tests run them.
 package rules
 
 import "embed"

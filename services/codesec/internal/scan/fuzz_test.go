@@ -1,13 +1,16 @@
 package scan
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/nodexsec/nodex/libs/bundle"
 )
 
 // FuzzScan runs arbitrary source through every language's analysis, seeded
-// with the rule samples. Hostile code reaches the scanner before anything
+// with the rule samples from testdata. Hostile code reaches the scanner before anything
 // else, so it must never panic and must respect the findings cap.
 func FuzzScan(f *testing.F) {
 	s, err := NewDefault()
@@ -15,8 +18,16 @@ func FuzzScan(f *testing.F) {
 		f.Fatal(err)
 	}
 	for _, lang := range []string{"python", "javascript", "sh"} {
-		for _, r := range s.Rules(lang).Rules {
-			for _, src := range append(r.Samples.Positive, r.Samples.Negative...) {
+		data, err := os.ReadFile(filepath.Join("testdata", "samples", lang+".json"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		var all map[string]samples
+		if err := json.Unmarshal(data, &all); err != nil {
+			f.Fatal(err)
+		}
+		for _, sm := range all {
+			for _, src := range append(sm.Positive, sm.Negative...) {
 				f.Add(src)
 			}
 		}

@@ -70,10 +70,6 @@ type Rule struct {
 	// pipes into itself in the background).
 	Checks []string `json:"checks,omitempty"`
 
-	// Samples are a positive and a negative example, kept with the rule so
-	// the rule test proves both directions.
-	Samples Samples `json:"samples"`
-
 	strings []*regexp.Regexp
 	lines   []*regexp.Regexp
 	calls   globSet
@@ -111,13 +107,6 @@ type ComputedArg struct {
 	Arg  int    `json:"arg"`
 }
 
-// Samples are test programs for a rule: each positive one must make the rule
-// fire, and no negative one may.
-type Samples struct {
-	Positive []string `json:"positive"`
-	Negative []string `json:"negative"`
-}
-
 var knownChecks = []string{"fork_bomb"}
 
 // ParseRuleFile decodes and validates a rule file.
@@ -152,8 +141,6 @@ func (r *Rule) compile() error {
 		return fmt.Errorf("severity %q is not one of %s", r.Severity, strings.Join(severities, ", "))
 	case r.Message == "":
 		return fmt.Errorf("missing message")
-	case len(r.Samples.Positive) == 0 || len(r.Samples.Negative) == 0:
-		return fmt.Errorf("needs at least one positive and one negative sample")
 	}
 	for _, c := range r.Checks {
 		if !slices.Contains(knownChecks, c) {

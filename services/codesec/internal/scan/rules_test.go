@@ -1,7 +1,10 @@
 package scan
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -47,27 +50,60 @@ func ruleIDs(findings []bundle.Finding) []string {
 	return ids
 }
 
-// TestRuleSamples runs every rule's own samples: each positive sample must
-// make the rule fire, and no negative sample may.
+// samples are test programs for a rule: each positive one must make the
+// rule fire, and no negative one may.
+type samples struct {
+	Positive []string `json:"positive"`
+	Negative []string `json:"negative"`
+}
+
+// loadSamples reads testdata/samples/<lang>.json, keyed by rule id.
+func loadSamples(t *testing.T, lang string) map[string]samples {
+	t.Helper()
+
+	data, err := os.ReadFile(filepath.Join("testdata", "samples", lang+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]samples
+	if err := json.Unmarshal(data, &out); err != nil {
+		t.Fatalf("decoding samples of %s: %v", lang, err)
+	}
+
+	return out
+}
+
+// TestRuleSamples runs every rule's samples from testdata. Each rule needs
+// at least one positive and one negative sample, and each sample set must
+// belong to a rule.
 func TestRuleSamples(t *testing.T) {
 	t.Parallel()
 	s := defaultScanner(t)
 
 	for _, lang := range []string{"python", "javascript", "sh"} {
+		all := loadSamples(t, lang)
 		for _, r := range s.Rules(lang).Rules {
+			sm := all[r.ID]
+			delete(all, r.ID)
 			t.Run(r.ID, func(t *testing.T) {
 				t.Parallel()
-				for i, src := range r.Samples.Positive {
+				if len(sm.Positive) == 0 || len(sm.Negative) == 0 {
+					t.Fatalf("rule %s needs a positive and a negative sample in testdata", r.ID)
+				}
+				for i, src := range sm.Positive {
 					if ids := ruleIDs(scanText(t, s, lang, src)); !slices.Contains(ids, r.ID) {
 						t.Errorf("positive sample %d %q: rules %v fired, want %s", i, src, ids, r.ID)
 					}
 				}
-				for i, src := range r.Samples.Negative {
+				for i, src := range sm.Negative {
 					if ids := ruleIDs(scanText(t, s, lang, src)); slices.Contains(ids, r.ID) {
 						t.Errorf("negative sample %d %q: rule %s fired", i, src, r.ID)
 					}
 				}
 			})
+		}
+		for id := range all {
+			t.Errorf("%s samples for %s match no rule", lang, id)
 		}
 	}
 }
