@@ -1,0 +1,164 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nodexsec/nodex/libs/agent"
+	"github.com/nodexsec/nodex/libs/errs"
+	"github.com/nodexsec/nodex/libs/identity"
+)
+
+// trivialProgram is the program every run submits: it only exits.
+var trivialProgram = agent.Submission{
+	Language: "python", Entrypoint: "main.py",
+	Files: []agent.SourceFile{{Name: "main.py", Content: "pass\n"}},
+}
+
+// busyBackoff is how long an agent waits before retrying a run that the
+// sandbox-runner rejected with sandbox_busy (its slots and queue were full).
+const busyBackoff = 20 * time.Millisecond
+
+// BenchmarkNodexRun measures `nodex run` of a trivial Python program through
+// the whole path (agent SDK, codesec scan, policy decision, sealing, sandbox
+// run, signed receipt, reply) with 1, 4 and 16 concurrent agents, each on its
+// own connection. bare_python3 times `/usr/bin/python3 -c pass` in the same
+// run, and every agents_N case reports its p50 as a multiple of that baseline.
+// Latency counts from the submit to the run's reply, including retries after
+// sandbox_busy, which an agent sees when more runs arrive than the runner's
+// slots and queue hold (2 and 8 by default).
+func BenchmarkNodexRun(b *testing.B) {
+	sys := startSystem(b)
+	warmUp(b, sys)
+
+	var bareP50 time.Duration
+	b.Run("bare_python3", func(b *testing.B) {
+		samples := make([]time.Duration, 0, b.N)
+		start := time.Now()
+		for range b.N {
+			t0 := time.Now()
+			if err := exec.Command("/usr/bin/python3", "-c", "pass").Run(); err != nil {
+				b.Fatalf("running python3: %v", err)
+			}
+			samples = append(samples, time.Since(t0))
+		}
+		bareP50 = reportLatencies(b, samples, time.Since(start))
+	})
+	for _, n := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("agents_%d", n), func(b *testing.B) {
+			p50 := runConcurrent(b, sys, n)
+			if bareP50 > 0 {
+				b.ReportMetric(float64(p50)/float64(bareP50), "p50/bare")
+			}
+		})
+	}
+}
+
+// warmUp runs the program once, so that the first timed run does not pay
+// for compiling the policy, loading rules or opening streams.
+func warmUp(b *testing.B, sys *system) {
+	b.Helper()
+	a := openAgent(b, sys)
+	if _, err := runOnce(context.Background(), a); err != nil {
+		b.Fatalf("warm-up run: %v", err)
+	}
+}
+
+// openAgent connects as the demo agent, as `nodex run` does.
+func openAgent(b *testing.B, sys *system) *agent.Agent {
+	b.Helper()
+	ctx := context.Background()
+	a, err := agent.Open(ctx, agent.Config{URL: sys.url, CredsFile: sys.credsPath(identity.DemoAgentID)})
+	if err != nil {
+		b.Fatalf("opening agent: %v", err)
+	}
+	b.Cleanup(func() { _ = a.Close(ctx) })
+
+	return a
+}
+
+// runConcurrent makes b.N runs spread over n agents and reports their
+// latencies and throughput. It returns the p50.
+func runConcurrent(b *testing.B, sys *system, n int) time.Duration {
+	agents := make([]*agent.Agent, n)
+	for i := range agents {
+		agents[i] = openAgent(b, sys)
+	}
+	var (
+		next     atomic.Int64
+		retries  atomic.Int64
+		mu       sync.Mutex
+		samples  = make([]time.Duration, 0, b.N)
+		wg       sync.WaitGroup
+		firstErr error
+	)
+	b.ResetTimer()
+	start := time.Now()
+	for _, a := range agents {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
+				busy, err := runOnce(context.Background(), a)
+				d := time.Since(t0)
+				retries.Add(int64(busy))
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				samples = append(samples, d)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if firstErr != nil {
+		b.Fatalf("run with %d agents: %v", n, firstErr)
+	}
+	b.ReportMetric(float64(retries.Load()), "busy_retries")
+
+	return reportLatencies(b, samples, elapsed)
+}
+
+// runOnce runs trivialProgram and checks that it exited 0. It retries while
+// the sandbox-runner answers sandbox_busy and returns how often it did.
+func runOnce(ctx context.Context, a *agent.Agent) (int, error) {
+	for busy := 0; ; busy++ {
+		res, err := a.Run(ctx, trivialProgram)
+		var coded *errs.Error
+		if errors.As(err, &coded) && coded.Code == errs.SandboxBusy.Code && busy < 500 {
+			time.Sleep(busyBackoff)
+			continue
+		}
+		if err != nil {
+			return busy, err
+		}
+		if res.Exec == nil || res.Exec.ExitCode != 0 {
+			return busy, errors.New("trivial program did not exit 0")
+		}
+
+		return busy, nil
+	}
+}
+
+// reportLatencies reports p50, p99 and runs/s of samples taken over
+// elapsed, and returns the p50.
+func reportLatencies(b *testing.B, samples []time.Duration, elapsed time.Duration) time.Duration {
+	slices.Sort(samples)
+	p50 := samples[len(samples)/2]
+	p99 := samples[(len(samples)*99)/100]
+	b.ReportMetric(float64(p50.Microseconds())/1e3, "p50_ms")
+	b.ReportMetric(float64(p99.Microseconds())/1e3, "p99_ms")
+	b.ReportMetric(float64(len(samples))/elapsed.Seconds(), "runs/s")
+	b.ReportMetric(0, "ns/op")
+
+	return p50
+}
