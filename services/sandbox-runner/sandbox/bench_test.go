@@ -27,7 +27,7 @@ func BenchmarkServicePath(b *testing.B) {
 	ctx := context.Background()
 	const code = "print('hi')"
 	id := w.seal(b, code)
-	ex, err := executor.New(executor.Config{InitPath: initPath, Slots: 1, HostIDBase: 1<<20 + 24576,
+	ex, err := executor.New(executor.Config{InitPath: initPath, Slots: 1, HostIDBase: testIDBase + 16,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)

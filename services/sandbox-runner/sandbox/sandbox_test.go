@@ -30,6 +30,10 @@ import (
 
 var initPath string
 
+// testIDBase gives this test process its own 64 host ids, apart from other
+// test processes that may run on this machine at the same time.
+var testIDBase = 1<<21 + (os.Getpid()%8192)*64
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "nodex-service-test-")
 	if err != nil {
@@ -101,7 +105,7 @@ func startWorld(t testing.TB) *world {
 	done := make(chan error, 1)
 	go func() {
 		done <- sandbox.Run(ctx, sandbox.Deps{
-			Config: sandbox.Config{InitPath: initPath, Slots: 2, Queue: 2, HostIDBase: 1<<20 + 16384}, Client: sb.Bus,
+			Config: sandbox.Config{InitPath: initPath, Slots: 2, Queue: 2, HostIDBase: testIDBase}, Client: sb.Bus,
 			Directory: &identity.Directory{View: sb.View}, Creds: sb.Creds, Decider: engine,
 			Events: sb.Events, Log: slog.New(slog.DiscardHandler),
 		})

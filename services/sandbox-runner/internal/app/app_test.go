@@ -30,6 +30,10 @@ import (
 
 var initPath string
 
+// testIDBase gives this test process its own 64 host ids, apart from other
+// test processes that may run on this machine at the same time.
+var testIDBase = 1<<21 + (os.Getpid()%8192)*64
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "nodex-app-test-")
 	if err != nil {
@@ -132,8 +136,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	// Host ids apart from the other packages' tests, which may run at the same time.
-	ex, err := executor.New(executor.Config{InitPath: initPath, Slots: 2, HostIDBase: 1<<20 + 8192,
+	ex, err := executor.New(executor.Config{InitPath: initPath, Slots: 2, HostIDBase: testIDBase,
 		Logger: log})
 	if err != nil {
 		t.Fatal(err)

@@ -56,10 +56,16 @@ func buildStatic(out, pkg string) error {
 // probeBinary is the static test probe built from testdata/probe.
 var probeBinary string
 
+// testIDBase gives this test process its own host ids, 64 of them, apart from
+// other test processes that may run the same tests on this machine at the
+// same time: slot ids are host-wide, and so are the process counts charged
+// to them.
+var testIDBase = 1<<21 + (os.Getpid()%8192)*64
+
 func newTestExecutor(t testing.TB, slots int) *Executor {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	e, err := New(Config{InitPath: initPath, Slots: slots, Logger: log})
+	e, err := New(Config{InitPath: initPath, Slots: slots, HostIDBase: testIDBase, Logger: log})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -32,7 +32,7 @@ func processesOfIDs(lo, hi int) []string {
 		for sc.Scan() {
 			if v, ok := strings.CutPrefix(sc.Text(), "Uid:"); ok {
 				if uid, err := strconv.Atoi(strings.Fields(v)[0]); err == nil && uid >= lo && uid <= hi {
-					out = append(out, e.Name())
+					out = append(out, e.Name()+describeProcess(e.Name()))
 				}
 			}
 		}
@@ -176,15 +176,20 @@ func TestTreeDeathFailsWithoutTreeKill(t *testing.T) {
 // sandbox run and blocks, so a test can kill it mid-run.
 const runnerHelperEnv = "NODEX_TEST_RUNNER_HELPER"
 
-// helperIDBase keeps the helper's slot ids apart from the test's.
-const helperIDBase = 1<<20 + 4096
+// helperIDEnv passes the helper its host id base, apart from the test's.
+const helperIDEnv = "NODEX_TEST_HELPER_ID_BASE"
 
 func init() {
 	if os.Getenv(runnerHelperEnv) == "" {
 		return
 	}
 	initPath = os.Getenv(runnerHelperEnv)
-	e, err := New(Config{InitPath: initPath, Slots: 1, HostIDBase: helperIDBase,
+	base, err := strconv.Atoi(os.Getenv(helperIDEnv))
+	if err != nil {
+		fmt.Println("helper: invalid", helperIDEnv)
+		os.Exit(1)
+	}
+	e, err := New(Config{InitPath: initPath, Slots: 1, HostIDBase: base,
 		Logger: discardLogger()})
 	if err != nil {
 		fmt.Println("helper:", err)
@@ -202,7 +207,9 @@ func TestRunnerDeathLeavesNoSandbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(self, "-test.run=^$")
-	cmd.Env = append(os.Environ(), runnerHelperEnv+"="+initPath)
+	helperIDBase := testIDBase + 32
+	cmd.Env = append(os.Environ(), runnerHelperEnv+"="+initPath,
+		helperIDEnv+"="+strconv.Itoa(helperIDBase))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -243,4 +250,31 @@ func TestRunnerDeathLeavesNoSandbox(t *testing.T) {
 			t.Errorf("the dead runner's cgroups survived the sweep at start: %v", left)
 		}
 	}
+}
+
+// describeProcess returns a process's command, state, namespace PIDs and
+// cgroups, to explain a process that outlived its sandbox.
+func describeProcess(pid string) string {
+	cmd, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+	status, _ := os.ReadFile("/proc/" + pid + "/status")
+	cg, _ := os.ReadFile("/proc/" + pid + "/cgroup")
+	var state, nspid, ppid string
+	for _, line := range strings.Split(string(status), "\n") {
+		switch {
+		case strings.HasPrefix(line, "State:"):
+			state = strings.TrimSpace(strings.TrimPrefix(line, "State:"))
+		case strings.HasPrefix(line, "NSpid:"):
+			nspid = strings.TrimSpace(strings.TrimPrefix(line, "NSpid:"))
+		case strings.HasPrefix(line, "PPid:"):
+			ppid = strings.TrimSpace(strings.TrimPrefix(line, "PPid:"))
+		}
+	}
+	var pidsCgroup string
+	for _, line := range strings.Split(string(cg), "\n") {
+		if strings.Contains(line, ":pids:") {
+			pidsCgroup = line
+		}
+	}
+	return fmt.Sprintf("(%q state %s ppid %s nspid %s %s)", strings.ReplaceAll(string(cmd), "\x00", " "),
+		state, ppid, nspid, pidsCgroup)
 }
