@@ -89,8 +89,14 @@ func Init(ctx context.Context, opts InitOptions) error {
 			return err
 		}
 	}
+	if opts.UID < 0 && opts.GID < 0 {
+		return nil
+	}
+	// The sandbox-runner runs as container root without CAP_DAC_OVERRIDE,
+	// so its folder must belong to uid 0 to be readable.
+	runner := filepath.Join(opts.Out, "services", "sandbox")
 
-	return nil
+	return chownTree(runner, 0, 0)
 }
 
 func ensureTLS(dir string, hosts []string) (broker.TLSFiles, error) {
