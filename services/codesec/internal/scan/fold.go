@@ -26,7 +26,13 @@ const maxFoldDepth = 32
 // constantIn reports the value of the tokens [start, end) when they form
 // one constant string expression.
 func (a *analyzer) constantIn(start, end int) (string, bool) {
-	f, ok := a.fold(start, 0)
+	return a.constantAt(start, end, 0)
+}
+
+// constantAt is constantIn inside a fold at the given depth, so nested
+// calls such as b64decode(b64decode(...)) stay within maxFoldDepth.
+func (a *analyzer) constantAt(start, end, depth int) (string, bool) {
+	f, ok := a.fold(start, depth)
 	if !ok || !f.complete || f.end != end {
 		return "", false
 	}
@@ -44,7 +50,9 @@ func (a *analyzer) fold(i, depth int) (folded, bool) {
 	// Results are cached by position: the same expression is reached from
 	// every token before it and from enclosing calls, and hostile nesting
 	// would otherwise make that quadratic or worse. A result cut short by
-	// maxFoldDepth is cached too, which only means less folding.
+	// maxFoldDepth is cached too.
+	// NOTE: so a constant nested more than maxFoldDepth brackets or calls
+	// deep is not folded, and a name hidden that deep is not found.
 	if i < 0 || i >= len(a.foldMemo) {
 		return folded{}, false
 	}
@@ -142,13 +150,13 @@ func (a *analyzer) foldCall(i, depth int) (folded, bool) {
 		}
 		return folded{value: b.String(), end: end, pieces: true}, len(args) > 0
 	case anyGlob(a.decoders, name) && len(args) >= 1:
-		value, ok := a.constantIn(args[0][0], args[0][1])
+		value, ok := a.constantAt(args[0][0], args[0][1], depth+1)
 		if !ok {
 			return folded{}, false
 		}
 		encoding := ""
 		if len(args) >= 2 {
-			encoding, _ = a.constantIn(args[1][0], args[1][1])
+			encoding, _ = a.constantAt(args[1][0], args[1][1], depth+1)
 		}
 		decoded, ok := decodeConstant(name, encoding, value)
 		return folded{value: decoded, end: end, pieces: true}, ok
@@ -246,7 +254,7 @@ func (a *analyzer) foldList(start, end, depth int) ([]string, bool) {
 	}
 	var parts []string
 	for _, r := range a.splitArgs(start) {
-		v, ok := a.constantIn(r[0], r[1])
+		v, ok := a.constantAt(r[0], r[1], depth+1)
 		if !ok {
 			return nil, false
 		}
@@ -269,7 +277,7 @@ func (a *analyzer) foldJSJoin(i, depth int) (folded, bool) {
 	}
 	sep := ","
 	if args := a.splitArgs(close + 3); len(args) == 1 {
-		if sep, ok = a.constantIn(args[0][0], args[0][1]); !ok {
+		if sep, ok = a.constantAt(args[0][0], args[0][1], depth+1); !ok {
 			return folded{}, false
 		}
 	}
