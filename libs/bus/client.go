@@ -17,10 +17,11 @@ import (
 
 // Defaults for the zero values of [Config].
 const (
-	DefaultRequestTimeout   = 5 * time.Second
-	DefaultRequestsPerSec   = 50
-	DefaultRequestBurst     = 100
-	DefaultRateLimitSenders = 100_000
+	DefaultRequestTimeout     = 5 * time.Second
+	DefaultHandlerConcurrency = 32
+	DefaultRequestsPerSec     = 50
+	DefaultRequestBurst       = 100
+	DefaultRateLimitSenders   = 100_000
 )
 
 // Config configures a [Client]. Conn and Codec are required.
@@ -39,6 +40,10 @@ type Config struct {
 	RequestBurst      int
 	// Now returns the current time for rate limiting; nil means time.Now.
 	Now func() time.Time
+	// HandlerConcurrency bounds how many requests of one Handle run at
+	// once. Default 32. When all are busy, delivery on that subscription
+	// waits, so the backlog stays in NATS's pending buffer.
+	HandlerConcurrency int
 
 	// OnError, if set, receives errors the Client handles without a caller to
 	// return them to: handler failures (before they become coded replies),
@@ -114,6 +119,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.RequestBurst <= 0 {
 		cfg.RequestBurst = DefaultRequestBurst
+	}
+	if cfg.HandlerConcurrency <= 0 {
+		cfg.HandlerConcurrency = DefaultHandlerConcurrency
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

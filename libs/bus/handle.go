@@ -46,15 +46,26 @@ func (r *Request) ID() string { return hex.EncodeToString(r.opened.Header.ID[:])
 type Handler func(ctx context.Context, req *Request) (any, error)
 
 // Handle serves subject with h. A non-empty queue makes the replicas of a
-// service share requests. One subscription runs h for one message at a
-// time, so calling Handle again with the same subject and queue adds a
-// concurrent worker. Messages that fail an envelope check get no
-// reply, because an unauthenticated sender cannot receive a confidential one.
+// service share requests. Up to Config.HandlerConcurrency requests run h at
+// once, so one slow request does not hold up the others. Messages that fail
+// an envelope check get no reply, because an unauthenticated sender cannot
+// receive a confidential one.
 func (c *Client) Handle(subject, queue string, h Handler) error {
 	if h == nil {
 		return fmt.Errorf("bus: nil handler for %s", subject)
 	}
-	cb := func(m *nats.Msg) { c.serve(m, h) }
+	slots := make(chan struct{}, c.cfg.HandlerConcurrency)
+	cb := func(m *nats.Msg) {
+		// Acquiring before the goroutine starts makes a full handler block
+		// delivery instead of piling up goroutines, and counting in-flight
+		// work here keeps Drain from missing a request about to start.
+		slots <- struct{}{}
+		c.inflight.Add(1)
+		go func() {
+			defer func() { <-slots; c.inflight.Done() }()
+			c.serve(m, h)
+		}()
+	}
 	var (
 		sub *nats.Subscription
 		err error
@@ -78,8 +89,6 @@ func (c *Client) Handle(subject, queue string, h Handler) error {
 // serve opens one request, applies the sender's rate limit, runs h and
 // sends the sealed reply.
 func (c *Client) serve(m *nats.Msg, h Handler) {
-	c.inflight.Add(1)
-	defer c.inflight.Done()
 	ctx := extractTrace(context.Background(), m.Header)
 
 	ctx, span := startSpan(ctx, trace.SpanKindServer, "process", m.Subject, c.ID())

@@ -196,3 +196,46 @@ func TestConsumeBoundsMissingWrapRetries(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// TestHandleRunsRequestsConcurrently holds one request in its handler and
+// checks that a second request on the same subject is answered meanwhile.
+func TestHandleRunsRequestsConcurrently(t *testing.T) {
+	srv := testkit.NATSServer(t)
+	w := newWorld(t, srv)
+	svc := newClient(t, srv, w.AddParty(t, "sandbox-1", "service", "service:sandbox"), nil)
+	agent := newClient(t, srv, w.AddParty(t, "agent-1", "agent", "agent"), nil)
+
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	err := svc.Handle("nodex.v1.sandbox.exec", "sandbox", func(_ context.Context, r *Request) (any, error) {
+		var in echo
+		if err := r.Decode(&in); err != nil {
+			return nil, err
+		}
+		if in.Text == "slow" {
+			entered <- struct{}{}
+			<-release
+		}
+		return in, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	slowDone := make(chan error, 1)
+	go func() {
+		slowDone <- agent.Request(context.Background(), "nodex.v1.sandbox.exec", "service:sandbox",
+			echo{Text: "slow"}, nil)
+	}()
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var got echo
+	if err := agent.Request(ctx, "nodex.v1.sandbox.exec", "service:sandbox", echo{Text: "fast"}, &got); err != nil {
+		t.Fatalf("second request while the first is held: %v", err)
+	}
+	close(release)
+	if err := <-slowDone; err != nil {
+		t.Fatalf("held request: %v", err)
+	}
+}
