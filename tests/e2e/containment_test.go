@@ -30,7 +30,7 @@ func TestRepeatedDenialsContainAgent(t *testing.T) {
 	}
 
 	agentCreds := sys.newAgent(t, op, "agent-greedy", identity.RoleAgent)
-	agent := sys.open(t, agentCreds)
+	agent := sys.openNew(t, agentCreds)
 	for i := range 6 {
 		var got api.RetrieveReply
 		err := agent.Bus.Request(ctx, api.SubjectRetrieve, api.Role,
