@@ -51,7 +51,7 @@ type system struct {
 }
 
 // startSystem runs devrun until the benchmark ends. Service logs are
-// discarded: at debug level they would cost more than the path measured.
+// discarded, so that writing them does not add to the latency measured.
 func startSystem(b *testing.B) *system {
 	b.Helper()
 	home := b.TempDir()

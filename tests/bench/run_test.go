@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,7 +31,7 @@ const busyBackoff = 20 * time.Millisecond
 // own connection. bare_python3 times `/usr/bin/python3 -c pass` in the same
 // run, and every agents_N case reports its p50 as a multiple of that baseline.
 // Latency counts from the submit to the run's reply, including retries after
-// sandbox_busy, which an agent sees when more runs arrive than the runner's
+// sandbox_busy, which an agent receives when more runs arrive than the runner's
 // slots and queue hold (2 and 8 by default).
 func BenchmarkNodexRun(b *testing.B) {
 	sys := startSystem(b)
@@ -40,16 +39,7 @@ func BenchmarkNodexRun(b *testing.B) {
 
 	var bareP50 time.Duration
 	b.Run("bare_python3", func(b *testing.B) {
-		samples := make([]time.Duration, 0, b.N)
-		start := time.Now()
-		for range b.N {
-			t0 := time.Now()
-			if err := exec.Command("/usr/bin/python3", "-c", "pass").Run(); err != nil {
-				b.Fatalf("running python3: %v", err)
-			}
-			samples = append(samples, time.Since(t0))
-		}
-		bareP50 = reportLatencies(b, samples, time.Since(start))
+		bareP50 = timeCommand(b, "/usr/bin/python3", "-c", "pass")
 	})
 	for _, n := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("agents_%d", n), func(b *testing.B) {
@@ -129,7 +119,7 @@ func runConcurrent(b *testing.B, sys *system, n int) time.Duration {
 }
 
 // runOnce runs trivialProgram and checks that it exited 0. It retries while
-// the sandbox-runner answers sandbox_busy and returns how often it did.
+// the sandbox-runner replies sandbox_busy and returns the retry count.
 func runOnce(ctx context.Context, a *agent.Agent) (int, error) {
 	for busy := 0; ; busy++ {
 		res, err := a.Run(ctx, trivialProgram)
