@@ -62,9 +62,44 @@ test-unit: build ## unit, embedded-NATS, sandbox and in-process end-to-end tests
 	$(GO) test $(GOTEST_FLAGS) -skip '$(SLOW_UNDER_RACE)' $(MODULES)
 	$(GO) test -count=1 -timeout 20m -run '$(SLOW_UNDER_RACE)' ./libs/envelope/
 
+# BENCH_SUITE lists every benchmark as package:regexp:benchtime. The
+# benchtimes keep the whole suite near 15 minutes on two shared cores:
+# benchmarks that time a fixed workload themselves and report it through
+# b.ReportMetric (SecureBus, Ingest, ServicePath) run once or a fixed
+# count, because a larger b.N only repeats a multi-second setup.
+BENCH_SUITE := \
+	'./libs/envelope/:.:1s' \
+	'./libs/bus/:SecureBus:1x' \
+	'./libs/bundle/:.:200x' \
+	'./libs/broker/:.:200x' \
+	'./services/policy/policy/:Decide:2000x' \
+	'./services/policy/policy/:RoleDataReload:50x' \
+	'./services/keyvault/keyvault/:Retrieve:1000x' \
+	'./services/codesec/internal/app/:.:1s' \
+	'./services/monitor/monitor/:Ingest:1x' \
+	'./services/sandbox-runner/internal/executor/:SpawnOverhead|Throughput:100x' \
+	'./services/sandbox-runner/sandbox/:ServicePath:30x' \
+	'./tests/bench/:NodexRun:64x'
+
 .PHONY: bench
-bench: deps build ## run the benchmarks; figures and same-run ratios are printed
-	$(GO) test $(BENCH_FLAGS) $(MODULES) | tee bench.out
+bench: deps build ## run every benchmark (about 15 min); figures and same-run ratios go to bench.out
+	@uptime | tee bench.out
+	@set -o pipefail; failed=""; for entry in $(BENCH_SUITE); do \
+		IFS=: read -r pkg re n <<<"$$entry"; \
+		echo "== $$pkg -bench '$$re' -benchtime $$n" | tee -a bench.out; \
+		$(GO) test -count 1 -timeout 20m -run '^$$' -bench "$$re" -benchtime "$$n" "$$pkg" \
+			2>&1 | tee -a bench.out || failed="$$failed $$pkg($$re)"; \
+	done; \
+	uptime | tee -a bench.out; \
+	$(MAKE) --no-print-directory bench-summary; \
+	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi
+
+.PHONY: bench-summary
+bench-summary: ## print the figures of the last make bench from bench.out
+	@echo; echo "== summary (every figure is from this run; see docs/benchmarks.md)"
+	@awk '/^== /{pkg=$$2} /^Benchmark/{sub(/-[0-9]+$$/, "", $$1); \
+		printf "%s %s\n", pkg, $$1; \
+		for (i = 3; i < NF; i += 2) printf "    %-32s %s\n", $$(i+1), $$i}' bench.out
 
 .PHONY: lint
 lint: ## go vet and staticcheck over every module
