@@ -579,3 +579,30 @@ func TestDeleteShredsDataKeys(t *testing.T) {
 		t.Errorf("retrieve after delete: error = %v, want not_found", err)
 	}
 }
+
+// TestPolicyRateFlagTightensRetrieves checks that a rate_limit_per_minute
+// flag on the allowing decision limits the caller below the service's own
+// rate, while other callers keep theirs.
+func TestPolicyRateFlagTightensRetrieves(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, harnessOptions{limits: app.Limits{RatePerSecond: 100, Burst: 100}})
+	if _, err := h.svc.Store(ctx, operator, api.StoreRequest{Provider: "groq", Name: "g",
+		Value: fakeKey(t, "groq")}); err != nil {
+		t.Fatal(err)
+	}
+	throttled := app.Caller{ID: "agent-throttled", Kind: "agent",
+		Roles: []string{"key-reader:groq"}, Status: "active"}
+
+	if _, err := h.svc.Retrieve(ctx, throttled, api.RetrieveRequest{Name: "g"}); err != nil {
+		t.Fatalf("first retrieve under the restriction: %v", err)
+	}
+	_, err := h.svc.Retrieve(ctx, throttled, api.RetrieveRequest{Name: "g"})
+	if !errors.Is(err, errs.RateLimited) {
+		t.Fatalf("second retrieve within a minute: error = %v, want rate_limited", err)
+	}
+	for i := range 3 {
+		if _, err := h.svc.Retrieve(ctx, groqReader, api.RetrieveRequest{Name: "g"}); err != nil {
+			t.Fatalf("unrestricted retrieve %d: %v", i+1, err)
+		}
+	}
+}

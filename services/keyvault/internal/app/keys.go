@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/nodexsec/nodex/libs/authz"
 	"github.com/nodexsec/nodex/libs/errs"
 	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/services/keyvault/api"
@@ -164,31 +165,42 @@ func (s *Service) Disable(ctx context.Context, c Caller, req api.DisableRequest)
 // that does not exist is reported only to a caller the policy allows.
 func (s *Service) loadForAction(ctx context.Context, c Caller, action, name, purpose string) (
 	*domain.Key, uint64, error) {
+	k, rev, _, err := s.loadDecided(ctx, c, action, name, purpose)
+
+	return k, rev, err
+}
+
+// loadDecided is loadForAction that also returns the allowing decision, whose
+// flags may tighten what the caller gets.
+func (s *Service) loadDecided(ctx context.Context, c Caller, action, name, purpose string) (
+	*domain.Key, uint64, authz.Decision, error) {
+	var d authz.Decision
 	if err := domain.ValidateName(name); err != nil {
-		return nil, 0, s.auditFailure(ctx, auditEvent{action: action, caller: c,
+		return nil, 0, d, s.auditFailure(ctx, auditEvent{action: action, caller: c,
 			err: codedError(err)})
 	}
 	if err := validateText(purpose); err != nil {
-		return nil, 0, s.auditFailure(ctx, auditEvent{action: action, name: name, caller: c,
+		return nil, 0, d, s.auditFailure(ctx, auditEvent{action: action, name: name, caller: c,
 			err: err})
 	}
 	k, rev, err := s.d.Store.GetKey(ctx, name)
 	if err != nil && !errors.Is(err, domain.ErrKeyNotFound) {
-		return nil, 0, codedError(err)
+		return nil, 0, d, codedError(err)
 	}
 	t := target{name: name}
 	if k != nil {
 		t = keyTarget(k)
 	}
-	if _, derr := s.authorize(ctx, c, action, t, purpose); derr != nil {
-		return nil, 0, derr
+	d, derr := s.authorize(ctx, c, action, t, purpose)
+	if derr != nil {
+		return nil, 0, d, derr
 	}
 	if err != nil {
-		return nil, 0, s.auditFailure(ctx, auditEvent{action: action, name: name, caller: c,
+		return nil, 0, d, s.auditFailure(ctx, auditEvent{action: action, name: name, caller: c,
 			err: codedError(err)})
 	}
 
-	return k, rev, nil
+	return k, rev, d, nil
 }
 
 // updateKey applies change to the stored key with compare-and-set,

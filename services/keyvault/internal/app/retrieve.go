@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"strconv"
+	"strings"
 
 	"golang.org/x/time/rate"
 
@@ -19,7 +20,7 @@ import (
 func (s *Service) Retrieve(ctx context.Context, c Caller, req api.RetrieveRequest) (
 	api.RetrieveReply, error) {
 	const action = "retrieve"
-	k, _, err := s.loadForAction(ctx, c, action, req.Name, req.Purpose)
+	k, _, decision, err := s.loadDecided(ctx, c, action, req.Name, req.Purpose)
 	if err != nil {
 		return api.RetrieveReply{}, err
 	}
@@ -37,7 +38,7 @@ func (s *Service) Retrieve(ctx context.Context, c Caller, req api.RetrieveReques
 		return fail(codedError(err), events.SeverityLow)
 	}
 	meta[metaVersion] = strconv.Itoa(v.Number)
-	if err := s.checkLimits(ctx, c, k); err != nil {
+	if err := s.checkLimits(ctx, c, k, decision.Flags); err != nil {
 		meta[metaThreatHint] = "api_abuse"
 		return fail(err, events.SeverityHigh)
 	}
@@ -64,9 +65,13 @@ func (s *Service) Retrieve(ctx context.Context, c Caller, req api.RetrieveReques
 // checkLimits applies the caller's rate limit and counts the retrieve
 // against its daily quota and usage. A retrieve that later fails still
 // counts, which errs on the side of the quota.
-func (s *Service) checkLimits(ctx context.Context, c Caller, k *domain.Key) error {
+func (s *Service) checkLimits(ctx context.Context, c Caller, k *domain.Key, flags []string) error {
 	if !s.limiter(c.ID).Allow() {
 		return errs.RateLimited
+	}
+	if perMinute, ok := restrictedRate(flags); ok && !s.restrictedLimiter(c.ID, perMinute).Allow() {
+		return errs.RateLimited.Withf("retrieves are restricted to %d per minute for this identity",
+			perMinute)
 	}
 	quota := s.d.Limits.DailyQuota
 	err := retryCAS(ctx, func() error {
@@ -100,6 +105,47 @@ func (s *Service) limiter(id string) *rate.Limiter {
 		// with the registry, not with attacker input.
 		lim = rate.NewLimiter(rate.Limit(l.RatePerSecond), max(l.Burst, 1))
 		s.limiters[id] = lim
+	}
+
+	return lim
+}
+
+// rateFlag is the decision flag by which the policy tightens a caller's
+// retrieve rate, for example after an API_ABUSE containment.
+const rateFlag = "rate_limit_per_minute:"
+
+// restrictedRate returns the tightest per-minute rate among flags.
+func restrictedRate(flags []string) (int, bool) {
+	best, found := 0, false
+	for _, f := range flags {
+		v, ok := strings.CutPrefix(f, rateFlag)
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			// A malformed restriction still restricts: to nothing.
+			n = 0
+		}
+		if !found || n < best {
+			best, found = n, true
+		}
+	}
+
+	return best, found
+}
+
+// restrictedLimiter returns the caller's limiter for a policy-imposed rate.
+// A change of rate starts a fresh limiter.
+func (s *Service) restrictedLimiter(id string, perMinute int) *rate.Limiter {
+	key := id + "\x00" + strconv.Itoa(perMinute)
+	s.limMu.Lock()
+	defer s.limMu.Unlock()
+
+	lim, ok := s.limiters[key]
+	if !ok {
+		lim = rate.NewLimiter(rate.Limit(float64(perMinute)/60), 1)
+		s.limiters[key] = lim
 	}
 
 	return lim

@@ -27,4 +27,12 @@ allow if {
 	"service:sandbox" in input.subject.roles
 }
 
-decision := {"allow": allow, "reasons": [sprintf("test policy: allow=%v", [allow])]}
+# An identity under an API_ABUSE rate restriction keeps access at a
+# tightened rate, which the policy passes as a decision flag.
+flags contains "rate_limit_per_minute:1" if input.subject.id == "agent-throttled"
+
+decision := {
+	"allow": allow,
+	"reasons": [sprintf("test policy: allow=%v", [allow])],
+	"flags": flags,
+}
