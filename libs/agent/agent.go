@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -83,7 +84,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("agent: no NATS URL: set Config.URL, e.g. nats://127.0.0.1:4222")
 	}
-	p, err := party.Open(ctx, party.Config{URL: cfg.URL, Creds: creds, Log: cfg.Log})
+	p, err := openParty(ctx, party.Config{URL: cfg.URL, Creds: creds, Log: cfg.Log})
 	if err != nil {
 		return nil, fmt.Errorf("agent: connecting %q to %s: %w", creds.ID, cfg.URL, err)
 	}
@@ -93,6 +94,29 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 
 	return &Agent{p: p, tracer: otel.Tracer(tracerName)}, nil
+}
+
+// authRetryTimeout bounds how long Open retries a rejected connection.
+const authRetryTimeout = 5 * time.Second
+
+// openParty opens the party, retrying while the server rejects the
+// credentials. The broker admits an identity once its own registry watch
+// has the record, which can trail the write that created it, so a newly
+// created agent may be rejected for a moment. A suspended or revoked
+// agent stays rejected and fails after authRetryTimeout.
+func openParty(ctx context.Context, cfg party.Config) (*party.Party, error) {
+	deadline := time.Now().Add(authRetryTimeout)
+	for {
+		p, err := party.Open(ctx, cfg)
+		if err == nil || !errors.Is(err, nats.ErrAuthorization) || time.Now().After(deadline) {
+			return p, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // freshTimeout bounds the wait for a fresh registry view: a few heartbeat

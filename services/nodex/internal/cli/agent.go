@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -41,6 +42,13 @@ effect within about a second and close the identity's open connections.`,
 
 // withAdmin connects as the operator and runs fn with a root-key admin.
 func (g *globals) withAdmin(ctx context.Context, fn func(*identity.Admin) error) error {
+	return g.withAdminView(ctx, func(a *identity.Admin, _ *identity.View) error { return fn(a) })
+}
+
+// withAdminView is withAdmin that also passes the operator's registry view.
+func (g *globals) withAdminView(ctx context.Context,
+	fn func(*identity.Admin, *identity.View) error,
+) error {
 	root, err := loadRootKey(g.homeDir())
 	if err != nil {
 		return err
@@ -58,7 +66,7 @@ func (g *globals) withAdmin(ctx context.Context, fn func(*identity.Admin) error)
 		return fmt.Errorf("opening registry bucket %s: %w", identity.Bucket, err)
 	}
 
-	return fn(identity.NewAdmin(kv, root))
+	return fn(identity.NewAdmin(kv, root), p.View)
 }
 
 // rootKeyFile is the key file layout that libs/identity writes for
@@ -96,6 +104,25 @@ func loadRootKey(home string) (identity.Signer, error) {
 	}
 
 	return identity.Signer{Name: f.Name, Key: ed25519.NewKeyFromSeed(f.Seed)}, nil
+}
+
+// awaitStatus waits until view shows identity id with status, so that the
+// change is in force when the command returns: the broker and the services
+// read the same registry bucket through their own watches.
+func awaitStatus(ctx context.Context, view *identity.View, id string, status identity.Status) error {
+	ctx, cancel := context.WithTimeout(ctx, freshTimeout)
+	defer cancel()
+	for {
+		if ident, err := view.Identity(id); err == nil && ident.Status == status {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("identity %q not %s in the registry view after %s", id, status,
+				freshTimeout)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // identityError turns the registry's not-found error into the coded one,
@@ -138,13 +165,16 @@ Give the file only to that agent: it holds the agent's private keys.`,
 			all = slices.Compact(all)
 
 			var creds *identity.Credentials
-			err := g.withAdmin(cmd.Context(), func(a *identity.Admin) error {
+			err := g.withAdminView(cmd.Context(), func(a *identity.Admin, v *identity.View) error {
 				if _, err := a.Get(cmd.Context(), id); err == nil {
 					return errs.Conflict.Withf("identity %q exists: pick another name", id)
 				}
 				c, err := a.Create(cmd.Context(), id, identity.KindAgent, all)
+				if err != nil {
+					return err
+				}
 				creds = c
-				return err
+				return awaitStatus(cmd.Context(), v, id, identity.StatusActive)
 			})
 			if err != nil {
 				return err
@@ -211,7 +241,7 @@ func newAgentStatusCmd(g *globals, verb, short string,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
 			var after *identity.Identity
-			err := g.withAdmin(cmd.Context(), func(a *identity.Admin) error {
+			err := g.withAdminView(cmd.Context(), func(a *identity.Admin, v *identity.View) error {
 				if _, err := a.Get(cmd.Context(), id); err != nil {
 					return identityError(id, err)
 				}
@@ -219,8 +249,10 @@ func newAgentStatusCmd(g *globals, verb, short string,
 					return err
 				}
 				var err error
-				after, err = a.Get(cmd.Context(), id)
-				return err
+				if after, err = a.Get(cmd.Context(), id); err != nil {
+					return err
+				}
+				return awaitStatus(cmd.Context(), v, id, after.Status)
 			})
 			if err != nil {
 				return err
