@@ -15,7 +15,8 @@ import (
 // the bundle id and the value a JSON [Revocation].
 const RevokedBucket = "NODEX_REVOKED"
 
-// Revocation records why and by whom a bundle was revoked.
+// Revocation is the record of a revoked bundle: the reason, the revoking
+// identity and the time.
 type Revocation struct {
 	BundleID string    `json:"bundle_id"`
 	Reason   string    `json:"reason"`
@@ -29,7 +30,7 @@ type Revocation struct {
 // NOTE: entries are not signed. Any party that can write the bucket, the
 // NATS operator included, can add a revocation, which only blocks a bundle.
 // It can also delete one: a running [RevocationWatcher] keeps the id, but a
-// watcher started after the delete never sees it.
+// watcher started after the delete never receives it.
 type Revocations struct {
 	kv jetstream.KeyValue
 	js jetstream.JetStream

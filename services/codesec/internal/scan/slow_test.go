@@ -48,9 +48,9 @@ func TestScanCostLinear(t *testing.T) {
 		return best
 	}
 
-	// The 1s floor ignores growth among fast scans, where pauses dominate;
-	// unclosed calls took 28s at size 20000 before the fix, which the square
-	// law puts at about 2.5s for size 6000.
+	// The 1s floor ignores growth among fast scans, where pauses dominate.
+	// Unclosed calls took 28s at size 20000 before the fix. The square law
+	// puts that at about 2.5s for size 6000.
 	const n = 1500
 	for name, gen := range inputs {
 		for _, lang := range []string{"python", "javascript", "sh"} {
