@@ -9,7 +9,7 @@
 # written into its cgroups):
 #   --user 0 with --cap-drop ALL --cap-add SETUID,SETGID
 #       container root writes the multi-range uid and gid maps of each
-#       sandbox; no other capability is kept, CAP_SYS_ADMIN included.
+#       sandbox. No other capability is kept, CAP_SYS_ADMIN included.
 #   --security-opt seccomp=../seccomp/sandbox-runner.json
 #       Docker's default profile denies clone with CLONE_NEWUSER, unshare,
 #       setns, mount, umount2 and pivot_root without CAP_SYS_ADMIN. The

@@ -101,23 +101,66 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 
 // prepare writes the missing registry records and creates the streams no
 // service may create. Every node does it, since any may start first, and
-// the writes are idempotent.
+// the writes are idempotent. After a restart of the whole cluster the
+// streams need a few seconds to elect leaders, so each step is retried.
 func prepare(ctx context.Context, b *broker.Broker, o options, log *slog.Logger) error {
 	seed := filepath.Join(o.secrets, deploy.RegistrySeedFile)
-	n, err := deploy.ImportRegistry(ctx, b.Registry(), seed)
-	if err != nil {
-		return err
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"registry seed", func(ctx context.Context) error {
+			n, err := deploy.ImportRegistry(ctx, b.Registry(), seed)
+			if err == nil {
+				log.Info("registry seeded", slog.Int("written", n))
+			}
+			return err
+		}},
+		{"events stream", func(ctx context.Context) error {
+			_, err := events.EnsureStream(ctx, b.JetStream(),
+				events.StreamOptions{Replicas: o.replicas})
+			return err
+		}},
+		{"wrap store", func(ctx context.Context) error {
+			_, err := bus.NewWrapStore(ctx, b.JetStream(), 0)
+			return err
+		}},
 	}
-	log.Info("registry seeded", slog.Int("written", n))
-	if _, err := events.EnsureStream(ctx, b.JetStream(),
-		events.StreamOptions{Replicas: o.replicas}); err != nil {
-		return err
-	}
-	if _, err := bus.NewWrapStore(ctx, b.JetStream(), 0); err != nil {
-		return err
+	for _, s := range steps {
+		if err := retry(ctx, prepareWait, func(ctx context.Context) error {
+			err := s.fn(ctx)
+			if err != nil {
+				log.Warn("preparing the cluster, retrying", slog.String("step", s.name),
+					logx.Err(err))
+			}
+			return err
+		}); err != nil {
+			return fmt.Errorf("preparing %s: %w", s.name, err)
+		}
 	}
 
 	return nil
+}
+
+// prepareWait bounds each preparation step across its retries.
+const prepareWait = 5 * time.Minute
+
+// retry calls fn with a 5-second deadline until it succeeds or limit passes.
+func retry(ctx context.Context, limit time.Duration, fn func(context.Context) error) error {
+	deadline := time.Now().Add(limit)
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := fn(attempt)
+		cancel()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func nodeConfig(o options, log *slog.Logger) (broker.NodeConfig, error) {

@@ -1,0 +1,252 @@
+//go:build deploy
+
+// Package deploy tests the compose deployment: three broker nodes in a
+// JetStream cluster and the six services in their own containers. It runs
+// only with the build tag deploy (make test-deploy), drives Docker on this
+// host and talks to the containers through loopback ports and the nodex
+// program. Every scenario prints a table of what it checked, with counts.
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nodexsec/nodex/libs/broker"
+	"github.com/nodexsec/nodex/libs/identity"
+)
+
+// project is the compose project name; containers, the network and the
+// volumes all carry it, so cleanup removes exactly what the tests created.
+const project = "nodexdeploytest"
+
+// clientURL lists the three brokers' ports that compose publishes on loopback.
+const clientURL = "tls://127.0.0.1:14221,tls://127.0.0.1:14222,tls://127.0.0.1:14223"
+
+type deployment struct {
+	dir     string // deploy/
+	secrets string // deploy/compose/secrets
+	nodex   string // the nodex program built for the host
+	compose []string
+}
+
+func newDeployment(t *testing.T) *deployment {
+	t.Helper()
+	dir := os.Getenv("NODEX_DEPLOY_DIR")
+	bin := os.Getenv("NODEX_BIN")
+	if dir == "" || bin == "" {
+		t.Fatal("NODEX_DEPLOY_DIR and NODEX_BIN are not set: run make test-deploy")
+	}
+	compose := strings.Fields(os.Getenv("NODEX_COMPOSE"))
+	if len(compose) == 0 {
+		compose = []string{"docker-compose"}
+	}
+	d := &deployment{
+		dir: dir, secrets: filepath.Join(dir, "compose", "secrets"), nodex: bin,
+		compose: append(compose, "-p", project, "-f",
+			filepath.Join(dir, "compose", "docker-compose.yml")),
+	}
+	for _, f := range []string{d.secrets, bin} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%v: run make images certs first", err)
+		}
+	}
+
+	return d
+}
+
+// run runs a command and returns its combined output.
+func run(ctx context.Context, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err,
+			out.String())
+	}
+
+	return out.String(), nil
+}
+
+func (d *deployment) composeCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	all := append(append([]string{}, d.compose[1:]...), args...)
+	out, err := run(ctx, d.compose[0], all...)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	return out
+}
+
+func docker(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := run(ctx, "docker", args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	return out
+}
+
+// startRunner starts sandbox-runner replica index with runner.sh.
+func (d *deployment) startRunner(t *testing.T, index int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(d.dir, "compose", "runner.sh"),
+		fmt.Sprint(index))
+	cmd.Env = append(os.Environ(), "PROJECT="+project)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("starting sandbox-runner %d: %v: %s", index, err, out)
+	}
+}
+
+func runnerName(index int) string { return fmt.Sprintf("%s_sandbox-runner_%d", project, index) }
+
+func brokerName(index int) string { return fmt.Sprintf("%s_broker-%d_1", project, index) }
+
+// up starts the deployment and removes every container, network and volume
+// of the project when the test ends.
+func (d *deployment) up(t *testing.T) {
+	t.Helper()
+	d.down(t, true)
+	t.Cleanup(func() { d.down(t, true) })
+	d.composeCmd(t, "up", "-d")
+	d.startRunner(t, 1)
+	d.waitReady(t, 3*time.Minute)
+}
+
+// down stops the deployment; volumes too when removeVolumes is set.
+func (d *deployment) down(t *testing.T, removeVolumes bool) {
+	t.Helper()
+	for i := 1; i <= 2; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, _ = run(ctx, "docker", "rm", "-f", runnerName(i))
+		cancel()
+	}
+	args := []string{"down", "--remove-orphans"}
+	if removeVolumes {
+		args = append(args, "-v")
+	}
+	d.composeCmd(t, args...)
+}
+
+// waitReady waits until a benign nodex run succeeds end to end.
+func (d *deployment) waitReady(t *testing.T, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	var last string
+	for time.Now().Before(deadline) {
+		out, err := d.nodexRun(t, "print(6*7)\n")
+		if err == nil && strings.TrimSpace(out) == "42" {
+			return
+		}
+		last = out
+		time.Sleep(2 * time.Second)
+	}
+	t.Fatalf("deployment not ready after %s: last nodex run output: %s", limit, last)
+}
+
+// nodexCmd runs the host's nodex program against the deployment with creds.
+func (d *deployment) nodexCmd(ctx context.Context, creds string, args ...string,
+) (string, error) {
+	cmd := exec.CommandContext(ctx, d.nodex, append(args, "--server", clientURL,
+		"--creds", creds, "--home", d.secrets)...)
+	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+filepath.Join(d.secrets, "tls", "ca.crt"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return stdout.String(), fmt.Errorf("nodex %s: %w: %s", args[0], err, stderr.String())
+	}
+
+	return stdout.String(), nil
+}
+
+// nodexRun runs a Python program as the demo agent and returns its stdout.
+func (d *deployment) nodexRun(t *testing.T, code string) (string, error) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "prog.py")
+	if err := os.WriteFile(f, []byte(code), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	return d.nodexCmd(ctx, d.creds(identity.DemoAgentID), "run", f)
+}
+
+func (d *deployment) creds(id string) string {
+	switch id {
+	case identity.OperatorID:
+		return filepath.Join(d.secrets, "operator", id+".creds")
+	case identity.DemoAgentID:
+		return filepath.Join(d.secrets, "agent", id+".creds")
+	}
+
+	return filepath.Join(d.secrets, "identities", "creds", id+".creds")
+}
+
+// operator connects to the cluster as the operator over TLS; url picks
+// the nodes (clientURL for all three).
+func (d *deployment) operator(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	creds, err := identity.LoadCreds(d.creds(identity.OperatorID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nc, err := broker.Connect(ctx, url, creds,
+		nats.RootCAs(filepath.Join(d.secrets, "tls", "ca.crt")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	return nc, js
+}
+
+// table prints one scenario's checks as an aligned table.
+type table struct {
+	t    *testing.T
+	name string
+	rows [][3]string
+}
+
+func (tb *table) add(check, count string, ok bool) {
+	status := "ok"
+	if !ok {
+		status = "FAILED"
+		tb.t.Errorf("%s: %s (%s)", tb.name, check, count)
+	}
+	tb.rows = append(tb.rows, [3]string{check, count, status})
+}
+
+func (tb *table) print() {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nscenario: %s\n%-52s %-40s %s\n", tb.name, "check", "count", "result")
+	for _, r := range tb.rows {
+		fmt.Fprintf(&b, "%-52s %-40s %s\n", r[0], r[1], r[2])
+	}
+	fmt.Print(b.String())
+}
