@@ -73,6 +73,9 @@ type Client struct {
 	consumers []jetstream.ConsumeContext
 	inflight  sync.WaitGroup
 	draining  bool
+	// waiting is set under mu once Drain waits on inflight; begin refuses
+	// new work from then on, so no Add races with the Wait.
+	waiting bool
 }
 
 // ErrSharedKey reports a connection whose NATS key is the envelope signing
@@ -181,6 +184,9 @@ func (c *Client) Drain(ctx context.Context) error {
 				time.Sleep(5 * time.Millisecond)
 			}
 		}
+		c.mu.Lock()
+		c.waiting = true
+		c.mu.Unlock()
 		c.inflight.Wait()
 		close(done)
 	}()
@@ -194,6 +200,20 @@ func (c *Client) Drain(ctx context.Context) error {
 	}
 
 	return errors.Join(errs...)
+}
+
+// begin counts one message as in flight, unless Drain is already waiting
+// for the in-flight work to finish. A message refused here is not acked, so
+// JetStream redelivers it to another replica or after a restart.
+func (c *Client) begin() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waiting {
+		return false
+	}
+	c.inflight.Add(1)
+
+	return true
 }
 
 // track registers a subscription for Drain, or reports ErrDraining.

@@ -60,7 +60,10 @@ func (c *Client) Handle(subject, queue string, h Handler) error {
 		// delivery instead of piling up goroutines, and counting in-flight
 		// work here keeps Drain from missing a request about to start.
 		slots <- struct{}{}
-		c.inflight.Add(1)
+		if !c.begin() {
+			<-slots
+			return
+		}
 		go func() {
 			defer func() { <-slots; c.inflight.Done() }()
 			c.serve(m, h)

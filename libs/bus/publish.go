@@ -127,7 +127,9 @@ func (c *Client) Consume(ctx context.Context, cfg ConsumeConfig, h StreamHandler
 }
 
 func (c *Client) consumeOne(jm jetstream.Msg, cfg ConsumeConfig, h StreamHandler) {
-	c.inflight.Add(1)
+	if !c.begin() {
+		return
+	}
 	defer c.inflight.Done()
 
 	ctx := extractTrace(context.Background(), jm.Headers())
