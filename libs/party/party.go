@@ -124,7 +124,32 @@ func (p *Party) connect(ctx context.Context, cfg Config) error {
 	p.View = view
 	p.closers = append(p.closers, func(context.Context) error { view.Close(); return nil })
 
-	return nil
+	return waitFresh(ctx, view)
+}
+
+// freshWait bounds how long Open waits for a fresh registry view: a view
+// opened just after a registry change counts as fresh only from the next
+// heartbeat, a few seconds later.
+const freshWait = 15 * time.Second
+
+// waitFresh returns once view is fresh, so that the party's first messages
+// are not refused for a stale view, or an error after freshWait.
+func waitFresh(ctx context.Context, view *identity.View) error {
+	deadline := time.Now().Add(freshWait)
+	for {
+		err := view.Fresh()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("party: registry view not fresh after %s: %w", freshWait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("party: waiting for a fresh registry view: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (p *Party) openBus(ctx context.Context, cfg Config) error {
