@@ -3,7 +3,11 @@ package app
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/hpke"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +30,7 @@ import (
 	"github.com/nodexsec/nodex/services/sandbox-runner/internal/adapters/receiptkv"
 	"github.com/nodexsec/nodex/services/sandbox-runner/internal/executor"
 	"github.com/nodexsec/nodex/services/sandbox-runner/internal/receipt"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/scan"
 )
 
 var initPath string
@@ -347,5 +352,39 @@ func TestExecDeniesUnlistedImport(t *testing.T) {
 	v := f.sink.ofType("sandbox.violation")
 	if len(v) != 1 || v[0].Metadata["kind"] != "import" || v[0].Metadata["module"] != "socket" {
 		t.Errorf("got violations %+v, want one import violation for socket", v)
+	}
+}
+
+func TestExecRedactsKeyvaultValues(t *testing.T) {
+	f := newFixture(t)
+	// A Mistral-style key has no prefix, so only its fingerprint finds it.
+	value := "FAKEmistralFAKEmistralFAKE123456"
+	hmacKey := []byte("0123456789abcdef0123456789abcdef")
+	mac := hmac.New(sha256.New, hmacKey)
+	mac.Write([]byte(value))
+	fps := scan.NewFingerprints(hmacKey)
+	fps.Put(scan.Fingerprint{Name: "mistral-main", Provider: "mistral", Version: 1,
+		Length: len(value), HMAC: hex.EncodeToString(mac.Sum(nil))})
+	f.svc.SetFingerprints(fps)
+
+	id := f.sealNow(t, "import base64\nv = '"+value+"'\nprint(v)\nprint(base64.b64encode(v.encode()).decode())",
+		"base64")
+	rep, err := f.svc.Exec(context.Background(), agent, ExecRequest{BundleID: id})
+	if err != nil {
+		t.Fatalf("Exec: %v", err)
+	}
+	encoded := base64.StdEncoding.EncodeToString([]byte(value))
+	if strings.Contains(rep.Stdout, value) || strings.Contains(rep.Stdout, encoded) {
+		t.Errorf("stored value left in stdout %q", rep.Stdout)
+	}
+	f.flush(t)
+	got := f.sink.ofType("sandbox.secret_redacted")
+	if len(got) != 2 {
+		t.Fatalf("got %d secret_redacted events, want 2 (plain and base64)", len(got))
+	}
+	for _, ev := range got {
+		if ev.Metadata["key_name"] != "mistral-main" || ev.Subject != agent.ID {
+			t.Errorf("got event %+v, want key mistral-main by %s", ev.Metadata, agent.ID)
+		}
 	}
 }
