@@ -88,12 +88,24 @@ func newKeysStoreCmd(g *globals) *cobra.Command {
 	var provider, file string
 	var labels []string
 	cmd := &cobra.Command{
-		Use:   "store NAME --provider PROVIDER [--file PATH]",
+		Use:   "store PROVIDER NAME [--label K=V]... [--file PATH]",
 		Short: "Store the first version of a new key (value from stdin or --file)",
-		Args:  exactArgs(1),
+		Long: `store validates the key value against PROVIDER's key format and stores it
+as version 1 of NAME. The value is read from standard input or --file, never
+from the command line, where other local users could read it.
+
+NAME is 1-63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter
+or digit. "store NAME --provider PROVIDER" is accepted too.`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 2 {
+				if provider != "" && provider != args[0] {
+					return usageError{fmt.Errorf("provider given twice: %q and --provider %q", args[0], provider)}
+				}
+				provider, args = args[0], args[1:]
+			}
 			if provider == "" {
-				return usageError{errors.New("missing --provider, e.g. --provider openai")}
+				return usageError{errors.New("missing provider: nodex keys store PROVIDER NAME, e.g. nodex keys store openai openai-prod")}
 			}
 			lbl, err := parseLabels(labels)
 			if err != nil {
@@ -119,7 +131,7 @@ func newKeysStoreCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&provider, "provider", "", "provider the key belongs to, e.g. openai (required)")
+	f.StringVar(&provider, "provider", "", "provider the key belongs to, e.g. openai (instead of the PROVIDER argument)")
 	f.StringVar(&file, "file", "", "read the key value from this file instead of standard input")
 	f.StringArrayVar(&labels, "label", nil, "label key=value to attach (repeatable)")
 

@@ -86,7 +86,7 @@ func TestKeysStoreRejectsEmptyValue(t *testing.T) {
 // TestKeysGetAsAgentDenied checks that the demo agent, which holds no
 // key-reader role for the provider, is refused.
 func TestKeysGetAsAgentDenied(t *testing.T) {
-	mustRun(t, ExitOK, testKeyValue, "keys", "store", "cli-deny", "--provider", "openai")
+	mustRun(t, ExitOK, testKeyValue, "keys", "store", "openai", "cli-deny")
 	agentCreds := filepath.Join(devHome, "identities", "creds", "agent-demo.creds")
 	r := mustRun(t, ExitDenied, "", "--creds", agentCreds, "keys", "get", "cli-deny")
 	if strings.Contains(r.out+r.err, testKeyValue) {
