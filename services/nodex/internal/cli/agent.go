@@ -34,10 +34,29 @@ effect within about a second and close the identity's open connections.`,
 			(*identity.Admin).Suspend),
 		newAgentStatusCmd(g, "unsuspend", "Reactivate a suspended identity",
 			(*identity.Admin).Unsuspend),
-		newAgentStatusCmd(g, "revoke", "Revoke an identity for good",
-			(*identity.Admin).Revoke))
+		newAgentStatusCmd(g, "revoke", "Revoke an identity for good and rekey its roles",
+			g.revokeAndRekey))
 
 	return cmd
+}
+
+// revokeAndRekey revokes id, then starts a new epoch of every role it was a
+// member of, so it cannot open messages sealed to those roles from now on.
+// What it could already read stays readable to it: revocation is not
+// retroactive.
+func (g *globals) revokeAndRekey(a *identity.Admin, ctx context.Context, id string) error {
+	if err := a.Revoke(ctx, id); err != nil {
+		return err
+	}
+	opener, err := g.loadCreds(identity.OperatorID)
+	if err != nil {
+		return fmt.Errorf("loading the operator credentials to rekey roles: %w", err)
+	}
+	if _, err := a.RemoveFromRoles(ctx, id, opener); err != nil {
+		return fmt.Errorf("rekeying the roles of revoked %s: %w", id, err)
+	}
+
+	return nil
 }
 
 // withAdmin connects as the operator and runs fn with a root-key admin.
