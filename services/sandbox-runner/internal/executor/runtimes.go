@@ -96,8 +96,12 @@ func (e *Executor) command(spec *Spec, lim Limits) ([]string, []string, []proto.
 		heapMiB := max(lim.MemoryBytes*3/4>>20, 16)
 		argv = []string{bin, "--max-old-space-size=" + strconv.FormatInt(heapMiB, 10)}
 		if spec.Modules != nil {
-			files = append(files, proto.File{Path: nodeGuardFile, Data: []byte(nodeGuard(spec.Modules))})
-			argv = append(argv, "--require", "/work/"+nodeGuardFile)
+			files = append(files,
+				proto.File{Path: nodeGuardFile, Data: []byte(nodeGuard(spec.Modules))},
+				proto.File{Path: nodeRegisterFile, Data: []byte(nodeRegister())},
+				proto.File{Path: nodeHooksFile, Data: []byte(nodeHooks(spec.Modules))})
+			argv = append(argv, "--require", "/work/"+nodeGuardFile,
+				"--import", "file:///work/"+nodeRegisterFile)
 		}
 		argv = append(argv, entry)
 	default:
