@@ -106,8 +106,9 @@ func (w *writer) verify(t *testing.T) (missing, duplicated int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, k := range keys {
-		hist, err := w.kv.History(ctx, k)
+		hist, err := w.history(ctx, k)
 		if err != nil {
+			t.Logf("reading key %s: %v", k, err)
 			missing++
 			continue
 		}
@@ -117,6 +118,22 @@ func (w *writer) verify(t *testing.T) (missing, duplicated int) {
 	}
 
 	return missing, duplicated
+}
+
+// history reads the revisions of key. Errors other than a missing key, as
+// when a stream is electing a leader after a node returned, are retried
+// for up to 30 seconds.
+func (w *writer) history(ctx context.Context, key string) ([]jetstream.KeyValueEntry, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+		hist, err := w.kv.History(attempt, key)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrKeyNotFound) || time.Now().After(deadline) {
+			return hist, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 func scenarioBenignRun(t *testing.T, d *deployment, w *writer) {
@@ -153,16 +170,34 @@ func scenarioNodeKilled(t *testing.T, d *deployment, w *writer) {
 	defer tb.print()
 	before, _ := w.write(20, 0)
 	docker(t, "kill", brokerName(2))
+
 	acked, failed := w.write(60, 50*time.Millisecond)
 	tb.add("writes while broker-2 is down", fmt.Sprintf("%d acked, %d failed", acked, failed),
 		acked > 0)
-	runs := 0
-	for range 3 {
-		if out, err := d.nodexRun(t, "print('up')\n"); err == nil && strings.TrimSpace(out) == "up" {
-			runs++
+	// A request in flight on a connection to the killed node is lost while
+	// that service reconnects (one-second reconnect wait), so each run may
+	// be retried once, as a client would. First-attempt failures are shown.
+	runs, firstFailures := 0, 0
+	var lastErr error
+	for range 5 {
+		for attempt := range 2 {
+			out, err := d.nodexRun(t, "print('up')\n")
+			if err == nil && strings.TrimSpace(out) == "up" {
+				runs++
+				break
+			}
+			lastErr = err
+			if attempt == 0 {
+				firstFailures++
+			}
 		}
 	}
-	tb.add("nodex run answered while broker-2 is down", fmt.Sprintf("%d of 3", runs), runs == 3)
+	tb.add("nodex run answered while broker-2 is down",
+		fmt.Sprintf("%d of 5, %d retried", runs, firstFailures), runs == 5)
+	if firstFailures > 0 {
+		t.Logf("first-attempt failure while broker-2 was down: %v", lastErr)
+	}
+
 	docker(t, "start", brokerName(2))
 	lag := waitCurrent(t, d, "KV_"+testBucket, 2*time.Minute)
 	tb.add("broker-2 rejoined and caught up", "replica lag "+lag, lag == "0")
@@ -176,7 +211,7 @@ func scenarioNodeKilled(t *testing.T, d *deployment, w *writer) {
 // lag, and returns the final total lag as text.
 func waitCurrent(t *testing.T, d *deployment, stream string, limit time.Duration) string {
 	t.Helper()
-	_, js := d.operator(t, clientURL)
+	_, js := d.operator(t, majorityURL)
 	deadline := time.Now().Add(limit)
 	last := "unknown"
 	for time.Now().Before(deadline) {
@@ -280,8 +315,14 @@ func scenarioReplicas(t *testing.T, d *deployment, w *writer) {
 	d.composeCmd(t, "up", "-d", "--scale", "codesec=2")
 	d.startRunner(t, 2)
 	time.Sleep(5 * time.Second)
+	// Idle CPU over a fixed window is the baseline each replica's CPU
+	// during the runs is compared with.
+	const idleWindow = 5 * time.Second
+	idleStart := runnerCPU(t)
+	time.Sleep(idleWindow)
 	before := runnerCPU(t)
 	sealedBefore := sealedCounts(t)
+	started := time.Now()
 	const runs = 12
 	ok := 0
 	for range runs {
@@ -296,10 +337,12 @@ func scenarioReplicas(t *testing.T, d *deployment, w *writer) {
 		tb.add(fmt.Sprintf("codesec replica %d sealed bundles", i), strconv.Itoa(n), n > 0)
 	}
 	after := runnerCPU(t)
+	elapsed := time.Since(started)
 	for i := 1; i <= 2; i++ {
-		ms := (after[i] - before[i]) / 1e6
-		tb.add(fmt.Sprintf("sandbox-runner replica %d CPU during runs", i),
-			fmt.Sprintf("%d ms", ms), ms > 0)
+		busy := (after[i] - before[i]) / 1e6
+		idle := (before[i] - idleStart[i]) / 1e6 * int64(elapsed) / int64(idleWindow)
+		tb.add(fmt.Sprintf("sandbox-runner replica %d CPU, runs vs idle", i),
+			fmt.Sprintf("%d ms vs %d ms", busy, idle), busy > 2*idle+20)
 	}
 }
 

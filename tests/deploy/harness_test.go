@@ -32,6 +32,10 @@ const project = "nodexdeploytest"
 // clientURL lists the three brokers' ports that compose publishes on loopback.
 const clientURL = "tls://127.0.0.1:14221,tls://127.0.0.1:14222,tls://127.0.0.1:14223"
 
+// majorityURL lists broker-1 and broker-2, which stay together in every
+// scenario, for checks that must not depend on the node under test.
+const majorityURL = "tls://127.0.0.1:14221,tls://127.0.0.1:14222"
+
 type deployment struct {
 	dir     string // deploy/
 	secrets string // deploy/compose/secrets
@@ -39,7 +43,7 @@ type deployment struct {
 	compose []string
 }
 
-func newDeployment(t *testing.T) *deployment {
+func newDeployment(t testing.TB) *deployment {
 	t.Helper()
 	dir := os.Getenv("NODEX_DEPLOY_DIR")
 	bin := os.Getenv("NODEX_BIN")
@@ -78,7 +82,7 @@ func run(ctx context.Context, name string, args ...string) (string, error) {
 	return out.String(), nil
 }
 
-func (d *deployment) composeCmd(t *testing.T, args ...string) string {
+func (d *deployment) composeCmd(t testing.TB, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -91,7 +95,7 @@ func (d *deployment) composeCmd(t *testing.T, args ...string) string {
 	return out
 }
 
-func docker(t *testing.T, args ...string) string {
+func docker(t testing.TB, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -104,7 +108,7 @@ func docker(t *testing.T, args ...string) string {
 }
 
 // startRunner starts sandbox-runner replica index with runner.sh.
-func (d *deployment) startRunner(t *testing.T, index int) {
+func (d *deployment) startRunner(t testing.TB, index int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -122,7 +126,7 @@ func brokerName(index int) string { return fmt.Sprintf("%s_broker-%d_1", project
 
 // up starts the deployment and removes every container, network and volume
 // of the project when the test ends.
-func (d *deployment) up(t *testing.T) {
+func (d *deployment) up(t testing.TB) {
 	t.Helper()
 	d.down(t, true)
 	t.Cleanup(func() { d.down(t, true) })
@@ -132,7 +136,7 @@ func (d *deployment) up(t *testing.T) {
 }
 
 // down stops the deployment; volumes too when removeVolumes is set.
-func (d *deployment) down(t *testing.T, removeVolumes bool) {
+func (d *deployment) down(t testing.TB, removeVolumes bool) {
 	t.Helper()
 	for i := 1; i <= 2; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -147,7 +151,7 @@ func (d *deployment) down(t *testing.T, removeVolumes bool) {
 }
 
 // waitReady waits until a benign nodex run succeeds end to end.
-func (d *deployment) waitReady(t *testing.T, limit time.Duration) {
+func (d *deployment) waitReady(t testing.TB, limit time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	var last string
@@ -179,7 +183,7 @@ func (d *deployment) nodexCmd(ctx context.Context, creds string, args ...string,
 }
 
 // nodexRun runs a Python program as the demo agent and returns its stdout.
-func (d *deployment) nodexRun(t *testing.T, code string) (string, error) {
+func (d *deployment) nodexRun(t testing.TB, code string) (string, error) {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "prog.py")
 	if err := os.WriteFile(f, []byte(code), 0o600); err != nil {
@@ -204,18 +208,28 @@ func (d *deployment) creds(id string) string {
 
 // operator connects to the cluster as the operator over TLS; url picks
 // the nodes (clientURL for all three).
-func (d *deployment) operator(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+func (d *deployment) operator(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	creds, err := identity.LoadCreds(d.creds(identity.OperatorID))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	nc, err := broker.Connect(ctx, url, creds,
-		nats.RootCAs(filepath.Join(d.secrets, "tls", "ca.crt")))
-	if err != nil {
-		t.Fatal(err)
+	// A node that has just rejoined may stall the first connections while
+	// it catches up, so connecting is retried for a minute.
+	var nc *nats.Conn
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		nc, err = broker.Connect(ctx, url, creds,
+			nats.RootCAs(filepath.Join(d.secrets, "tls", "ca.crt")))
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
 	}
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
@@ -228,7 +242,7 @@ func (d *deployment) operator(t *testing.T, url string) (*nats.Conn, jetstream.J
 
 // table prints one scenario's checks as an aligned table.
 type table struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	rows [][3]string
 }
