@@ -24,7 +24,7 @@ help: ## print this help
 .PHONY: deps
 deps: ## install the Debian packages the tests and benchmarks use (needs root)
 	@missing=""; \
-	for p in bubblewrap bats python3 nodejs; do \
+	for p in bubblewrap bats gawk python3 nodejs; do \
 		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -68,18 +68,18 @@ test-unit: build ## unit, embedded-NATS, sandbox and in-process end-to-end tests
 # b.ReportMetric (SecureBus, Ingest, ServicePath) run once or a fixed
 # count, because a larger b.N only repeats a multi-second setup.
 BENCH_SUITE := \
-	'./libs/envelope/:.:1s' \
+	'./libs/envelope/:.:2s' \
 	'./libs/bus/:SecureBus:1x' \
 	'./libs/bundle/:.:200x' \
 	'./libs/broker/:.:200x' \
-	'./services/policy/policy/:Decide:2000x' \
+	'./services/policy/policy/:Decide:1s' \
 	'./services/policy/policy/:RoleDataReload:50x' \
 	'./services/keyvault/keyvault/:Retrieve:1000x' \
-	'./services/codesec/internal/app/:.:1s' \
+	'./services/codesec/internal/app/:.:2s' \
 	'./services/monitor/monitor/:Ingest:1x' \
 	'./services/sandbox-runner/internal/executor/:SpawnOverhead|Throughput:100x' \
 	'./services/sandbox-runner/sandbox/:ServicePath:30x' \
-	'./tests/bench/:NodexRun:64x'
+	'./tests/bench/:NodexRun:160x'
 
 .PHONY: bench
 bench: deps build ## run every benchmark (about 15 min); figures and same-run ratios go to bench.out
