@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodexsec/nodex/libs/identity"
+	"github.com/nodexsec/nodex/libs/party"
 	"github.com/nodexsec/nodex/services/nodex/devrun"
 )
 
@@ -94,4 +96,39 @@ func startSystem(b *testing.B) *system {
 // credsPath returns the credentials file of a built-in identity.
 func (s *system) credsPath(id string) string {
 	return filepath.Join(s.home, "identities", "creds", id+".creds")
+}
+
+// newAgents creates n agent identities with the demo agent's role, as an
+// operator would with `nodex agent create`, signing registry entries with the
+// development root key.
+func (s *system) newAgents(b *testing.B, n int) []*identity.Credentials {
+	b.Helper()
+	ctx := context.Background()
+	creds, err := identity.LoadCreds(s.credsPath(identity.OperatorID))
+	if err != nil {
+		b.Fatal(err)
+	}
+	op, err := party.Open(ctx, party.Config{URL: s.url, Creds: creds})
+	if err != nil {
+		b.Fatalf("opening operator: %v", err)
+	}
+	defer func() { _ = op.Close(ctx) }()
+	setup, err := identity.Bootstrap(filepath.Join(s.home, "identities"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	kv, err := op.JS.KeyValue(ctx, identity.Bucket)
+	if err != nil {
+		b.Fatal(err)
+	}
+	admin := identity.NewAdmin(kv, setup.Root)
+	out := make([]*identity.Credentials, n)
+	for i := range out {
+		id := fmt.Sprintf("agent-bench-%d", i)
+		if out[i], err = admin.Create(ctx, id, identity.KindAgent, []string{identity.RoleAgent}); err != nil {
+			b.Fatalf("creating agent %s: %v", id, err)
+		}
+	}
+
+	return out
 }
