@@ -18,6 +18,8 @@ NODEX_TAG     ?= dev
 BASE          ?= scratch
 RUNNER_BASE   ?= nodex-runner-base:trixie
 COMPOSE       ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+# Sandbox-runner replicas that runner.sh may start, one cgroup subtree each.
+RUNNER_REPLICAS ?= 2
 DEPLOY_IMAGES := broker codesec keyvault policy monitor incident nodex
 DEPLOY_GOFLAGS := -trimpath -ldflags '-s -w'
 
@@ -51,8 +53,9 @@ runner-base: ## debootstrap the sandbox-runner base image (cached under deploy/.
 		$(DEPLOY_DIR)/docker/rootfs.sh; fi
 
 .PHONY: runner-cgroups
-runner-cgroups: ## create the cgroup v1 subtree the sandbox-runner container writes to (root)
-	@for c in memory pids cpu cpuacct; do mkdir -p /sys/fs/cgroup/$$c/nodex-sandbox/runner; done
+runner-cgroups: ## create the cgroup v1 subtrees the sandbox-runner replicas write to (root)
+	@for c in memory pids cpu cpuacct; do for i in $$(seq 1 $(RUNNER_REPLICAS)); do \
+		mkdir -p /sys/fs/cgroup/$$c/nodex-sandbox/runner-$$i; done; done
 
 .PHONY: images
 images: deploy-binaries runner-base ## build every container image (no registry needed)

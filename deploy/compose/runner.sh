@@ -15,16 +15,18 @@
 #       setns, mount, umount2 and pivot_root without CAP_SYS_ADMIN. The
 #       shipped profile allows them, denies kernel-wide calls (module
 #       loading, kexec, bpf, perf, io_uring, ptrace, keyrings, new mount
-#       API) and answers clone3 with ENOSYS.
+#       API) and makes clone3 fail with ENOSYS.
 #   --security-opt systempaths=unconfined
 #       Docker masks /proc paths (kcore, sysrq-trigger, ...), and the kernel
 #       refuses a fresh proc mount in a child PID namespace while parts of
 #       the parent's /proc are covered.
-#   --cgroup-parent /nodex-sandbox/runner and the four cgroup binds
+#   --cgroup-parent /nodex-sandbox/runner-INDEX and the four cgroup binds
 #       on cgroup v1 the runner nests its sandboxes' cgroups under its own.
-#       Only the pre-created subtree nodex-sandbox/runner of each controller
-#       is bound read-write (make runner-cgroups creates it), never all of
-#       /sys/fs/cgroup, so the limits set on nodex-sandbox stay out of reach.
+#       Only the pre-created subtree nodex-sandbox/runner-INDEX of each
+#       controller is bound read-write (make runner-cgroups creates it),
+#       never all of /sys/fs/cgroup, so the limits set on nodex-sandbox stay
+#       out of reach. Each replica has its own subtree, because a runner
+#       removes the cgroups it finds beside its own as stale.
 #   AppArmor: not active on this host. Where it is, Docker's docker-default
 #       profile denies mount; load a profile that allows the mounts above
 #       or pass --security-opt apparmor=unconfined.
@@ -34,9 +36,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 index=${1:-1}
 project=${PROJECT:-compose}
 cg=/sys/fs/cgroup
+sub=nodex-sandbox/runner-$index
 for c in memory pids cpu cpuacct; do
-	if [ ! -d "$cg/$c/nodex-sandbox/runner" ]; then
-		echo "runner.sh: $cg/$c/nodex-sandbox/runner is missing: run make runner-cgroups" >&2
+	if [ ! -d "$cg/$c/$sub" ]; then
+		echo "runner.sh: $cg/$c/$sub is missing: run make runner-cgroups" >&2
 		exit 1
 	fi
 done
@@ -48,11 +51,11 @@ exec docker run -d --name "${project}_sandbox-runner_$index" \
 	--security-opt no-new-privileges:true \
 	--security-opt "seccomp=$here/../seccomp/sandbox-runner.json" \
 	--security-opt systempaths=unconfined \
-	--cgroup-parent /nodex-sandbox/runner \
-	-v "$cg/memory/nodex-sandbox/runner:$cg/memory:rw" \
-	-v "$cg/pids/nodex-sandbox/runner:$cg/pids:rw" \
-	-v "$cg/cpu/nodex-sandbox/runner:$cg/cpu:rw" \
-	-v "$cg/cpuacct/nodex-sandbox/runner:$cg/cpuacct:rw" \
+	--cgroup-parent "/$sub" \
+	-v "$cg/memory/$sub:$cg/memory:rw" \
+	-v "$cg/pids/$sub:$cg/pids:rw" \
+	-v "$cg/cpu/$sub:$cg/cpu:rw" \
+	-v "$cg/cpuacct/$sub:$cg/cpuacct:rw" \
 	-v "$here/secrets/services/sandbox:/run/secrets/nodex:ro" \
 	-e NATS_URL=tls://broker-1:4222,tls://broker-2:4222,tls://broker-3:4222 \
 	-e SSL_CERT_FILE=/run/secrets/nodex/ca.crt \

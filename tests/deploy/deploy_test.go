@@ -326,9 +326,12 @@ func scenarioReplicas(t *testing.T, d *deployment, w *writer) {
 	const runs = 12
 	ok := 0
 	for range runs {
-		if out, err := d.nodexRun(t, "print(1)\n"); err == nil && strings.TrimSpace(out) == "1" {
+		out, err := d.nodexRun(t, "print(1)\n")
+		if err == nil && strings.TrimSpace(out) == "1" {
 			ok++
+			continue
 		}
+		t.Logf("run failed: output %q, error %v", out, err)
 	}
 	tb.add("runs completed", fmt.Sprintf("%d of %d", ok, runs), ok == runs)
 	sealed := sealedCounts(t)
@@ -368,8 +371,8 @@ func runnerCPU(t *testing.T) map[int]int64 {
 	out := map[int]int64{}
 	for i := 1; i <= 2; i++ {
 		id := strings.TrimSpace(docker(t, "inspect", "-f", "{{.Id}}", runnerName(i)))
-		data, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpuacct/nodex-sandbox/runner",
-			id, "cpuacct.usage"))
+		data, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpuacct/nodex-sandbox",
+			fmt.Sprintf("runner-%d", i), id, "cpuacct.usage"))
 		if err != nil {
 			t.Errorf("reading CPU usage of runner %d: %v", i, err)
 			continue
