@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"text/tabwriter"
@@ -21,6 +22,10 @@ var samplePerFile = map[Kind]int{Benign: 4, Hostile: 6}
 // result table, for docs/corpus.md.
 const EnvReport = "NODEX_CORPUS_REPORT"
 
+// EnvItems names the environment variable of a regular expression that
+// selects items by "file/id", such as "mbpp.jsonl.gz/(3|4)$", to rerun a few.
+const EnvItems = "NODEX_CORPUS_ITEMS"
+
 // sampleItems returns items at positions 0, n/k, 2n/k, ... of each file.
 func sampleItems(items []Item) []Item {
 	if fullRun || len(items) == 0 {
@@ -30,6 +35,29 @@ func sampleItems(items []Item) []Item {
 	out := make([]Item, 0, k)
 	for i := range k {
 		out = append(out, items[i*len(items)/k])
+	}
+
+	return out
+}
+
+// selectItems returns the items of all whose "file/id" matches expr, in
+// place of the sample.
+func selectItems(t *testing.T, _ []Item, expr string, all map[string][]Item) []Item {
+	t.Helper()
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		t.Fatalf("invalid %s %q: %v", EnvItems, expr, err)
+	}
+	var out []Item
+	for _, f := range Files {
+		for _, it := range all[f] {
+			if re.MatchString(it.File + "/" + it.ID) {
+				out = append(out, it)
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s %q matches no item", EnvItems, expr)
 	}
 
 	return out
@@ -69,6 +97,9 @@ func TestCorpus(t *testing.T) {
 	var items []Item
 	for _, f := range Files {
 		items = append(items, sampleItems(all[f])...)
+	}
+	if expr := os.Getenv(EnvItems); expr != "" {
+		items = selectItems(t, items, expr, all)
 	}
 	start := time.Now()
 	results := r.runAll(ctx, t, items)

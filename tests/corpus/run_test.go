@@ -12,7 +12,6 @@ import (
 	"github.com/nodexsec/nodex/libs/agent"
 	"github.com/nodexsec/nodex/libs/bundle"
 	"github.com/nodexsec/nodex/libs/errs"
-	"github.com/nodexsec/nodex/libs/identity"
 )
 
 // Outcomes of one item. A benign item must pass; a hostile item must be
@@ -153,7 +152,7 @@ func (w *worker) run(ctx context.Context, it Item) result {
 		switch {
 		case res.refusal == errs.SandboxBusy.Name:
 			time.Sleep(time.Duration(attempt+1) * 500 * time.Millisecond)
-		case w.r.sys.status(a.ID()) != identity.StatusActive:
+		case w.r.sys.contained(a.ID()):
 			w.r.mu.Lock()
 			w.r.replaced++
 			w.r.mu.Unlock()
@@ -251,11 +250,12 @@ func (r *runner) known(res result) result {
 	return res
 }
 
-// clip shortens program output for a table detail line.
+// clip shortens program output for a detail line to its last 300 bytes,
+// where a traceback names the error.
 func clip(s string) string {
 	s = strings.TrimSpace(s)
 	if len(s) > 300 {
-		return s[:300] + "..."
+		return "..." + s[len(s)-300:]
 	}
 
 	return s

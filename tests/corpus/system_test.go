@@ -111,14 +111,15 @@ func (s *system) newAgent(ctx context.Context, prefix string) (*agent.Agent, err
 	return nil, lastErr
 }
 
-// status returns the registry status of identity id, as the operator sees it.
-func (s *system) status(id string) identity.Status {
+// contained reports whether the registry, as the operator sees it, shows
+// identity id suspended or revoked.
+func (s *system) contained(id string) bool {
 	ident, err := s.op.View.Identity(id)
 	if err != nil {
-		return ""
+		return false
 	}
 
-	return ident.Status
+	return ident.Status == identity.StatusSuspended || ident.Status == identity.StatusRevoked
 }
 
 // sandboxInit is the sandbox-init binary that TestMain builds, since the
