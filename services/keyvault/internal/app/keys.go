@@ -21,6 +21,10 @@ func (s *Service) Store(ctx context.Context, c Caller, req api.StoreRequest) (ap
 		return api.StoreReply{}, s.auditFailure(ctx, auditEvent{action: action, caller: c,
 			err: codedError(err)})
 	}
+	if err := validateLabels(req.Labels); err != nil {
+		return api.StoreReply{}, s.auditFailure(ctx, auditEvent{action: action, name: req.Name,
+			caller: c, err: err})
+	}
 	t := target{name: req.Name, provider: req.Provider, labels: req.Labels}
 	if _, err := s.authorize(ctx, c, action, t, ""); err != nil {
 		return api.StoreReply{}, err
@@ -252,6 +256,47 @@ func validateText(text string) error {
 	for _, r := range text {
 		if r < 0x20 || r == 0x7f {
 			return errs.InvalidRequest.Withf("purpose or reason contains a control character")
+		}
+	}
+	if domain.ContainsKeyShape(text) {
+		return errs.InvalidRequest.Withf("purpose or reason contains a value shaped like a " +
+			"provider key; describe the purpose without key values, which would be kept in the " +
+			"audit trail")
+	}
+
+	return nil
+}
+
+// Label limits: labels are policy attributes and show in listings.
+const (
+	maxLabels        = 16
+	maxLabelValueLen = 256
+)
+
+// validateLabels checks label names and values. A value shaped like a
+// provider key is rejected, since labels are printed by list.
+func validateLabels(labels map[string]string) error {
+	if len(labels) > maxLabels {
+		return errs.InvalidRequest.Withf("%d labels, max %d", len(labels), maxLabels)
+	}
+	for k, v := range labels {
+		if err := domain.ValidateName(k); err != nil {
+			// The name is not quoted: it may be a pasted secret.
+			return errs.InvalidRequest.Withf("a label name is invalid: use 1-63 characters of " +
+				"a-z, 0-9, '.', '_' and '-', starting with a letter or digit")
+		}
+		if len(v) > maxLabelValueLen {
+			return errs.InvalidRequest.Withf("label %s is %d bytes, max %d", k, len(v),
+				maxLabelValueLen)
+		}
+		for _, r := range v {
+			if r < 0x20 || r == 0x7f {
+				return errs.InvalidRequest.Withf("label %s contains a control character", k)
+			}
+		}
+		if domain.ContainsKeyShape(v) {
+			return errs.InvalidRequest.Withf("label %s has a value shaped like a provider key; "+
+				"labels are listed in the clear, so put key values only in the key itself", k)
 		}
 	}
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 )
 
 // Character classes that key bodies draw from.
@@ -164,4 +165,26 @@ func ProviderIDs() []string {
 	slices.Sort(ids)
 
 	return ids
+}
+
+// ContainsKeyShape reports whether text, or any of its words, has the shape
+// of a provider key. Free-text fields such as a purpose or a label end up in
+// audit events and listings, so a key pasted into one must be rejected
+// before it is stored anywhere. Words are split at whitespace and at the
+// separators people type between a field name and a value.
+func ContainsKeyShape(text string) bool {
+	words := strings.FieldsFunc(text, func(r rune) bool {
+		return unicode.IsSpace(r) || strings.ContainsRune(`,;=:"'()[]{}<>`, r)
+	})
+	for _, w := range append(words, text) {
+		for _, p := range Providers {
+			for _, f := range p.Formats {
+				if f.Match([]byte(w)) {
+					return true
+				}
+			}
+		}
+	}
+
+	return false
 }
