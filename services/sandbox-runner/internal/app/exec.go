@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -179,6 +180,7 @@ func (s *Service) finish(ctx context.Context, c Caller, m *bundle.Manifest, res 
 		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
 		CPUTimeMs: res.CPUTime.Milliseconds(), WallTimeMs: res.WallTime.Milliseconds(),
 		PeakMemoryBytes: res.PeakMemoryBytes, Redactions: len(redactions), Violations: violations}
+	fitOutput(rep, maxReplyOutputBytes)
 	rc := &receipt.Receipt{RunID: res.RunID, BundleID: m.ID, CodeSHA256: m.CodeSHA256,
 		Agent: c.ID, Author: m.Author, Runtime: m.Language,
 		Limits: receipt.Limits{WallTimeMs: res.Limits.WallTime.Milliseconds(),
@@ -234,4 +236,51 @@ func stripImportDenials(stderr []byte) ([]byte, []string) {
 		kept = append(kept, line)
 	}
 	return []byte(strings.Join(kept, "")), denied
+}
+
+// maxReplyOutputBytes bounds stdout and stderr together, as JSON-encoded in
+// the reply, so that the sealed reply stays under NATS's default 1 MiB
+// max_payload. Without it two outputs under their own cap could add up to a
+// reply the server refuses, and the caller would get nothing.
+const maxReplyOutputBytes = 640 << 10
+
+// fitOutput shortens the longer of stdout and stderr until both fit in max
+// bytes of JSON, marking what it cut as truncated. The receipt's digests are
+// taken afterwards, so they cover exactly what the caller receives.
+func fitOutput(rep *ExecReply, max int) {
+	for jsonLen(rep.Stdout)+jsonLen(rep.Stderr) > max {
+		excess := jsonLen(rep.Stdout) + jsonLen(rep.Stderr) - max
+		if len(rep.Stdout) >= len(rep.Stderr) {
+			rep.Stdout = cutUTF8(rep.Stdout, excess)
+			rep.StdoutTruncated = true
+		} else {
+			rep.Stderr = cutUTF8(rep.Stderr, excess)
+			rep.StderrTruncated = true
+		}
+	}
+}
+
+// cutUTF8 removes at least n bytes, and at least an eighth, from the end of
+// s without splitting a UTF-8 sequence.
+func cutUTF8(s string, n int) string {
+	n = max(n, len(s)/8, 1)
+	if n >= len(s) {
+		return ""
+	}
+	s = s[:len(s)-n]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+
+	return s
+}
+
+// jsonLen returns the length of s encoded as a JSON string.
+func jsonLen(s string) int {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return len(s) * 6
+	}
+
+	return len(b)
 }
