@@ -30,7 +30,7 @@ const (
 // languageOf maps a file extension to a submission language.
 var languageOf = map[string]string{
 	".py": "python", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript",
-	".sh": "sh", ".bash": "bash",
+	".sh": "sh",
 }
 
 // runFlags are the options of `nodex run`.
@@ -80,12 +80,12 @@ Exit codes:
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.lang, "lang", "", "language: python, javascript, sh or bash (default: from the file extension)")
+	fl.StringVar(&f.lang, "lang", "", "language: python, javascript or sh (default: from the file extension .py, .js or .sh)")
 	fl.StringArrayVar(&f.modules, "module", nil, "third-party module the program imports (repeatable)")
 	fl.StringArrayVar(&f.args, "arg", nil, "argument passed to the program (repeatable)")
 	fl.StringVar(&f.stdinFile, "stdin", "", "file passed to the program as standard input (default: empty)")
-	fl.DurationVar(&f.timeout, "timeout", 0, "wall-clock time limit of the run, e.g. 10s (default: the sandbox's)")
-	fl.Int64Var(&f.memoryMiB, "memory", 0, "memory limit of the run in MiB (default: the sandbox's)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "wall-clock time limit of the run, e.g. 5s (default and maximum: the sandbox-runner's -max-wall-time, 10s unless configured)")
+	fl.Int64Var(&f.memoryMiB, "memory", 0, "memory limit of the run in MiB (default and maximum: the sandbox-runner's -max-memory-bytes, 256 MiB unless configured)")
 
 	return cmd
 }
@@ -138,7 +138,7 @@ func buildSubmission(g *globals, path string, f runFlags) (agent.Submission, err
 		lang = languageOf[strings.ToLower(filepath.Ext(path))]
 		if lang == "" {
 			return agent.Submission{}, fmt.Errorf(
-				"cannot tell the language of %s from its extension: pass --lang python, javascript, sh or bash", path)
+				"cannot tell the language of %s from its extension: pass --lang python, javascript or sh", path)
 		}
 	}
 	code, err := os.ReadFile(path)
