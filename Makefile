@@ -63,7 +63,7 @@ test-unit: build ## unit, embedded-NATS, sandbox and in-process end-to-end tests
 	$(GO) test -count=1 -timeout 20m -run '$(SLOW_UNDER_RACE)' ./libs/envelope/
 
 # BENCH_SUITE lists every benchmark as package:regexp:benchtime. The
-# benchtimes keep the whole suite near 15 minutes on two shared cores:
+# benchtimes keep the whole suite near 5 minutes on two loaded cores:
 # benchmarks that time a fixed workload themselves and report it through
 # b.ReportMetric (SecureBus, Ingest, ServicePath) run once or a fixed
 # count, because a larger b.N only repeats a multi-second setup.
@@ -79,10 +79,11 @@ BENCH_SUITE := \
 	'./services/monitor/monitor/:Ingest:1x' \
 	'./services/sandbox-runner/internal/executor/:SpawnOverhead|Throughput:100x' \
 	'./services/sandbox-runner/sandbox/:ServicePath:30x' \
-	'./tests/bench/:NodexRun:160x'
+	'./tests/bench/:NodexRun:160x' \
+	'./services/nodex/examples/agent/:RunHello:48x'
 
 .PHONY: bench
-bench: deps build ## run every benchmark (about 15 min); figures and same-run ratios go to bench.out
+bench: deps build ## run every benchmark (about 5 min); figures and same-run ratios go to bench.out
 	@uptime | tee bench.out
 	@set -o pipefail; failed=""; for entry in $(BENCH_SUITE); do \
 		IFS=: read -r pkg re n <<<"$$entry"; \
