@@ -98,8 +98,8 @@ bench: deps build ## run every benchmark (about 5 min); figures and same-run rat
 .PHONY: bench-summary
 bench-summary: ## print the figures of the last make bench from bench.out
 	@echo; echo "== summary (every figure is from this run; see docs/benchmarks.md)"
-	@awk '/^== /{pkg=$$2} /^Benchmark/{sub(/-[0-9]+$$/, "", $$1); \
-		printf "%s %s\n", pkg, $$1; \
+	@awk '/^== /{pkg=$$2} /^Benchmark[^ \t]*: /{print pkg, $$0; next} \
+		/^Benchmark/{sub(/-[0-9]+$$/, "", $$1); printf "%s %s\n", pkg, $$1; \
 		for (i = 3; i < NF; i += 2) printf "    %-32s %s\n", $$(i+1), $$i}' bench.out
 
 .PHONY: lint
