@@ -19,8 +19,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/nodexsec/nodex/libs/broker"
 	"github.com/nodexsec/nodex/libs/bus"
+	"github.com/nodexsec/nodex/libs/envelope"
 	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/libs/identity"
 	"github.com/nodexsec/nodex/libs/logx"
@@ -122,8 +125,7 @@ func prepare(ctx context.Context, b *broker.Broker, o options, log *slog.Logger)
 			return err
 		}},
 		{"wrap store", func(ctx context.Context) error {
-			_, err := bus.NewWrapStore(ctx, b.JetStream(), 0)
-			return err
+			return ensureWraps(ctx, b.JetStream(), o.replicas)
 		}},
 	}
 	for _, s := range steps {
@@ -140,6 +142,26 @@ func prepare(ctx context.Context, b *broker.Broker, o options, log *slog.Logger)
 	}
 
 	return nil
+}
+
+// ensureWraps creates the wrap bucket at replicas with the configuration
+// bus.NewWrapStore uses, then binds it as every party does. Created at one
+// replica, it would stop every party's start while its only node is down.
+func ensureWraps(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      envelope.WrapBucket,
+		Description: "NodeX content-key wraps, one per sender, epoch and recipient",
+		History:     1,
+		TTL:         bus.DefaultWrapMaxAge,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+		return fmt.Errorf("creating KV bucket %s: %w", envelope.WrapBucket, err)
+	}
+	_, err = bus.NewWrapStore(ctx, js, 0)
+
+	return err
 }
 
 // prepareWait bounds each preparation step across its retries.
