@@ -8,9 +8,11 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel"
 
 	"github.com/nodexsec/nodex/libs/conf"
 	"github.com/nodexsec/nodex/libs/errs"
+	"github.com/nodexsec/nodex/libs/telemetry"
 )
 
 // Exit codes every nodex command uses; `nodex run` adds the program's own
@@ -46,6 +48,15 @@ type usageError struct{ error }
 // Main runs the nodex command line args and returns the process exit code.
 func Main(ctx context.Context, args []string, stdio Stdio, getenv conf.Getenv) int {
 	g := &globals{stdio: stdio, getenv: getenv}
+	// Client commands join the trace of what they ask for: spans go to the
+	// exporter the OTEL_* variables select (none by default) and
+	// traceparent travels with every request.
+	if tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "nodex", Getenv: getenv}); err == nil {
+		otel.SetTracerProvider(tel.TracerProvider())
+		defer func() { _ = tel.Shutdown(context.WithoutCancel(ctx)) }()
+	} else {
+		fmt.Fprintln(stdio.Err, "nodex: tracing disabled:", err)
+	}
 	root := newRoot(g)
 	root.SetArgs(args)
 	root.SetIn(stdio.In)
