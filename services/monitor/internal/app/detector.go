@@ -215,9 +215,24 @@ func (d *Detector) Open(ctx context.Context, msg *Message) *Opening {
 		Event:      opened.Event,
 		Sender:     opened.Sender,
 		SenderKind: opened.SenderKind,
-		Origin:     transportOrigin(msg.Subject),
+		Origin:     eventOrigin(msg.Subject, &opened.Event),
 		At:         msg.Stored,
 	}}
+}
+
+// eventOrigin returns where the fact an event reports came from. For most
+// events that is the connection that published the event. An
+// envelope.rejected event is published by the receiver that rejected a
+// message, so its own connection would blame the receiver; the origin the
+// receiver recorded for the rejected message is used instead.
+func eventOrigin(subject string, ev *domain.Event) string {
+	if ev.Type == "envelope.rejected" {
+		if o := ev.Metadata["origin"]; o != "" {
+			return o
+		}
+	}
+
+	return transportOrigin(subject)
 }
 
 // Finish runs an opened message through the rules, or reports it when it
