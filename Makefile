@@ -82,6 +82,14 @@ BENCH_SUITE := \
 	'./tests/bench/:NodexRun:160x' \
 	'./services/nodex/examples/agent/:RunHello:48x'
 
+.PHONY: corpus
+corpus: build ## run every corpus item through the full path (about 10 minutes)
+	cd tests && $(GO) test -count=1 -timeout 40m -tags corpus -run '^TestCorpus$$' -v ./corpus/
+
+.PHONY: pentest
+pentest: build ## attack an in-process deployment with nodex pentest (also part of test-unit)
+	$(GO) test -count=1 -timeout 20m -run '^TestPentestAgainstDevSystem$$' -v ./services/nodex/internal/pentest/
+
 .PHONY: bench
 bench: deps build ## run every benchmark (about 5 min); figures and same-run ratios go to bench.out
 	@uptime | tee bench.out
