@@ -50,7 +50,7 @@ run: build ## run everything on the embedded NATS server (nodex dev)
 	$(BIN)/nodex dev
 
 .PHONY: test
-test: test-unit ## run every test tier this machine can run
+test: test-unit lint ## run every test tier this machine can run, then vet and staticcheck
 
 # SLOW_UNDER_RACE are tests whose work the race detector slows tenfold
 # without adding coverage (100,000 envelopes per sender replica); they run

@@ -87,6 +87,7 @@ func TestKeyPrintsNoValue(t *testing.T) {
 		"%v":  fmt.Sprintf("%v", k),
 		"%+v": fmt.Sprintf("%+v", k),
 		"%#v": fmt.Sprintf("%#v", k),
+		//lint:ignore S1025 the test checks the %s verb itself
 		"%s":  fmt.Sprintf("%s", k),
 		"log": logged.String(),
 	}

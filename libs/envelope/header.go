@@ -3,7 +3,6 @@ package envelope
 import (
 	"encoding/binary"
 	"fmt"
-	"slices"
 )
 
 // Version is the only envelope version this package seals and opens. It
@@ -177,13 +176,6 @@ func ParseHeader(b []byte) (*Header, error) {
 	}
 
 	return h, nil
-}
-
-// hasRecipient reports whether the header lists r.
-func (h *Header) hasRecipient(r Recipient) bool {
-	_, found := slices.BinarySearchFunc(h.Recipients, r, compareRecipients)
-
-	return found
 }
 
 // reader consumes big-endian fields from b and records a short read in err

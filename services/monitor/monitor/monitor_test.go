@@ -432,9 +432,9 @@ func TestRulesReload(t *testing.T) {
 	publish(t, m.js, events.SecurityEvent{Type: "keyvault.store", Source: "keyvault",
 		Subject: "agent-2", Status: "success", Severity: "info"})
 
-	got := waitThreats(t, m.js, ThreatFilter{}, func(ts []Threat) bool { return len(ts) >= 1 })
+	waitThreats(t, m.js, ThreatFilter{}, func(ts []Threat) bool { return len(ts) >= 1 })
 	time.Sleep(200 * time.Millisecond)
-	got = waitThreats(t, m.js, ThreatFilter{}, func(ts []Threat) bool { return len(ts) >= 1 })
+	got := waitThreats(t, m.js, ThreatFilter{}, func(ts []Threat) bool { return len(ts) >= 1 })
 	if len(got) != 1 || got[0].Identity != "agent-2" {
 		t.Errorf("threats after reload: got %+v, want one for agent-2 (keyvault.store)", got)
 	}
