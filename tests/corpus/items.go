@@ -25,7 +25,7 @@ import (
 // EnvDir names the environment variable that overrides the corpus location.
 const EnvDir = "NODEX_CORPUS"
 
-// Kind tells whether an item must pass or must be refused or contained.
+// Kind is what an item must do: pass (Benign), or be refused or contained (Hostile).
 type Kind int
 
 // The two kinds of corpus items.
