@@ -133,6 +133,58 @@ func (d *deployment) up(t testing.TB) {
 	d.composeCmd(t, "up", "-d")
 	d.startRunner(t, 1)
 	d.waitReady(t, 3*time.Minute)
+	d.waitReplicated(t, 2*time.Minute)
+}
+
+// waitReplicated waits until every stream of the account has three
+// replicas, all current. Streams that services create at one replica are
+// raised by the brokers within seconds, and a node lost before that would
+// take such a stream with it.
+func (d *deployment) waitReplicated(t testing.TB, limit time.Duration) {
+	t.Helper()
+	_, js := d.operator(t, clientURL)
+	deadline := time.Now().Add(limit)
+	pending := "unknown"
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		pending = unreplicated(ctx, js)
+		cancel()
+		if pending == "" {
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("streams not replicated three times after %s: %s", limit, pending)
+}
+
+// unreplicated names the streams without three current replicas, or
+// returns "" when there are none.
+func unreplicated(ctx context.Context, js jetstream.JetStream) string {
+	var pending []string
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			pending = append(pending, name+" ("+err.Error()+")")
+			continue
+		}
+		info := s.CachedInfo()
+		ok := info.Config.Replicas == 3 && info.Cluster != nil &&
+			len(info.Cluster.Replicas) == 2
+		if ok {
+			for _, r := range info.Cluster.Replicas {
+				ok = ok && r.Current && !r.Offline
+			}
+		}
+		if !ok {
+			pending = append(pending, name)
+		}
+	}
+	if err := names.Err(); err != nil {
+		pending = append(pending, "listing streams: "+err.Error())
+	}
+
+	return strings.Join(pending, ", ")
 }
 
 // down stops the deployment; volumes too when removeVolumes is set.
