@@ -24,7 +24,7 @@ help: ## print this help
 .PHONY: deps
 deps: ## install the Debian packages the tests and benchmarks use (needs root)
 	@missing=""; \
-	for p in bubblewrap bats gawk python3 nodejs; do \
+	for p in bubblewrap bats gawk debootstrap python3 nodejs; do \
 		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -50,7 +50,7 @@ run: build ## run everything on the embedded NATS server (nodex dev)
 	$(BIN)/nodex dev
 
 .PHONY: test
-test: test-unit lint ## run every test tier this machine can run, then vet and staticcheck
+test: test-unit lint test-deploy ## every tier this machine can run: unit, sandbox, e2e, pentest, corpus sample, lint, containers
 
 # SLOW_UNDER_RACE are tests whose work the race detector slows tenfold
 # without adding coverage (100,000 envelopes per sender replica); they run
