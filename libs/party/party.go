@@ -27,7 +27,7 @@ import (
 	"github.com/nodexsec/nodex/libs/logx"
 )
 
-// Config says who the party is and where NATS is.
+// Config names the party's credentials and its NATS server.
 type Config struct {
 	// URL is the NATS server URL, e.g. nats://127.0.0.1:4222.
 	URL string
@@ -69,7 +69,7 @@ type Party struct {
 // policy set are loaded. On error everything opened so far is closed.
 func Open(ctx context.Context, cfg Config) (_ *Party, err error) {
 	if cfg.Creds == nil {
-		return nil, errors.New("party: no credentials")
+		return nil, errors.New("party: no credentials given: load them with identity.LoadCreds")
 	}
 	if cfg.Log == nil {
 		cfg.Log = logx.Discard()
