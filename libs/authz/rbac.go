@@ -38,7 +38,7 @@ const (
 
 // Restriction is one containment restriction on an identity.
 type Restriction struct {
-	// Reason is why the restriction was set.
+	// Reason is the cause recorded when the restriction was set.
 	Reason string `json:"reason"`
 	// IncidentID is the incident that set it.
 	IncidentID string `json:"incident_id,omitempty"`

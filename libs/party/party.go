@@ -192,8 +192,8 @@ func (p *Party) openBus(ctx context.Context, cfg Config) error {
 }
 
 func (p *Party) openAuthz(ctx context.Context) error {
-	// Only values signed by the policy identity are loaded, so whoever runs
-	// the NATS server cannot grant roles by writing the bucket.
+	// Only values signed by the policy identity are loaded, so the operator
+	// of the NATS server cannot grant roles by writing the bucket.
 	engine, w, err := authz.Open(ctx, p.JS, authz.Options{Audit: authz.EventSink(p.Events)},
 		authz.WatchOptions{
 			Verifier: &authz.Verifier{Directory: &identity.Directory{View: p.View}},

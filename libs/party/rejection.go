@@ -14,9 +14,9 @@ const RejectionEventType = "envelope.rejected"
 
 // RejectionEvent builds the security event of one envelope rejection. It
 // never names the message's claimed sender. Metadata "origin" names where
-// the message came from as far as NATS vouches for it: on event subjects,
+// the message came from as far as NATS vouches for it. On event subjects,
 // permissions let only identity X publish under nodex.v1.events.X., so the
-// origin is "connection:X"; elsewhere it is "subject:<subject>".
+// origin is "connection:X". Elsewhere it is "subject:<subject>".
 func RejectionEvent(r envelope.Rejection) events.SecurityEvent {
 	md := map[string]string{
 		"reason":     ReasonCode(r.Reason),

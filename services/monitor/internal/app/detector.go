@@ -223,7 +223,7 @@ func (d *Detector) Open(ctx context.Context, msg *Message) *Opening {
 // eventOrigin returns where the fact an event reports came from. For most
 // events that is the connection that published the event. An
 // envelope.rejected event is published by the receiver that rejected a
-// message, so its own connection would blame the receiver; the origin the
+// message, so its connection would blame the receiver. The origin that the
 // receiver recorded for the rejected message is used instead.
 func eventOrigin(subject string, ev *domain.Event) string {
 	if ev.Type == "envelope.rejected" {
