@@ -47,7 +47,10 @@ try:
 except OSError as e:
     print(errno.errorcode[e.errno])
 `, Limits{}, ReasonExited, "ENOSPC"},
-	{"shell fork bomb", RuntimeSh, `b() { b | b & }; b; wait`, Limits{}, ReasonPids, ""},
+	// The outer shell stays alive: with a bare "wait" it could exit as soon
+	// as its own pipeline returned, and the kernel then ended the bomb with
+	// the namespace before it reached the pids limit.
+	{"shell fork bomb", RuntimeSh, `b() { b | b & }; b; sleep 5`, Limits{}, ReasonPids, ""},
 	{"thread bomb", RuntimePython, `
 import threading, time
 while True:
