@@ -57,6 +57,7 @@ type Config struct {
 type Client struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	asyncJS jetstream.JetStream // for PublishAsync; its acks time out after RequestTimeout
 	codec   *envelope.Codec
 	cfg     Config
 	limiter *senderLimiter
@@ -136,9 +137,15 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating JetStream context: %w", err)
 	}
+	// Without an ack timeout, a future whose acknowledgement never comes
+	// stays in the context's pending map for the life of the connection.
+	asyncJS, err := jetstream.New(cfg.Conn, jetstream.WithPublishAsyncTimeout(cfg.RequestTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("creating JetStream context: %w", err)
+	}
 
 	return &Client{
-		nc: cfg.Conn, js: js, codec: cfg.Codec, cfg: cfg,
+		nc: cfg.Conn, js: js, asyncJS: asyncJS, codec: cfg.Codec, cfg: cfg,
 		limiter: newSenderLimiter(cfg.RequestsPerSecond, cfg.RequestBurst,
 			DefaultRateLimitSenders, cfg.Now),
 		pending: make(map[string]chan *nats.Msg),

@@ -24,6 +24,43 @@ func (c *Client) Publish(ctx context.Context, subject, toRole string, body any) 
 	return err
 }
 
+// PublishAsync seals body as an event to toRole like Publish, but returns
+// once the message is queued on the connection. The future reports the
+// stream's acknowledgement, or an error after Config.RequestTimeout. When
+// too many publishes await their acknowledgement, it waits for room before
+// sending, as jetstream.JetStream.PublishMsgAsync does.
+func (c *Client) PublishAsync(ctx context.Context, subject, toRole string,
+	body any) (_ jetstream.PubAckFuture, err error) {
+	ctx, span := startSpan(ctx, trace.SpanKindProducer, "publish", subject, c.ID())
+	defer func() { endSpan(span, err) }()
+	msg, id, err := c.sealEvent(ctx, envelope.KindEvent, subject, toRole, body, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	fut, err := c.asyncJS.PublishMsgAsync(msg, jetstream.WithMsgID(id))
+	if err != nil {
+		return nil, fmt.Errorf("publishing %s on %s: %w", envelope.KindEvent, subject, err)
+	}
+
+	return fut, nil
+}
+
+// RepublishAsync sends m, the message of a future that PublishAsync
+// returned, again. The message keeps its envelope and its Nats-Msg-Id, so
+// the stream stores it once even when only the first acknowledgement was
+// lost, as long as the resend falls within the stream's duplicate window.
+func (c *Client) RepublishAsync(m *nats.Msg) (jetstream.PubAckFuture, error) {
+	if m == nil || m.Header.Get(jetstream.MsgIDHeader) == "" {
+		return nil, errors.New("bus: RepublishAsync needs a message PublishAsync sent")
+	}
+	fut, err := c.asyncJS.PublishMsgAsync(m)
+	if err != nil {
+		return nil, fmt.Errorf("republishing on %s: %w", m.Subject, err)
+	}
+
+	return fut, nil
+}
+
 // PublishJob is like Publish for a job: the envelope kind is job and the
 // signed expiry makes consumers reject it after expires (zero: never).
 func (c *Client) PublishJob(ctx context.Context, subject, toRole string, body any,
@@ -35,25 +72,37 @@ func (c *Client) publish(ctx context.Context, kind envelope.Kind, subject, toRol
 	body any, expires time.Time) (_ *jetstream.PubAck, err error) {
 	ctx, span := startSpan(ctx, trace.SpanKindProducer, "publish", subject, c.ID())
 	defer func() { endSpan(span, err) }()
+	msg, id, err := c.sealEvent(ctx, kind, subject, toRole, body, expires)
+	if err != nil {
+		return nil, err
+	}
+	ack, err := c.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
+	if err != nil {
+		return nil, fmt.Errorf("publishing %s on %s: %w", kind, subject, err)
+	}
+
+	return ack, nil
+}
+
+// sealEvent seals body as a stream message of kind and returns it with the
+// envelope id, which is its Nats-Msg-Id.
+func (c *Client) sealEvent(ctx context.Context, kind envelope.Kind, subject, toRole string,
+	body any, expires time.Time) (*nats.Msg, string, error) {
 	data, err := json.Marshal(body)
 	if err != nil {
-		return nil, fmt.Errorf("encoding %s for %s: %w", kind, subject, err)
+		return nil, "", fmt.Errorf("encoding %s for %s: %w", kind, subject, err)
 	}
 	sealed, err := c.codec.Seal(ctx, envelope.Message{
 		Kind: kind, Subject: subject, To: []envelope.Target{envelope.ToRole(toRole)},
 		ContentType: envelope.ContentTypeJSON, Expires: expires, Body: data,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sealing %s for %s: %w", kind, subject, err)
+		return nil, "", fmt.Errorf("sealing %s for %s: %w", kind, subject, err)
 	}
 	msg := &nats.Msg{Subject: subject, Data: sealed.Frame, Header: nats.Header{}}
 	injectTrace(ctx, msg.Header)
-	ack, err := c.js.PublishMsg(ctx, msg, jetstream.WithMsgID(sealed.MsgID()))
-	if err != nil {
-		return nil, fmt.Errorf("publishing %s on %s: %w", kind, subject, err)
-	}
 
-	return ack, nil
+	return msg, sealed.MsgID(), nil
 }
 
 // Message is one opened stream message, as passed to a [StreamHandler].
