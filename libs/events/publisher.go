@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -18,28 +20,53 @@ type Sink interface {
 	Publish(ctx context.Context, subject, toRole string, body any) error
 }
 
+// AsyncSink is a [Sink] that can also hand an event to the stream without
+// waiting for the acknowledgement, so that one worker keeps many events in
+// flight. libs/bus's Client implements it.
+type AsyncSink interface {
+	Sink
+	// PublishAsync seals body like Publish and returns once the message is
+	// queued on the connection; the future reports the stream's answer.
+	PublishAsync(ctx context.Context, subject, toRole string, body any) (jetstream.PubAckFuture, error)
+	// RepublishAsync sends m, the message of an earlier future, again. It
+	// keeps its Nats-Msg-Id, so the stream stores the event once even when
+	// the first copy arrived and only its acknowledgement was lost.
+	RepublishAsync(m *nats.Msg) (jetstream.PubAckFuture, error)
+}
+
 // PublisherOptions tune a [Publisher]. Zero fields take the defaults.
 type PublisherOptions struct {
 	// QueueSize bounds the events waiting for an asynchronous publish;
-	// default 4096. When it is full, Publish counts the event as lost.
+	// default 4096.
 	QueueSize int
+	// EnqueueTimeout is how long Publish waits for room in a full queue
+	// before it counts the event as lost; default 2s. The wait slows a
+	// flood of events down to what the stream absorbs instead of losing
+	// them. A negative value never waits.
+	EnqueueTimeout time.Duration
 	// Workers publish queued events in parallel; default 4.
 	Workers int
+	// MaxBatch is how many queued events one worker hands to an [AsyncSink]
+	// before it waits for their acknowledgements; default 64. Plain sinks
+	// publish one event at a time.
+	MaxBatch int
 	// Attempts is how often an asynchronous publish is tried; default 3.
 	Attempts int
-	// Timeout bounds one publish; default 5s.
+	// Timeout bounds one publish, including the wait for its
+	// acknowledgement; default 5s.
 	Timeout time.Duration
 	// OnLost is called, outside any lock, for every event that could not be
 	// persisted, with the reason. It must not block.
 	OnLost func(ev SecurityEvent, err error)
 }
 
-// Publisher emits the events of one party. Publish is asynchronous and never
-// blocks the caller; PublishSync waits for the stream's acknowledgement, for
-// operations that must not happen without their audit record. A Publisher is
-// safe for concurrent use.
+// Publisher emits the events of one party. Publish is asynchronous and waits
+// only while its queue is full; PublishSync waits for the stream's
+// acknowledgement, for operations that must not happen without their audit
+// record. A Publisher is safe for concurrent use.
 type Publisher struct {
 	sink   Sink
+	async  AsyncSink // sink, when it supports asynchronous publishing
 	source string
 	opts   PublisherOptions
 	queue  chan SecurityEvent
@@ -50,10 +77,17 @@ type Publisher struct {
 
 	published atomic.Uint64
 	lost      atomic.Uint64
+	pending   atomic.Int64 // queued or in flight, not yet published or lost
 }
 
-// ErrClosed is returned when publishing on a closed Publisher.
-var ErrClosed = errors.New("events: publisher closed")
+// Errors an event lost by [Publisher.Publish] is reported with.
+var (
+	// ErrClosed is returned when publishing on a closed Publisher.
+	ErrClosed = errors.New("events: publisher closed")
+	// ErrQueueFull reports an event that found the queue full for longer
+	// than [PublisherOptions.EnqueueTimeout].
+	ErrQueueFull = errors.New("events: publish queue full")
+)
 
 // NewPublisher returns a Publisher that stamps events with source (the
 // party's identity id) and stores them through sink. It panics on a nil sink
@@ -62,20 +96,10 @@ func NewPublisher(sink Sink, source string, opts PublisherOptions) *Publisher {
 	if sink == nil || source == "" {
 		panic("events: NewPublisher needs a sink and a source")
 	}
-	if opts.QueueSize <= 0 {
-		opts.QueueSize = 4096
-	}
-	if opts.Workers <= 0 {
-		opts.Workers = 4
-	}
-	if opts.Attempts <= 0 {
-		opts.Attempts = 3
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Second
-	}
+	setDefaults(&opts)
 	p := &Publisher{sink: sink, source: source, opts: opts,
 		queue: make(chan SecurityEvent, opts.QueueSize)}
+	p.async, _ = sink.(AsyncSink)
 	for range opts.Workers {
 		p.wg.Add(1)
 		go p.work()
@@ -84,9 +108,32 @@ func NewPublisher(sink Sink, source string, opts PublisherOptions) *Publisher {
 	return p
 }
 
-// Publish queues ev for an asynchronous publish. An event that cannot be
-// queued or persisted is counted in Lost and passed to OnLost, never
-// dropped silently.
+func setDefaults(o *PublisherOptions) {
+	if o.QueueSize <= 0 {
+		o.QueueSize = 4096
+	}
+	if o.EnqueueTimeout == 0 {
+		o.EnqueueTimeout = 2 * time.Second
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 64
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = 3
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+}
+
+// Publish queues ev for an asynchronous publish. When the queue is full it
+// waits up to [PublisherOptions.EnqueueTimeout] for room; ctx does not cut
+// that wait short, because the fact being audited has already happened. An
+// event that cannot be queued or persisted is counted in Lost and passed to
+// OnLost, never dropped silently.
 func (p *Publisher) Publish(ctx context.Context, ev SecurityEvent) {
 	if err := p.stamp(ctx, &ev); err != nil {
 		p.markLost(ev, err)
@@ -98,11 +145,23 @@ func (p *Publisher) Publish(ctx context.Context, ev SecurityEvent) {
 		p.markLost(ev, ErrClosed)
 		return
 	}
+	p.pending.Add(1)
 	select {
 	case p.queue <- ev:
+		return
 	default:
-		p.markLost(ev, errors.New("events: publish queue full"))
 	}
+	if p.opts.EnqueueTimeout > 0 {
+		t := time.NewTimer(p.opts.EnqueueTimeout)
+		defer t.Stop()
+		select {
+		case p.queue <- ev:
+			return
+		case <-t.C:
+		}
+	}
+	p.pending.Add(-1)
+	p.markLost(ev, fmt.Errorf("%w for %s", ErrQueueFull, p.opts.EnqueueTimeout))
 }
 
 // PublishSync stores ev and returns once the stream acknowledged it, or the
@@ -126,8 +185,14 @@ func (p *Publisher) Published() uint64 { return p.published.Load() }
 // Lost returns how many events could not be persisted.
 func (p *Publisher) Lost() uint64 { return p.lost.Load() }
 
+// Pending returns how many events Publish accepted that are neither
+// acknowledged nor lost yet.
+func (p *Publisher) Pending() int64 { return p.pending.Load() }
+
 // Close stops accepting events and waits, up to ctx's deadline, for queued
-// events to be published. Events still queued when ctx ends count as lost.
+// and in-flight events to be acknowledged. When ctx ends first, Close
+// returns an error naming how many events are still pending; the workers
+// keep publishing them, and each one is still counted as published or lost.
 func (p *Publisher) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed {
@@ -144,7 +209,8 @@ func (p *Publisher) Close(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("events: closing publisher with events queued: %w", ctx.Err())
+		return fmt.Errorf("events: closing publisher with %d events pending: %w",
+			p.pending.Load(), ctx.Err())
 	}
 }
 
@@ -179,25 +245,131 @@ func (p *Publisher) send(ctx context.Context, ev SecurityEvent) error {
 	return nil
 }
 
+// work publishes queued events until Close: one at a time through a plain
+// Sink, or in batches of what is already queued through an AsyncSink.
 func (p *Publisher) work() {
 	defer p.wg.Done()
+	batch := make([]SecurityEvent, 0, p.opts.MaxBatch)
 	for ev := range p.queue {
-		var err error
-		for attempt := range p.opts.Attempts {
-			if attempt > 0 {
-				time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
-			}
-			if err = p.send(context.Background(), ev); err == nil {
-				break
-			}
-		}
-		if err != nil {
-			p.markLost(ev, err)
+		if p.async == nil {
+			p.publishOne(ev)
 			continue
 		}
-		p.published.Add(1)
+		batch = append(batch[:0], ev)
+		batch = p.fill(batch)
+		p.publishBatch(batch)
 	}
 }
+
+// fill appends events that are already queued, without waiting, up to
+// MaxBatch.
+func (p *Publisher) fill(batch []SecurityEvent) []SecurityEvent {
+	for len(batch) < p.opts.MaxBatch {
+		select {
+		case ev, ok := <-p.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, ev)
+		default:
+			return batch
+		}
+	}
+
+	return batch
+}
+
+func (p *Publisher) publishOne(ev SecurityEvent) {
+	var err error
+	for attempt := range p.opts.Attempts {
+		if attempt > 0 {
+			time.Sleep(backoff(attempt))
+		}
+		if err = p.send(context.Background(), ev); err == nil {
+			break
+		}
+	}
+	p.settle(ev, err)
+}
+
+// inflight is one event of a batch and the future of its latest publish.
+type inflight struct {
+	ev  SecurityEvent
+	fut jetstream.PubAckFuture // nil when handing it to the sink failed
+	err error
+}
+
+// publishBatch hands every event to the sink, then waits for each
+// acknowledgement in turn and resends what failed, keeping the message and
+// so its Nats-Msg-Id.
+func (p *Publisher) publishBatch(batch []SecurityEvent) {
+	flights := make([]inflight, len(batch))
+	for i, ev := range batch {
+		flights[i] = inflight{ev: ev}
+		flights[i].fut, flights[i].err = p.publishAsync(ev)
+	}
+	for i := range flights {
+		f := &flights[i]
+		for attempt := 1; ; attempt++ {
+			if f.err == nil {
+				f.err = p.await(f)
+			}
+			if f.err == nil || attempt >= p.opts.Attempts {
+				break
+			}
+			time.Sleep(backoff(attempt))
+			if f.fut != nil {
+				f.fut, f.err = p.async.RepublishAsync(f.fut.Msg())
+			} else {
+				f.fut, f.err = p.publishAsync(f.ev)
+			}
+		}
+		p.settle(f.ev, f.err)
+	}
+}
+
+func (p *Publisher) publishAsync(ev SecurityEvent) (jetstream.PubAckFuture, error) {
+	subj, err := Subject(p.source, ev.Type)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
+	defer cancel()
+	fut, err := p.async.PublishAsync(ctx, subj, AudienceRole, ev)
+	if err != nil {
+		return nil, fmt.Errorf("events: publishing %s event %s: %w", ev.Type, ev.ID, err)
+	}
+
+	return fut, nil
+}
+
+// await returns nil once the stream acknowledged f's message, or why not.
+func (p *Publisher) await(f *inflight) error {
+	t := time.NewTimer(p.opts.Timeout)
+	defer t.Stop()
+	select {
+	case <-f.fut.Ok():
+		return nil
+	case err := <-f.fut.Err():
+		return fmt.Errorf("events: storing %s event %s: %w", f.ev.Type, f.ev.ID, err)
+	case <-t.C:
+		return fmt.Errorf("events: storing %s event %s: no acknowledgement after %s",
+			f.ev.Type, f.ev.ID, p.opts.Timeout)
+	}
+}
+
+// settle counts one event Publish accepted as published or, with err, lost.
+func (p *Publisher) settle(ev SecurityEvent, err error) {
+	p.pending.Add(-1)
+	if err != nil {
+		p.markLost(ev, err)
+		return
+	}
+	p.published.Add(1)
+}
+
+// backoff is the pause before retry number attempt (1 for the first retry).
+func backoff(attempt int) time.Duration { return time.Duration(attempt) * 100 * time.Millisecond }
 
 func (p *Publisher) markLost(ev SecurityEvent, err error) {
 	p.lost.Add(1)
