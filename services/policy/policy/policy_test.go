@@ -34,6 +34,8 @@ type world struct {
 	operator *bus.Client
 	agent    *bus.Client
 	codesec  *bus.Client
+	// audit reads NODEX_EVENTS as a holder of the events role.
+	audit *bus.Client
 	// local decides with libs/authz on the same bucket the service uses.
 	local *authz.Engine
 	pub   *events.Publisher
@@ -82,7 +84,7 @@ func start(t testing.TB) *world {
 		agent:    client(t, srv, ew.AddParty(t, "agent-1", "agent", "agent")),
 		codesec:  client(t, srv, ew.AddParty(t, "codesec", "service", "service:codesec")),
 	}
-	ew.AddParty(t, "monitor", "service", events.AudienceRole)
+	w.audit = client(t, srv, ew.AddParty(t, "monitor", "service", events.AudienceRole))
 	w.pub = events.NewPublisher(w.policy, "policy", events.PublisherOptions{})
 
 	runCtx, cancel := context.WithCancel(ctx)
