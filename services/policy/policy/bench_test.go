@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -136,7 +138,9 @@ func BenchmarkDecide(b *testing.B) {
 	storeRBAC(b, w, rbac)
 
 	b.Run("authz_audited", func(b *testing.B) {
-		pub := events.NewPublisher(w.codesec, "codesec", events.PublisherOptions{})
+		var lost lostReasons
+		pub := events.NewPublisher(w.codesec, "codesec", events.PublisherOptions{
+			OnLost: lost.record})
 		e := authz.New(authz.Options{Audit: authz.EventSink(pub), Timeout: benchTimeout})
 		if err := e.Load(ctx, set); err != nil {
 			b.Fatal(err)
@@ -146,6 +150,8 @@ func BenchmarkDecide(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(pub.Lost()), "lost-events")
+		b.ReportMetric(float64(pub.Published()), "published-events")
+		lost.print(b)
 	})
 
 	b.Run("nats_raw", func(b *testing.B) {
@@ -194,6 +200,35 @@ func BenchmarkDecide(b *testing.B) {
 	})
 
 	logRatios(b)
+}
+
+// lostReasons counts lost audit events by the text of their error, so
+// that a run that loses events says why.
+type lostReasons struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (l *lostReasons) record(_ events.SecurityEvent, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.counts == nil {
+		l.counts = map[string]int{}
+	}
+	// The event id in the text would make every reason distinct.
+	reason := err.Error()
+	if i := strings.LastIndex(reason, ": "); i >= 0 {
+		reason = reason[i+2:]
+	}
+	l.counts[reason]++
+}
+
+func (l *lostReasons) print(b *testing.B) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for reason, n := range l.counts {
+		fmt.Printf("%s: %d audit events lost: %s\n", b.Name(), n, reason)
+	}
 }
 
 // logRatios prints the targets: libs/authz p50 within 1.3x of bare OPA, and
