@@ -26,7 +26,8 @@ type Sink interface {
 type AsyncSink interface {
 	Sink
 	// PublishAsync seals body like Publish and returns once the message is
-	// queued on the connection; the future reports the stream's answer.
+	// queued on the connection. The future reports the stream's
+	// acknowledgement or error.
 	PublishAsync(ctx context.Context, subject, toRole string, body any) (jetstream.PubAckFuture, error)
 	// RepublishAsync sends m, the message of an earlier future, again. It
 	// keeps its Nats-Msg-Id, so the stream stores the event once even when
@@ -50,6 +51,11 @@ type PublisherOptions struct {
 	// before it waits for their acknowledgements; default 64. Plain sinks
 	// publish one event at a time.
 	MaxBatch int
+	// Linger is how long a batch for an [AsyncSink] waits for more events
+	// after its first one; default 5ms, negative for no wait. A batch wakes
+	// one worker and lets the connection send its events in fewer socket
+	// writes, so the sealing work overlaps fewer of the audited requests.
+	Linger time.Duration
 	// Attempts is how often an asynchronous publish is tried; default 3.
 	Attempts int
 	// Timeout bounds one publish, including the wait for its
@@ -70,7 +76,10 @@ type Publisher struct {
 	source string
 	opts   PublisherOptions
 	queue  chan SecurityEvent
-	wg     sync.WaitGroup
+	// batches carries batches from the one goroutine that collects them to
+	// the workers; nil for a plain Sink.
+	batches chan []SecurityEvent
+	wg      sync.WaitGroup
 
 	mu     sync.RWMutex
 	closed bool
@@ -100,6 +109,13 @@ func NewPublisher(sink Sink, source string, opts PublisherOptions) *Publisher {
 	p := &Publisher{sink: sink, source: source, opts: opts,
 		queue: make(chan SecurityEvent, opts.QueueSize)}
 	p.async, _ = sink.(AsyncSink)
+	if p.async != nil {
+		// One collector, so that events arriving close together share a
+		// batch instead of waking one worker each.
+		p.batches = make(chan []SecurityEvent, opts.Workers)
+		p.wg.Add(1)
+		go p.collect()
+	}
 	for range opts.Workers {
 		p.wg.Add(1)
 		go p.work()
@@ -120,6 +136,9 @@ func setDefaults(o *PublisherOptions) {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 64
+	}
+	if o.Linger == 0 {
+		o.Linger = 5 * time.Millisecond
 	}
 	if o.Attempts <= 0 {
 		o.Attempts = 3
@@ -245,33 +264,63 @@ func (p *Publisher) send(ctx context.Context, ev SecurityEvent) error {
 	return nil
 }
 
-// work publishes queued events until Close: one at a time through a plain
-// Sink, or in batches of what is already queued through an AsyncSink.
+// work publishes until Close: queued events one at a time through a plain
+// Sink, or the collected batches through an AsyncSink.
 func (p *Publisher) work() {
 	defer p.wg.Done()
-	batch := make([]SecurityEvent, 0, p.opts.MaxBatch)
-	for ev := range p.queue {
-		if p.async == nil {
+	if p.async == nil {
+		for ev := range p.queue {
 			p.publishOne(ev)
-			continue
 		}
-		batch = append(batch[:0], ev)
-		batch = p.fill(batch)
+		return
+	}
+	for batch := range p.batches {
 		p.publishBatch(batch)
 	}
 }
 
-// fill appends events that are already queued, without waiting, up to
-// MaxBatch.
+// collect groups queued events into batches of up to MaxBatch, each
+// waiting at most Linger after its first event.
+func (p *Publisher) collect() {
+	defer p.wg.Done()
+	defer close(p.batches)
+	for ev := range p.queue {
+		batch := make([]SecurityEvent, 1, p.opts.MaxBatch)
+		batch[0] = ev
+		p.batches <- p.fill(batch)
+	}
+}
+
+// fill appends queued events to batch until it holds MaxBatch, Linger has
+// passed or the queue is closed. Without Linger it takes only what is
+// already queued.
 func (p *Publisher) fill(batch []SecurityEvent) []SecurityEvent {
+	var linger <-chan time.Time
+	if p.opts.Linger > 0 {
+		t := time.NewTimer(p.opts.Linger)
+		defer t.Stop()
+		linger = t.C
+	}
 	for len(batch) < p.opts.MaxBatch {
+		if linger == nil {
+			select {
+			case ev, ok := <-p.queue:
+				if !ok {
+					return batch
+				}
+				batch = append(batch, ev)
+				continue
+			default:
+				return batch
+			}
+		}
 		select {
 		case ev, ok := <-p.queue:
 			if !ok {
 				return batch
 			}
 			batch = append(batch, ev)
-		default:
+		case <-linger:
 			return batch
 		}
 	}

@@ -189,7 +189,7 @@ func TestFullQueueLossIsCountedAndReported(t *testing.T) {
 		p.Publish(ctx, ev)
 	}
 	publish(ids[0])
-	<-sink.entered // the worker holds the first event
+	<-sink.entered  // the worker holds the first event
 	publish(ids[1]) // fills the queue
 	publish(ids[2]) // finds it full until the timeout
 	if p.Lost() != 1 {
