@@ -52,6 +52,9 @@ func (c *Client) Request(ctx context.Context, subject, toRole string, req, resp 
 	if err := c.nc.PublishMsg(msg); err != nil {
 		return fmt.Errorf("publishing request on %s: %w", subject, err)
 	}
+	// The reply key is derived while the request travels, not after the
+	// reply arrives.
+	sealed.PrepareReply()
 
 	opened, err := c.awaitReply(ctx, replies, sealed, toRole)
 	if err != nil {

@@ -88,3 +88,42 @@ func TestReplyBinding(t *testing.T) {
 		t.Errorf("genuine reply: %v", err)
 	}
 }
+
+// TestPreparedReplyKeepsChecks checks that a reply key derived ahead with
+// PrepareReply still opens the genuine reply and still rejects a reply that
+// is bound to the request and signed by the replier but encrypted under a
+// key the replier chose.
+func TestPreparedReplyKeepsChecks(t *testing.T) {
+	w, agent, svc, req := twoParties(t)
+	ctx := context.Background()
+	req.PrepareReply()
+	o, err := svc.codec.Open(ctx, reqDelivery(req, subj), req.Frame)
+	if err != nil {
+		t.Fatalf("opening request: %v", err)
+	}
+	d := Delivery{Subject: req.Header.ReplySubject}
+
+	chosen := ContentKey{5}
+	h := &Header{Version: Version, Kind: KindReply, Timestamp: w.now.UnixMilli(),
+		Sender: svc.id, SenderKeyVersion: 1, KID: chosen.KID(),
+		Recipients:  []Recipient{{Type: RecipientIdentity, Name: agent.id}},
+		ContentType: ContentTypeJSON, RequestDigest: req.Digest}
+	h.ID[0] = 1
+	forged := forge(t, svc, req.Header.ReplySubject, h, chosen, []byte(`{}`))
+	_, err = agent.codec.OpenReply(ctx, d, forged.Frame, req, "service:codesec")
+	if !errors.Is(err, ErrKeyCommitment) {
+		t.Errorf("reply under a chosen key: got %v, want ErrKeyCommitment", err)
+	}
+
+	reply, err := svc.codec.SealReply(o, ContentTypeJSON, []byte(`{"ok":true}`))
+	if err != nil {
+		t.Fatalf("sealing reply: %v", err)
+	}
+	opened, err := agent.codec.OpenReply(ctx, d, reply.Frame, req, "service:codesec")
+	if err != nil {
+		t.Fatalf("opening genuine reply: %v", err)
+	}
+	if !bytes.Equal(opened.Body, []byte(`{"ok":true}`)) {
+		t.Errorf("reply body = %q, want %q", opened.Body, `{"ok":true}`)
+	}
+}

@@ -349,8 +349,12 @@ func checkStreamFresh(h *Header, d Delivery, w, now int64) error {
 func (c *Codec) contentKey(ctx context.Context, h *Header, r Recipient,
 	req *Sealed) (ContentKey, error) {
 	if req != nil {
-		key := req.key.replyKey(req.Header.ID)
-		if key.KID() != h.KID {
+		key, kid := req.reply, req.replyKID
+		if !req.replyReady {
+			key = req.key.replyKey(req.Header.ID)
+			kid = key.KID()
+		}
+		if kid != h.KID {
 			return ContentKey{}, ErrKeyCommitment
 		}
 		return key, nil

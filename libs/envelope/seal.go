@@ -45,6 +45,23 @@ type Sealed struct {
 	Header *Header
 	Digest [32]byte // SHA-256 of Frame: what a reply binds to
 	key    ContentKey
+	// reply and replyKID are the key of the reply and its commitment,
+	// once PrepareReply derived them.
+	reply      ContentKey
+	replyKID   [32]byte
+	replyReady bool
+}
+
+// PrepareReply derives the content key of the reply to this request now,
+// so that [Codec.OpenReply] does not derive it after the reply arrives. A
+// requester calls it after publishing, while it waits. It must not run
+// concurrently with OpenReply for the same request.
+func (s *Sealed) PrepareReply() {
+	if s.Header.Kind == KindRequest && !s.replyReady {
+		s.reply = s.key.replyKey(s.Header.ID)
+		s.replyKID = s.reply.KID()
+		s.replyReady = true
+	}
 }
 
 // MsgID returns the id in lowercase hex, the JetStream Nats-Msg-Id.
