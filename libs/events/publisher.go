@@ -52,9 +52,10 @@ type PublisherOptions struct {
 	// publish one event at a time.
 	MaxBatch int
 	// Linger is how long a batch for an [AsyncSink] waits for more events
-	// after its first one; default 5ms, negative for no wait. A batch wakes
-	// one worker and lets the connection send its events in fewer socket
-	// writes, so the sealing work overlaps fewer of the audited requests.
+	// after its first one, unless the previous batch was full or Close was
+	// called; default 5ms, negative for no wait. A batch wakes one worker
+	// and lets the connection send its events in fewer socket writes. The
+	// sealing work then overlaps fewer of the audited requests.
 	Linger time.Duration
 	// Attempts is how often an asynchronous publish is tried; default 3.
 	Attempts int
@@ -79,6 +80,7 @@ type Publisher struct {
 	// batches carries batches from the one goroutine that collects them to
 	// the workers; nil for a plain Sink.
 	batches chan []SecurityEvent
+	closing chan struct{} // closed by Close, ending any Linger at once
 	wg      sync.WaitGroup
 
 	mu     sync.RWMutex
@@ -107,7 +109,7 @@ func NewPublisher(sink Sink, source string, opts PublisherOptions) *Publisher {
 	}
 	setDefaults(&opts)
 	p := &Publisher{sink: sink, source: source, opts: opts,
-		queue: make(chan SecurityEvent, opts.QueueSize)}
+		queue: make(chan SecurityEvent, opts.QueueSize), closing: make(chan struct{})}
 	p.async, _ = sink.(AsyncSink)
 	if p.async != nil {
 		// One collector, so that events arriving close together share a
@@ -220,6 +222,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 	}
 	p.closed = true
 	close(p.queue)
+	close(p.closing)
 	p.mu.Unlock()
 
 	done := make(chan struct{})
@@ -279,48 +282,46 @@ func (p *Publisher) work() {
 	}
 }
 
-// collect groups queued events into batches of up to MaxBatch, each
-// waiting at most Linger after its first event.
+// collect groups queued events into batches of up to MaxBatch. After the
+// first event of a batch it sleeps for Linger instead of waiting on the
+// queue, so the events that arrive meanwhile do not wake it one by one.
+// After a full batch it does not sleep, so a flood is not slowed by Linger.
 func (p *Publisher) collect() {
 	defer p.wg.Done()
 	defer close(p.batches)
+	full := false
 	for ev := range p.queue {
+		if !full && p.opts.Linger > 0 {
+			p.linger()
+		}
 		batch := make([]SecurityEvent, 1, p.opts.MaxBatch)
 		batch[0] = ev
-		p.batches <- p.fill(batch)
+		batch = p.fill(batch)
+		full = len(batch) == p.opts.MaxBatch
+		p.batches <- batch
 	}
 }
 
-// fill appends queued events to batch until it holds MaxBatch, Linger has
-// passed or the queue is closed. Without Linger it takes only what is
-// already queued.
-func (p *Publisher) fill(batch []SecurityEvent) []SecurityEvent {
-	var linger <-chan time.Time
-	if p.opts.Linger > 0 {
-		t := time.NewTimer(p.opts.Linger)
-		defer t.Stop()
-		linger = t.C
+// linger waits for Linger, or until Close.
+func (p *Publisher) linger() {
+	t := time.NewTimer(p.opts.Linger)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-p.closing:
 	}
+}
+
+// fill appends the events already queued to batch, up to MaxBatch.
+func (p *Publisher) fill(batch []SecurityEvent) []SecurityEvent {
 	for len(batch) < p.opts.MaxBatch {
-		if linger == nil {
-			select {
-			case ev, ok := <-p.queue:
-				if !ok {
-					return batch
-				}
-				batch = append(batch, ev)
-				continue
-			default:
-				return batch
-			}
-		}
 		select {
 		case ev, ok := <-p.queue:
 			if !ok {
 				return batch
 			}
 			batch = append(batch, ev)
-		case <-linger:
+		default:
 			return batch
 		}
 	}

@@ -218,3 +218,31 @@ func TestFullQueueLossIsCountedAndReported(t *testing.T) {
 			p.Pending())
 	}
 }
+
+func TestCloseEndsLinger(t *testing.T) {
+	ctx := context.Background()
+	js := testkit.JetStream(t, testkit.NATSServer(t))
+	s, err := EnsureStream(ctx, js, StreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With an hour of linger, the events can only reach the stream before
+	// the test deadline if Close cuts the wait short.
+	p := NewPublisher(&jetStreamAsyncSink{jetStreamSink: jetStreamSink{js}}, "policy",
+		PublisherOptions{Linger: time.Hour})
+	for range 10 {
+		p.Publish(ctx, SecurityEvent{Type: "policy.decision", Status: StatusSuccess,
+			Severity: SeverityInfo})
+	}
+	closeCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := p.Close(closeCtx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if got := streamMsgs(t, s); got != 10 {
+		t.Errorf("stream holds %d events, want 10", got)
+	}
+	if p.Published() != 10 || p.Lost() != 0 {
+		t.Errorf("published %d, lost %d; want 10, 0", p.Published(), p.Lost())
+	}
+}
