@@ -9,7 +9,7 @@ import (
 )
 
 // EnsureStream creates the stream, or updates it to cfg if it exists. An
-// existing stream keeps its replica count when cfg asks for fewer, so a
+// existing stream keeps its replica count when cfg requests fewer, so a
 // service restarted with a lower or default setting never takes
 // replication away that an operator or the broker added.
 func EnsureStream(ctx context.Context, js jetstream.JetStream,

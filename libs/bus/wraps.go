@@ -30,7 +30,7 @@ var _ envelope.WrapStore = (*WrapStore)(nil)
 
 // DefaultWrapMissWait is how long [WrapStore.Get] keeps retrying a wrap
 // that is not found. KV reads are direct gets, which any replica of the
-// bucket may answer, and a follower can lag the acknowledgement the
+// bucket may serve, and a follower can lag the acknowledgement the
 // sender waited for by a few milliseconds (more on a loaded host). Only
 // an authenticated sender can make a receiver look a wrap up, because the
 // signature is checked first.
