@@ -60,4 +60,5 @@ exec docker run -d --name "${project}_sandbox-runner_$index" \
 	-e NATS_URL=tls://broker-1:4222,tls://broker-2:4222,tls://broker-3:4222 \
 	-e SSL_CERT_FILE=/run/secrets/nodex/ca.crt \
 	-e NODEX_CREDS=/run/secrets/nodex/sandbox.creds \
+	-e NODEX_SANDBOX_REPLICAS=3 \
 	"nodex-sandbox-runner:${NODEX_TAG:-dev}"

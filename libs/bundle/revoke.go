@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nodexsec/nodex/libs/bus"
 )
 
 // RevokedBucket is the JetStream KV bucket of revoked bundle ids. The key is
@@ -36,16 +38,18 @@ type Revocations struct {
 	js jetstream.JetStream
 }
 
-// OpenRevocations creates the [RevokedBucket] bucket if it does not exist
-// and returns the list on it.
-func OpenRevocations(ctx context.Context, js jetstream.JetStream) (*Revocations, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+// OpenRevocations creates the [RevokedBucket] bucket with replicas (zero
+// means 1) if it does not exist, and returns the list on it. An existing
+// bucket with more replicas keeps them.
+func OpenRevocations(ctx context.Context, js jetstream.JetStream, replicas int) (*Revocations, error) {
+	kv, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      RevokedBucket,
 		Description: "revoked bundle ids",
 		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening KV bucket %s: %w", RevokedBucket, err)
+		return nil, err
 	}
 
 	return &Revocations{kv: kv, js: js}, nil

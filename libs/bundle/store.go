@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nodexsec/nodex/libs/bus"
 )
 
 // BundlesBucket is the JetStream Object Store that holds sealed bundles,
@@ -40,16 +42,18 @@ type Store struct {
 	objects jetstream.ObjectStore
 }
 
-// OpenStore creates the [BundlesBucket] Object Store if it does not exist
-// and returns a [Store] on it.
-func OpenStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	objects, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+// OpenStore creates the [BundlesBucket] Object Store with replicas (zero
+// means 1) if it does not exist, and returns a [Store] on it. An existing
+// store with more replicas keeps them.
+func OpenStore(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, error) {
+	objects, err := bus.EnsureObjectStore(ctx, js, jetstream.ObjectStoreConfig{
 		Bucket:      BundlesBucket,
 		Description: "sealed code bundles, one object per bundle id",
 		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening object store %s: %w", BundlesBucket, err)
+		return nil, err
 	}
 
 	return &Store{objects: objects}, nil

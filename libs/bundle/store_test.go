@@ -15,7 +15,7 @@ func TestStorePutGet(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	js := testkit.JetStream(t, testkit.NATSServer(t))
-	store, err := OpenStore(ctx, js)
+	store, err := OpenStore(ctx, js, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestRevocationReachesWatcher(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	srv := testkit.NATSServer(t)
-	list, err := OpenRevocations(ctx, testkit.JetStream(t, srv))
+	list, err := OpenRevocations(ctx, testkit.JetStream(t, srv), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestRevocationReachesWatcher(t *testing.T) {
 	}
 
 	// The watcher runs on its own connection, as a sandbox-runner would.
-	runnerList, err := OpenRevocations(ctx, testkit.JetStream(t, srv))
+	runnerList, err := OpenRevocations(ctx, testkit.JetStream(t, srv), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestRevocationWatcherFailsClosed(t *testing.T) {
 	ctx := context.Background()
 	srv := testkit.NATSServer(t)
 	js := testkit.JetStream(t, srv)
-	list, err := OpenRevocations(ctx, js)
+	list, err := OpenRevocations(ctx, js, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,11 +134,11 @@ func TestRevocationWatcherFailsClosed(t *testing.T) {
 func BenchmarkRevocationLatency(b *testing.B) {
 	ctx := context.Background()
 	srv := testkit.NATSServer(b)
-	list, err := OpenRevocations(ctx, testkit.JetStream(b, srv))
+	list, err := OpenRevocations(ctx, testkit.JetStream(b, srv), 0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	runnerList, err := OpenRevocations(ctx, testkit.JetStream(b, srv))
+	runnerList, err := OpenRevocations(ctx, testkit.JetStream(b, srv), 0)
 	if err != nil {
 		b.Fatal(err)
 	}

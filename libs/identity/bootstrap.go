@@ -119,16 +119,26 @@ type signerFile struct {
 }
 
 func loadOrCreateSigner(path, name string) (Signer, error) {
-	data, err := readSecretFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		s, err := NewSigner(name)
-		if err != nil {
-			return Signer{}, err
-		}
-		b, _ := json.Marshal(signerFile{Name: name, Seed: s.Key.Seed()})
-
-		return s, writeSecretFile(path, b)
+	s, err := LoadSigner(path, name)
+	if !errors.Is(err, os.ErrNotExist) {
+		return s, err
 	}
+	if s, err = NewSigner(name); err != nil {
+		return Signer{}, err
+	}
+	b, _ := json.Marshal(signerFile{Name: name, Seed: s.Key.Seed()})
+
+	return s, writeSecretFile(path, b)
+}
+
+// LoadSigner reads the signer called name (SignerRoot or SignerAuthority)
+// from the key file at path, as [Bootstrap] and `nodex init` write it. It
+// never creates a key: a missing file is an error wrapping os.ErrNotExist.
+// Like [LoadCreds] it rejects a file that its group or others may read.
+// A service that signs with the authority key loads it this way, so it
+// holds no root key.
+func LoadSigner(path, name string) (Signer, error) {
+	data, err := readSecretFile(path)
 	if err != nil {
 		return Signer{}, err
 	}

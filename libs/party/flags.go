@@ -65,12 +65,15 @@ func (f *ServiceFlags) Logger(w io.Writer, service string) (*slog.Logger, error)
 	return log.With(logx.KeyService, service), nil
 }
 
-// Open loads the credentials and opens the party.
-func (f *ServiceFlags) Open(ctx context.Context, log *slog.Logger, withAuthz bool) (*Party, error) {
+// Open loads the credentials and opens the party; replicas is
+// [Config.Replicas].
+func (f *ServiceFlags) Open(ctx context.Context, log *slog.Logger, withAuthz bool,
+	replicas int) (*Party, error) {
 	creds, err := identity.LoadCreds(f.Creds)
 	if err != nil {
 		return nil, err
 	}
 
-	return Open(ctx, Config{URL: f.Server, Creds: creds, Log: log, Authz: withAuthz})
+	return Open(ctx, Config{URL: f.Server, Creds: creds, Log: log, Authz: withAuthz,
+		Replicas: replicas})
 }

@@ -34,6 +34,9 @@ type Binary struct {
 	// Validate, if set, checks the configuration before connecting; it also
 	// decides -check-config.
 	Validate func() error
+	// Replicas, if set, returns the service's replica setting after the
+	// flags are parsed; it becomes [Config.Replicas].
+	Replicas func() int
 	// Run serves until ctx ends.
 	Run func(ctx context.Context, p *Party, log *slog.Logger) error
 }
@@ -90,7 +93,11 @@ func (b Binary) run(ctx context.Context, args []string, getenv conf.Getenv,
 		return nil
 	}
 
-	p, err := sf.Open(ctx, log, b.Authz)
+	replicas := 0
+	if b.Replicas != nil {
+		replicas = b.Replicas()
+	}
+	p, err := sf.Open(ctx, log, b.Authz, replicas)
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,10 @@ type Config struct {
 	// this party accepted, so that after a restart it still rejects a
 	// rolled-back record.
 	RegistryStateFile string
+	// Replicas is the replica count of the wrap bucket if this party is
+	// the first to open it (in a cluster the broker creates it first);
+	// zero means 1.
+	Replicas int
 	// NATSOptions are applied to the connection after the defaults.
 	NATSOptions []nats.Option
 }
@@ -153,7 +157,7 @@ func waitFresh(ctx context.Context, view *identity.View) error {
 }
 
 func (p *Party) openBus(ctx context.Context, cfg Config) error {
-	wraps, err := bus.NewWrapStore(ctx, p.JS, 0)
+	wraps, err := bus.OpenWrapStore(ctx, p.JS, bus.WrapStoreOptions{Replicas: cfg.Replicas})
 	if err != nil {
 		return err
 	}

@@ -48,10 +48,12 @@ func TestDeployment(t *testing.T) {
 	}{
 		{"benign job end to end", scenarioBenignRun},
 		{"node killed", scenarioNodeKilled},
-		{"node partitioned", scenarioPartition},
 		{"two replicas share work", scenarioReplicas},
 		{"down then up keeps state", scenarioDownUp},
 		{"hostile job contained", scenarioHostile},
+		// Last, so that the incidents of the hostile job are among the
+		// records that must survive the partition.
+		{"node partitioned", scenarioPartition},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, func(t *testing.T) { s.fn(t, d, w) }) {
@@ -171,9 +173,17 @@ func scenarioNodeKilled(t *testing.T, d *deployment, w *writer) {
 	before, _ := w.write(20, 0)
 	docker(t, "kill", brokerName(2))
 
+	killed := time.Now()
 	acked, failed := w.write(60, 50*time.Millisecond)
 	tb.add("writes while broker-2 is down", fmt.Sprintf("%d acked, %d failed", acked, failed),
 		acked > 0)
+	// Streams that broker-2 led accept no write until the survivors elect a
+	// new leader, which on a loaded host takes longer than a request's
+	// 5-second timeout. The runs below measure service after that failover.
+	pending := waitLeaders(t, d, "broker-2", 2*time.Minute)
+	tb.add("every stream led by a surviving node",
+		fmt.Sprintf("%s after the kill, %s", time.Since(killed).Round(time.Second),
+			orNone(pending)), pending == "")
 	// A request in flight on a connection to the killed node is lost while
 	// that service reconnects (one-second reconnect wait), so each run may
 	// be retried once, as a client would. First-attempt failures are shown.
@@ -205,6 +215,46 @@ func scenarioNodeKilled(t *testing.T, d *deployment, w *writer) {
 	tb.add("acknowledged writes present exactly once",
 		fmt.Sprintf("%d acked, %d missing, %d duplicated", before+acked, missing, dup),
 		missing == 0 && dup == 0)
+}
+
+// waitLeaders waits until every stream has a leader other than the
+// server gone, and returns the streams still without one ("" for none).
+func waitLeaders(t *testing.T, d *deployment, gone string, limit time.Duration) string {
+	t.Helper()
+	_, js := d.operator(t, "tls://127.0.0.1:14221,tls://127.0.0.1:14223")
+	deadline := time.Now().Add(limit)
+	pending := "unknown"
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var without []string
+		names := js.StreamNames(ctx)
+		for name := range names.Name() {
+			s, err := js.Stream(ctx, name)
+			if err != nil || s.CachedInfo().Cluster == nil ||
+				s.CachedInfo().Cluster.Leader == "" || s.CachedInfo().Cluster.Leader == gone {
+				without = append(without, name)
+			}
+		}
+		if err := names.Err(); err != nil {
+			without = append(without, "listing streams: "+err.Error())
+		}
+		cancel()
+		pending = strings.Join(without, ", ")
+		if pending == "" {
+			return ""
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	return pending
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none pending"
+	}
+
+	return "pending: " + s
 }
 
 // waitCurrent waits until every replica of stream reports current with no
@@ -243,6 +293,29 @@ func scenarioPartition(t *testing.T, d *deployment, w *writer) {
 	tb := &table{t: t, name: "node partitioned"}
 	defer tb.print()
 	network := project + "_nodex"
+	// A connection made inside broker-3's network namespace before the cut
+	// stays up while broker-3 is cut off from the other nodes, so its
+	// failed write shows the missing quorum, not a missing connection.
+	cut := d.connectInside(t, brokerName(3))
+	cutKV, err := cut.js.KeyValue(context.Background(), testBucket)
+	if err != nil {
+		t.Fatalf("binding %s through broker-3: %v", testBucket, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_, err = cutKV.Put(ctx, "partition-before", []byte("before"))
+	cancel()
+	tb.add("write through broker-3 acknowledged before the cut", errText(err), err == nil)
+	// The writer must be a client of the majority: a connection through
+	// broker-3's published port would hang on the cut, unnoticed until
+	// the next ping.
+	_, majority := d.operator(t, majorityURL)
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	w.kv, err = majority.KeyValue(ctx, testBucket)
+	cancel()
+	if err != nil {
+		t.Fatalf("binding %s through the majority: %v", testBucket, err)
+	}
+
 	docker(t, "network", "disconnect", network, brokerName(3))
 	healed := false
 	heal := func() {
@@ -254,19 +327,49 @@ func scenarioPartition(t *testing.T, d *deployment, w *writer) {
 	defer heal()
 	time.Sleep(3 * time.Second)
 
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	_, err = cutKV.Put(ctx, "partition-refused", []byte("refused"))
+	cancel()
+	connected := cut.nc.IsConnected()
+	tb.add("cut-off broker-3 acknowledges no write", errText(err), err != nil)
+	tb.add("broker-3 client still connected at refused write",
+		cut.nc.Status().String(), connected)
+
 	acked, failed := w.write(40, 50*time.Millisecond)
 	tb.add("majority side keeps serving writes",
 		fmt.Sprintf("%d acked, %d failed", acked, failed), acked > 0)
-	err := d.isolatedWrite(t, brokerName(3))
-	tb.add("cut-off broker-3 rejects a registry write", errText(err), err != nil)
+	before := snapshot(t, majority)
 	heal()
-	lag := waitCurrent(t, d, "KV_"+testBucket, 2*time.Minute)
-	tb.add("broker-3 caught up after the partition healed", "replica lag "+lag, lag == "0")
+
+	for _, stream := range []string{"KV_" + testBucket, events.StreamName, "KV_" + incidentBucket} {
+		lag := waitCurrent(t, d, stream, 2*time.Minute)
+		tb.add("broker-3 caught up on "+stream, "replica lag "+lag, lag == "0")
+	}
 	missing, dup := w.verify(t)
-	tb.add("acknowledged writes present exactly once",
-		fmt.Sprintf("%d missing, %d duplicated", missing, dup), missing == 0 && dup == 0)
+	tb.add("acknowledged keys present exactly once",
+		fmt.Sprintf("%d acked, %d missing, %d duplicated", len(w.acked), missing, dup),
+		missing == 0 && dup == 0)
+	// An unacknowledged write has no defined outcome: broker-3 may still
+	// deliver it once the network is back, as it did in one run on this
+	// host. It must not land twice.
+	hist, err := w.history(context.Background(), "partition-refused")
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		hist, err = nil, nil
+	}
+	tb.add("unacked write stored at most once after healing",
+		fmt.Sprintf("%d revisions (%s)", len(hist), errText(err)), err == nil && len(hist) <= 1)
+
 	_, js := d.operator(t, clientURL)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	after := snapshot(t, js)
+	lost, twice := compareIDs(before.events, after.events)
+	tb.add("acknowledged events present exactly once",
+		fmt.Sprintf("%d acked, %d missing, %d duplicated", len(before.events), lost, twice),
+		len(before.events) > 0 && lost == 0 && twice == 0)
+	lost, twice = compareIDs(before.incidents, after.incidents)
+	tb.add("acknowledged incidents present exactly once",
+		fmt.Sprintf("%d acked, %d missing, %d duplicated", len(before.incidents), lost, twice),
+		len(before.incidents) > 0 && lost == 0 && twice == 0)
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err = js.KeyValue(ctx, identity.Bucket)
 	tb.add("registry readable after healing", errText(err), err == nil)
@@ -284,29 +387,105 @@ func errText(err error) string {
 	return strings.TrimSpace(strings.SplitN(s, "\n", 2)[0])
 }
 
-// isolatedWrite creates an agent through the client port of container,
-// from inside that container's network namespace, with the nodex image.
-// The root key is mounted into this one-off container only.
-func (d *deployment) isolatedWrite(t *testing.T, container string) error {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	_, err := run(ctx, "docker", "run", "--rm", "--network", "container:"+container,
-		"--user", "0:0", "-e", "SSL_CERT_FILE=/secrets/tls/ca.crt",
-		"-v", d.secrets+":/secrets:ro", "nodex-nodex:"+tag(),
-		"/usr/local/bin/nodex", "agent", "create", "agent-partition",
-		"--server", "tls://localhost:4222", "--creds", "/secrets/operator/operator.creds",
-		"--home", "/secrets")
+// incidentBucket is the KV bucket of the incident service.
+const incidentBucket = "NODEX_INCIDENTS"
 
-	return err
+// records are the ids of the stored events (their Nats-Msg-Id, in stream
+// order, duplicates kept) and the keys of the incident bucket.
+type records struct {
+	events, incidents []string
 }
 
-func tag() string {
-	if v := os.Getenv("NODEX_TAG"); v != "" {
-		return v
+// snapshot reads every event id and incident key the cluster stores.
+func snapshot(t *testing.T, js jetstream.JetStream) records {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var r records
+	var err error
+	if r.events, err = streamMsgIDs(ctx, js, events.StreamName); err != nil {
+		t.Fatalf("reading the ids of %s: %v", events.StreamName, err)
+	}
+	kv, err := js.KeyValue(ctx, incidentBucket)
+	if err != nil {
+		t.Fatalf("binding %s: %v", incidentBucket, err)
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		t.Fatalf("listing %s: %v", incidentBucket, err)
+	}
+	for k := range keys.Keys() {
+		r.incidents = append(r.incidents, k)
 	}
 
-	return "dev"
+	return r
+}
+
+// streamMsgIDs reads the Nats-Msg-Id of every message of stream with an
+// ordered consumer.
+func streamMsgIDs(ctx context.Context, js jetstream.JetStream, stream string) ([]string, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	last := s.CachedInfo().State.LastSeq
+	if last == 0 {
+		return nil, nil
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			meta, err := m.Metadata()
+			if err != nil {
+				return nil, fmt.Errorf("reading message metadata: %w", err)
+			}
+			id := m.Headers().Get(jetstream.MsgIDHeader)
+			if id == "" {
+				id = fmt.Sprintf("sequence %d", meta.Sequence.Stream)
+			}
+			ids = append(ids, id)
+			if meta.Sequence.Stream >= last {
+				return ids, nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("stream %s ended before sequence %d", stream, last)
+		}
+	}
+}
+
+// compareIDs counts the ids of before that are missing from after, and the
+// ids that after holds more than once.
+func compareIDs(before, after []string) (missing, duplicated int) {
+	seen := map[string]int{}
+	for _, id := range after {
+		seen[id]++
+	}
+	for _, id := range before {
+		if seen[id] == 0 {
+			missing++
+		}
+	}
+	for _, n := range seen {
+		if n > 1 {
+			duplicated++
+		}
+	}
+
+	return missing, duplicated
 }
 
 func scenarioReplicas(t *testing.T, d *deployment, w *writer) {
@@ -326,24 +505,18 @@ func scenarioReplicas(t *testing.T, d *deployment, w *writer) {
 	sealedBefore := sealedCounts(t)
 	started := time.Now()
 	const runs = 20
-	// TODO: with two replicas of each, one to three runs in twenty have not
-	// finished within a minute on this host (nodex run killed by the
-	// test's deadline). Such a run is retried once and counted.
-	ok, retried := 0, 0
+	// Every run must finish on its first attempt: a request that a replica
+	// drops without a reply leaves nodex run waiting until its deadline.
+	ok := 0
 	for range runs {
-		for attempt := range 2 {
-			out, err := d.nodexRun(t, "print(1)\n")
-			if err == nil && strings.TrimSpace(out) == "1" {
-				ok++
-				break
-			}
-			t.Logf("run failed: output %q, error %v", out, err)
-			if attempt == 0 {
-				retried++
-			}
+		out, err := d.nodexRun(t, "print(1)\n")
+		if err == nil && strings.TrimSpace(out) == "1" {
+			ok++
+			continue
 		}
+		t.Logf("run failed: output %q, error %v", out, err)
 	}
-	tb.add("runs completed", fmt.Sprintf("%d of %d, %d retried", ok, runs, retried), ok == runs)
+	tb.add("runs completed, none retried", fmt.Sprintf("%d of %d", ok, runs), ok == runs)
 	sealed := sealedCounts(t)
 	for i := 1; i <= 2; i++ {
 		n := sealed[i] - sealedBefore[i]

@@ -11,10 +11,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -315,4 +318,76 @@ func (tb *table) print() {
 		fmt.Fprintf(&b, "%-52s %-40s %s\n", r[0], r[1], r[2])
 	}
 	fmt.Print(b.String())
+}
+
+// insideConn is an operator connection whose socket lives in a container's
+// network namespace.
+type insideConn struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+// connectInside connects as the operator to the broker of container
+// through 127.0.0.1:4222 inside the container's network namespace. The
+// socket keeps that namespace, so the connection survives the container
+// being disconnected from the compose network, as a client on the
+// broker's own host would. Reconnects are off: a new connection to a
+// cut-off node would fail for other reasons than the one under test.
+func (d *deployment) connectInside(t testing.TB, container string) *insideConn {
+	t.Helper()
+	pid := strings.TrimSpace(docker(t, "inspect", "-f", "{{.State.Pid}}", container))
+	dialer := netnsDialer{path: "/proc/" + pid + "/ns/net"}
+	creds, err := identity.LoadCreds(d.creds(identity.OperatorID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nc, err := broker.Connect(ctx, "tls://127.0.0.1:4222", creds,
+		nats.RootCAs(filepath.Join(d.secrets, "tls", "ca.crt")),
+		nats.SetCustomDialer(dialer), nats.NoReconnect())
+	if err != nil {
+		t.Fatalf("connecting inside %s: %v", container, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	return &insideConn{nc: nc, js: js}
+}
+
+// netnsDialer dials TCP from inside the network namespace at path. It
+// needs CAP_SYS_ADMIN, which make test-deploy has as root.
+type netnsDialer struct{ path string }
+
+// Dial implements nats.CustomDialer. The dial runs on a locked thread that
+// joins the namespace and is never unlocked, so Go ends that thread
+// instead of reusing it in the wrong namespace.
+func (n netnsDialer) Dial(network, address string) (net.Conn, error) {
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		f, err := os.Open(n.path)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer f.Close()
+		if _, _, errno := syscall.Syscall(sysSetns, f.Fd(), syscall.CLONE_NEWNET,
+			0); errno != 0 {
+			done <- result{err: fmt.Errorf("joining network namespace %s: %w", n.path, errno)}
+			return
+		}
+		c, err := net.DialTimeout(network, address, 10*time.Second)
+		done <- result{conn: c, err: err}
+	}()
+	r := <-done
+
+	return r.conn, r.err
 }

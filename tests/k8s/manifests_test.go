@@ -250,20 +250,21 @@ func TestSecretsAndFilesResolve(t *testing.T) {
 }
 
 // checkEnvFiles checks that environment values naming a file under
-// /run/secrets/nodex name a key of the Secret mounted there, and that
-// NATS_URL names a Service.
+// /run/secrets/nodex name a key of the Secret whose files end up there,
+// and that NATS_URL names a Service.
 func checkEnvFiles(t *testing.T, m *manifests, name string, c corev1.Container,
 	volumes map[string]corev1.Volume,
 ) {
 	t.Helper()
+	tpl := m.podTemplates()[name]
 	secret := ""
-	for _, vm := range c.VolumeMounts {
-		if vm.MountPath == "/run/secrets/nodex" && volumes[vm.Name].Secret != nil {
-			secret = volumes[vm.Name].Secret.SecretName
-		}
+	if src, err := secretSource(&tpl.Spec, c); err == nil {
+		secret = src.volume.Secret.SecretName
+	} else {
+		t.Errorf("%s/%s: %v", name, c.Name, err)
 	}
 	for _, e := range c.Env {
-		if rest, ok := strings.CutPrefix(e.Value, "/run/secrets/nodex/"); ok {
+		if rest, ok := strings.CutPrefix(e.Value, secretDir+"/"); ok {
 			if !contains(m.secrets[secret], rest) {
 				t.Errorf("%s: %s=%s is not a key of Secret %q", name, e.Name, e.Value, secret)
 			}

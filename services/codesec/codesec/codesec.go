@@ -45,6 +45,11 @@ type Config struct {
 	SandboxID string
 	// DrainTimeout bounds the drain of in-flight requests at shutdown.
 	DrainTimeout time.Duration
+	// Replicas is the replica count of the bundle store and the
+	// revocation list when codesec creates them; zero means 1. A store
+	// that already has more replicas keeps them, so a restart never
+	// lowers replication.
+	Replicas int
 }
 
 // RegisterFlags binds the Config fields to flags; conf.ApplyEnv gives each
@@ -56,6 +61,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"identity id of the sandbox-runner that bundles are sealed to")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", DefaultDrainTimeout,
 		"time allowed for in-flight requests at shutdown")
+	fs.IntVar(&c.Replicas, "replicas", 0,
+		"replicas of the bundle store and the revocation list, 1 to 5 (default 1)")
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -80,6 +87,9 @@ func (c Config) Validate() error {
 	}
 	if err := identity.ValidateID(c.SandboxID); err != nil {
 		return fmt.Errorf("codesec: sandbox identity %q: %w", c.SandboxID, err)
+	}
+	if c.Replicas < 0 || c.Replicas > 5 {
+		return fmt.Errorf("codesec: replicas %d is out of range; use 1 to 5", c.Replicas)
 	}
 
 	return nil
@@ -134,7 +144,7 @@ func Run(ctx context.Context, d Deps) error {
 		return fmt.Errorf("registering codesec handlers: %w", err)
 	}
 	log.InfoContext(ctx, "codesec started", "bundle_ttl", cfg.BundleTTL,
-		"sandbox_identity", cfg.SandboxID, "signer", d.Creds.ID)
+		"sandbox_identity", cfg.SandboxID, "signer", d.Creds.ID, "replicas", max(cfg.Replicas, 1))
 
 	<-ctx.Done()
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.DrainTimeout)
@@ -149,11 +159,11 @@ func Run(ctx context.Context, d Deps) error {
 
 func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app.Service, error) {
 	js := d.Client.JetStream()
-	store, err := bundle.OpenStore(ctx, js)
+	store, err := bundle.OpenStore(ctx, js, cfg.Replicas)
 	if err != nil {
 		return nil, err
 	}
-	revocations, err := bundle.OpenRevocations(ctx, js)
+	revocations, err := bundle.OpenRevocations(ctx, js, cfg.Replicas)
 	if err != nil {
 		return nil, err
 	}

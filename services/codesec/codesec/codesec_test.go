@@ -196,7 +196,7 @@ func TestRunServesSubjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := bundle.OpenRevocations(ctx, s.js)
+	list, err := bundle.OpenRevocations(ctx, s.js, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

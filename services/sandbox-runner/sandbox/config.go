@@ -37,6 +37,11 @@ type Config struct {
 	// Insecure runs code without any sandbox: development only, and every
 	// run is logged as insecure.
 	Insecure bool
+	// Replicas is the replica count of the job and result streams and the
+	// receipt bucket when the runner creates them; default 1. A stream
+	// that already has more replicas keeps them, so a restart never
+	// lowers replication.
+	Replicas int
 }
 
 // RegisterFlags adds the config's flags to fs.
@@ -52,6 +57,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxOutputBytes, "max-output-bytes", 0, "maximum stdout and stderr bytes each (default 1 MiB)")
 	fs.IntVar(&c.HostIDBase, "host-id-base", 0, "first host uid/gid of the sandbox slots (default 1048576)")
 	fs.BoolVar(&c.Insecure, "insecure-no-sandbox", false, "run code WITHOUT isolation (development only)")
+	fs.IntVar(&c.Replicas, "replicas", 0, "replicas of the job and result streams and the receipt bucket, 1 to 5 (default 1)")
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -92,9 +98,13 @@ func (c Config) WithDefaults() Config {
 // every slot's memory limit fits the machine.
 const runnerReserveBytes = 512 << 20
 
-// Validate checks that slots times the memory limit, plus the runner, fit in
-// the machine's memory: otherwise the kernel's OOM killer may pick the runner.
+// Validate checks the replica count, and that slots times the memory limit,
+// plus the runner, fit in the machine's memory: otherwise the kernel's OOM
+// killer may pick the runner.
 func (c Config) Validate() error {
+	if c.Replicas < 0 || c.Replicas > 5 {
+		return fmt.Errorf("invalid replicas %d: use 1 to 5", c.Replicas)
+	}
 	total, err := memTotal()
 	if err != nil {
 		return err

@@ -76,11 +76,12 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	if _, err := busport.Register(ctx, d.Client, svc, busport.Options{
 		Admission: cfg.Slots + cfg.Queue, Directory: d.Directory, Log: log.With("component", "bus"),
+		Replicas: cfg.Replicas,
 	}); err != nil {
 		return err
 	}
 	log.InfoContext(ctx, "sandbox-runner started", "slots", cfg.Slots, "queue", cfg.Queue,
-		"insecure", cfg.Insecure)
+		"insecure", cfg.Insecure, "replicas", max(cfg.Replicas, 1))
 	<-ctx.Done()
 
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.MaxWallTime+5*time.Second)
@@ -117,7 +118,7 @@ func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app
 		return nil, ex, err
 	}
 	context.AfterFunc(ctx, watcher.Stop)
-	receipts, err := receiptkv.Open(ctx, js)
+	receipts, err := receiptkv.Open(ctx, js, cfg.Replicas)
 	if err != nil {
 		return nil, ex, err
 	}

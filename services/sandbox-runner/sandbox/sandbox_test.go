@@ -91,10 +91,10 @@ func startWorld(t testing.TB) *world {
 	}
 	sb, cs, ag := open("sandbox"), open("codesec"), open(identity.DemoAgentID)
 	// codesec owns and creates the bundle store and the revocation list.
-	if _, err := bundle.OpenStore(ctx, cs.JS); err != nil {
+	if _, err := bundle.OpenStore(ctx, cs.JS, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bundle.OpenRevocations(ctx, cs.JS); err != nil {
+	if _, err := bundle.OpenRevocations(ctx, cs.JS, 0); err != nil {
 		t.Fatal(err)
 	}
 	engine := authz.New(authz.Options{})
@@ -154,7 +154,7 @@ func (w *world) seal(t testing.TB, code string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := bundle.OpenStore(ctx, w.codesec.JS)
+	store, err := bundle.OpenStore(ctx, w.codesec.JS, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

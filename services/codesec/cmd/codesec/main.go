@@ -19,6 +19,7 @@ func main() {
 		RegisterFlags: func(fs *flag.FlagSet) { cfg.RegisterFlags(fs) },
 		Config:        func() any { return cfg },
 		Validate:      func() error { return cfg.WithDefaults().Validate() },
+		Replicas:      func() int { return cfg.Replicas },
 		Run: func(ctx context.Context, p *party.Party, log *slog.Logger) error {
 			return codesec.Run(ctx, codesec.Deps{
 				Config: cfg, Client: p.Bus, Decider: p.Authz, Audit: p.Events, Creds: p.Creds,

@@ -62,11 +62,11 @@ func newFixture(t testing.TB, decider Decider) *fixture {
 	if _, err := events.EnsureStream(ctx, js, events.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	store, err := bundle.OpenStore(ctx, js)
+	store, err := bundle.OpenStore(ctx, js, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	revocations, err := bundle.OpenRevocations(ctx, js)
+	revocations, err := bundle.OpenRevocations(ctx, js, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,8 +40,8 @@ func main() {
 
 // options are the command-line settings besides [incident.Config].
 type options struct {
-	server, creds, stateDir, logFormat, logLevel string
-	checkConfig                                  bool
+	server, creds, authorityKey, logFormat, logLevel string
+	checkConfig                                      bool
 }
 
 func run(ctx context.Context, args []string, getenv conf.Getenv, stderr io.Writer) error {
@@ -88,8 +88,8 @@ func parseFlags(args []string, getenv conf.Getenv, stderr io.Writer,
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.server, "server", nats.DefaultURL, "NATS server URL")
 	fs.StringVar(&o.creds, "creds", "", "credentials file of the incident identity")
-	fs.StringVar(&o.stateDir, "state-dir", ".nodex",
-		"deployment state folder holding authority.key, which signs suspensions")
+	fs.StringVar(&o.authorityKey, "authority-key", "",
+		"authority.key file written by nodex init, mode 0600 or 0400; it signs suspensions")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&o.checkConfig, "check-config", false, "validate configuration, then exit")
@@ -136,10 +136,14 @@ func connect(ctx context.Context, o options) (incident.Deps, func(), error) {
 	if err != nil {
 		return incident.Deps{}, nil, err
 	}
-	// TODO: load only authority.key once libs/identity exports a loader for
-	// it. Bootstrap also reads the root key into memory, and creates keys if
-	// the folder is empty, so the folder must be the deployment's own.
-	setup, err := identity.Bootstrap(o.stateDir)
+	if o.authorityKey == "" {
+		return incident.Deps{}, nil, errors.New(
+			"missing -authority-key (or NODEX_INCIDENT_AUTHORITY_KEY): the authority.key file " +
+				"that nodex init writes")
+	}
+	// Only the authority key: the incident service needs no root key, and
+	// it never creates a key of its own.
+	authority, err := identity.LoadSigner(o.authorityKey, identity.SignerAuthority)
 	if err != nil {
 		return incident.Deps{}, nil, fmt.Errorf("loading the authority key: %w", err)
 	}
@@ -154,7 +158,7 @@ func connect(ctx context.Context, o options) (incident.Deps, func(), error) {
 		}
 		nc.Close()
 	}
-	deps, err := buildDeps(ctx, nc, creds, setup, &closers)
+	deps, err := buildDeps(ctx, nc, creds, authority, &closers)
 	if err != nil {
 		closeAll()
 
@@ -165,7 +169,7 @@ func connect(ctx context.Context, o options) (incident.Deps, func(), error) {
 }
 
 func buildDeps(ctx context.Context, nc *nats.Conn, creds *identity.Credentials,
-	setup *identity.Setup, closers *[]func(),
+	authority identity.Signer, closers *[]func(),
 ) (incident.Deps, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -204,7 +208,7 @@ func buildDeps(ctx context.Context, nc *nats.Conn, creds *identity.Credentials,
 
 	return incident.Deps{
 		Client: client, Audit: pub, Authorizer: engine, Registry: view,
-		Authority: identity.NewAuthorityWriter(kv, setup.Authority),
+		Authority: identity.NewAuthorityWriter(kv, authority),
 	}, nil
 }
 

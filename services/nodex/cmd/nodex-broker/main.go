@@ -23,7 +23,6 @@ import (
 
 	"github.com/nodexsec/nodex/libs/broker"
 	"github.com/nodexsec/nodex/libs/bus"
-	"github.com/nodexsec/nodex/libs/envelope"
 	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/libs/identity"
 	"github.com/nodexsec/nodex/libs/logx"
@@ -145,21 +144,11 @@ func prepare(ctx context.Context, b *broker.Broker, o options, log *slog.Logger)
 }
 
 // ensureWraps creates the wrap bucket at replicas with the configuration
-// bus.NewWrapStore uses, then binds it as every party does. Created at one
-// replica, it would stop every party's start while its only node is down.
+// bus.OpenWrapStore uses. Created at one replica, it would stop every
+// party's start while its only node is down. A bucket that exists with
+// fewer replicas is raised by the broker's replica check.
 func ensureWraps(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      envelope.WrapBucket,
-		Description: "NodeX content-key wraps, one per sender, epoch and recipient",
-		History:     1,
-		TTL:         bus.DefaultWrapMaxAge,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-	})
-	if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-		return fmt.Errorf("creating KV bucket %s: %w", envelope.WrapBucket, err)
-	}
-	_, err = bus.NewWrapStore(ctx, js, 0)
+	_, err := bus.OpenWrapStore(ctx, js, bus.WrapStoreOptions{Replicas: replicas})
 
 	return err
 }

@@ -16,4 +16,5 @@ func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newBackupCmd(g), newRestoreCmd(g))
 	root.AddCommand(newReceiptsCmd(g))
 	root.AddCommand(newPentestCmd(g))
+	root.AddCommand(newSecretsCmd(g))
 }

@@ -21,6 +21,7 @@ func main() {
 		RegisterFlags: func(fs *flag.FlagSet) { cfg.RegisterFlags(fs) },
 		Config:        func() any { return cfg },
 		Validate:      func() error { return cfg.WithDefaults().Validate() },
+		Replicas:      func() int { return cfg.Replicas },
 		Run: func(ctx context.Context, p *party.Party, log *slog.Logger) error {
 			return sandbox.Run(ctx, sandbox.Deps{
 				Config: cfg, Client: p.Bus, Directory: &identity.Directory{View: p.View},

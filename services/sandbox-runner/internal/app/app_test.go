@@ -118,11 +118,11 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	js := testkit.JetStream(t, testkit.NATSServer(t))
-	store, err := bundle.OpenStore(ctx, js)
+	store, err := bundle.OpenStore(ctx, js, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	revs, err := bundle.OpenRevocations(ctx, js)
+	revs, err := bundle.OpenRevocations(ctx, js, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(watcher.Stop)
-	receipts, err := receiptkv.Open(ctx, js)
+	receipts, err := receiptkv.Open(ctx, js, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nodexsec/nodex/libs/bus"
+
 	"github.com/nodexsec/nodex/services/sandbox-runner/internal/receipt"
 )
 
@@ -24,13 +26,15 @@ type Store struct {
 	kv jetstream.KeyValue
 }
 
-// Open creates or binds the bucket.
-func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+// Open creates the bucket with replicas (zero means 1) or binds it; an
+// existing bucket with more replicas keeps them.
+func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, error) {
+	kv, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: Bucket, Description: "signed sandbox execution receipts", History: 1,
+		Replicas: replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening KV bucket %s: %w", Bucket, err)
+		return nil, err
 	}
 	return &Store{kv: kv}, nil
 }

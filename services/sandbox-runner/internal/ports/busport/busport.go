@@ -39,6 +39,9 @@ type Options struct {
 	Admission int
 	Directory envelope.Directory
 	Log       *slog.Logger
+	// Replicas is the replica count of the job and result streams when
+	// Register creates them; zero means 1. More replicas are kept.
+	Replicas int
 }
 
 // Port holds the admission semaphore shared by both entry points.
@@ -145,8 +148,9 @@ func (p *Port) consumeJobs(ctx context.Context) error {
 		{Name: StreamResults, Subjects: []string{SubjectResults + ".>"}, MaxAge: 24 * time.Hour,
 			Description: "results of asynchronous sandbox jobs, sealed to the caller"},
 	} {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("creating stream %s: %w", sc.Name, err)
+		sc.Replicas = p.opts.Replicas
+		if _, err := bus.EnsureStream(ctx, js, sc); err != nil {
+			return err
 		}
 	}
 	return p.c.Consume(ctx, bus.ConsumeConfig{Stream: StreamJobs, NakDelay: time.Second,

@@ -1,0 +1,86 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nodexsec/nodex/libs/envelope"
+	"github.com/nodexsec/nodex/libs/testkit"
+)
+
+func testWrapKey(b byte) envelope.WrapKey {
+	return envelope.WrapKey{Sender: "agent-demo", KID: [32]byte{b},
+		Recipient: envelope.Recipient{Type: envelope.RecipientRole, Name: "service:sandbox", Version: 1}}
+}
+
+// TestWrapGetWaitsForLateWrap reads a wrap that appears only after the
+// read began, as on a replica that lags the sender's acknowledgement.
+func TestWrapGetWaitsForLateWrap(t *testing.T) {
+	srv := testkit.NATSServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ws, err := OpenWrapStore(ctx, testkit.JetStream(t, srv), WrapStoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := testWrapKey(1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		if err := ws.Create(ctx, key, []byte("wrap")); err != nil {
+			t.Errorf("creating wrap: %v", err)
+		}
+	}()
+	got, err := ws.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("getting a wrap created 300 ms later: %v", err)
+	}
+	if string(got) != "wrap" {
+		t.Errorf("got wrap %q, want %q", got, "wrap")
+	}
+}
+
+// TestWrapGetMissing checks that a wrap that never appears is reported as
+// envelope.ErrNotFound once the miss wait has passed, and not much later.
+func TestWrapGetMissing(t *testing.T) {
+	srv := testkit.NATSServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const wait = 400 * time.Millisecond
+	ws, err := OpenWrapStore(ctx, testkit.JetStream(t, srv), WrapStoreOptions{MissWait: wait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = ws.Get(ctx, testWrapKey(2))
+	took := time.Since(start)
+	if !errors.Is(err, envelope.ErrNotFound) {
+		t.Fatalf("got error %v, want envelope.ErrNotFound", err)
+	}
+	if took < wait/2 || took > wait+2*time.Second {
+		t.Errorf("missing wrap reported after %s, want about %s", took, wait)
+	}
+}
+
+// TestOpenWrapStoreReplicas creates the wrap bucket at three replicas and
+// reopens it with the default setting, which must not lower it.
+func TestOpenWrapStoreReplicas(t *testing.T) {
+	servers := testkit.NATSCluster(t, 3)
+	js := testkit.JetStream(t, servers[2])
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := OpenWrapStore(ctx, js, WrapStoreOptions{Replicas: 3}); err != nil {
+		t.Fatalf("creating the wrap bucket: %v", err)
+	}
+	if _, err := NewWrapStore(ctx, js, 0); err != nil {
+		t.Fatalf("reopening the wrap bucket: %v", err)
+	}
+	s, err := js.Stream(ctx, "KV_"+envelope.WrapBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.Replicas; got != 3 {
+		t.Errorf("wrap bucket has %d replicas, want 3", got)
+	}
+}
