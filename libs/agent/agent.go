@@ -29,21 +29,18 @@ const (
 	SubjectSubmit   = "nodex.v1.codesec.submit"
 	SubjectExec     = "nodex.v1.sandbox.exec"
 	SubjectRetrieve = "nodex.v1.keyvault.retrieve"
+	SubjectReport   = "nodex.v1.monitor.report"
 
 	RoleCodesec  = "service:codesec"
 	RoleSandbox  = "service:sandbox"
 	RoleKeyvault = "service:keyvault"
+	RoleMonitor  = "service:monitor"
 )
 
 // DefaultRunTimeout bounds a sandbox run when the caller's context has no
 // deadline. It covers the sandbox-runner's maximum wall time of 300 s plus
 // start-up and scanning.
 const DefaultRunTimeout = 320 * time.Second
-
-// ErrEventsNotAllowed is returned by [Agent.PublishEvent]: NATS
-// permissions deny agents every subject under nodex.v1.events., so that an
-// agent cannot write the audit trail that judges it.
-var ErrEventsNotAllowed = errors.New("agent: agents may not publish security events")
 
 // tracerName names the tracer of every span this package starts.
 const tracerName = "github.com/nodexsec/nodex/libs/agent"
@@ -152,15 +149,6 @@ func (a *Agent) Party() *party.Party { return a.p }
 
 // Close drains pending requests and closes the connection.
 func (a *Agent) Close(ctx context.Context) error { return a.p.Close(ctx) }
-
-// PublishEvent reports that agents cannot publish security events.
-//
-// TODO: the monitor offers no subject for events that agents report. Add
-// one there (validated, rate limited, marked as agent-reported) and send
-// to it from here.
-func (a *Agent) PublishEvent(context.Context, string, map[string]string) error {
-	return ErrEventsNotAllowed
-}
 
 // request sends one request inside a client span; libs/bus adds its own
 // span and carries the trace to the service. A coded error reply comes

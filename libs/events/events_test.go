@@ -190,3 +190,39 @@ func TestPublishAfterCloseIsLost(t *testing.T) {
 		t.Errorf("Lost() = %d after publishing on a closed publisher, want 1", p.Lost())
 	}
 }
+
+// recordingSink keeps the subject and body of every publish.
+type recordingSink struct {
+	subjects []string
+	bodies   []SecurityEvent
+}
+
+func (s *recordingSink) Publish(_ context.Context, subject, _ string, body any) error {
+	s.subjects = append(s.subjects, subject)
+	s.bodies = append(s.bodies, body.(SecurityEvent))
+
+	return nil
+}
+
+func TestPublishReportedSyncKeepsReporter(t *testing.T) {
+	sink := &recordingSink{}
+	p := NewPublisher(sink, "monitor", PublisherOptions{})
+	defer p.Close(context.Background())
+
+	ev := SecurityEvent{Type: "agent.note", Source: "agent-a", Subject: "agent-a",
+		Status: StatusSuccess, Severity: SeverityInfo}
+	if err := p.PublishReportedSync(context.Background(), ev); err != nil {
+		t.Fatalf("PublishReportedSync: %v", err)
+	}
+	if got, want := sink.subjects[0], "nodex.v1.events.monitor.agent.note"; got != want {
+		t.Errorf("subject = %q, want %q (the relay's own token)", got, want)
+	}
+	if got := sink.bodies[0].Source; got != "agent-a" {
+		t.Errorf("source = %q, want the reporter agent-a", got)
+	}
+
+	ev.Source = ""
+	if err := p.PublishReportedSync(context.Background(), ev); !errors.Is(err, ErrInvalid) {
+		t.Errorf("report without a reporter: got %v, want ErrInvalid", err)
+	}
+}

@@ -120,6 +120,32 @@ func (p *Publisher) PublishSync(ctx context.Context, ev SecurityEvent) error {
 	return nil
 }
 
+// PublishReportedSync stores ev, an event that another identity reported
+// to this party, and returns once the stream acknowledged it. Unlike
+// [Publisher.PublishSync] it keeps ev.Source, which must name the
+// reporter, and publishes under this party's own emitter token, so NATS
+// still vouches only for the relaying connection. The relay is
+// responsible for having authenticated the reporter.
+func (p *Publisher) PublishReportedSync(ctx context.Context, ev SecurityEvent) error {
+	reporter := ev.Source
+	if reporter == "" {
+		return fmt.Errorf("%w: a reported event needs its reporter as source", ErrInvalid)
+	}
+	if err := p.stamp(ctx, &ev); err != nil {
+		return err
+	}
+	ev.Source = reporter
+	if err := ev.Validate(); err != nil {
+		return err
+	}
+	if err := p.send(ctx, ev); err != nil {
+		return err
+	}
+	p.published.Add(1)
+
+	return nil
+}
+
 // Published returns how many events the stream acknowledged.
 func (p *Publisher) Published() uint64 { return p.published.Load() }
 
