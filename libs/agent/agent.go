@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -55,13 +56,19 @@ type Config struct {
 	CredsFile string
 	// Log receives connection-level log lines; nil discards them.
 	Log *slog.Logger
+	// Busy is how runs rejected with sandbox_busy are retried.
+	Busy Backoff
 }
 
 // Agent is a connected agent. It is safe for concurrent use.
 type Agent struct {
-	p      *party.Party
-	tracer trace.Tracer
-	jobs   jobs
+	p       *party.Party
+	tracer  trace.Tracer
+	jobs    jobs
+	backoff Backoff
+
+	busyRetries atomic.Uint64
+	busyGiveUps atomic.Uint64
 }
 
 // Open loads the credentials, connects to NATS as the agent and waits for
@@ -90,7 +97,7 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: connecting %q to %s: %w", creds.ID, cfg.URL, err)
 	}
 
-	return &Agent{p: p, tracer: otel.Tracer(tracerName)}, nil
+	return &Agent{p: p, tracer: otel.Tracer(tracerName), backoff: cfg.Busy.withDefaults()}, nil
 }
 
 // authRetryTimeout bounds how long Open retries a rejected connection.
