@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nodexsec/nodex/libs/testkit"
 )
@@ -224,5 +227,40 @@ func TestPublishReportedSyncKeepsReporter(t *testing.T) {
 	ev.Source = ""
 	if err := p.PublishReportedSync(context.Background(), ev); !errors.Is(err, ErrInvalid) {
 		t.Errorf("report without a reporter: got %v, want ErrInvalid", err)
+	}
+}
+
+// traceSink records the span context each publish ran under.
+type traceSink struct {
+	mu    sync.Mutex
+	spans []trace.SpanContext
+}
+
+func (s *traceSink) Publish(ctx context.Context, _, _ string, _ any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.spans = append(s.spans, trace.SpanContextFromContext(ctx))
+
+	return nil
+}
+
+func TestPublishCarriesCallerTrace(t *testing.T) {
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	ctx, span := tp.Tracer("test").Start(context.Background(), "caller")
+	sink := &traceSink{}
+	p := NewPublisher(sink, "codesec", PublisherOptions{})
+
+	p.Publish(ctx, validEvent())
+	span.End()
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	if len(sink.spans) != 1 {
+		t.Fatalf("got %d publishes, want 1", len(sink.spans))
+	}
+	if got, want := sink.spans[0].TraceID(), span.SpanContext().TraceID(); got != want {
+		t.Errorf("asynchronous publish ran in trace %s, want the caller's %s", got, want)
 	}
 }

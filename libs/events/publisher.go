@@ -42,7 +42,7 @@ type Publisher struct {
 	sink   Sink
 	source string
 	opts   PublisherOptions
-	queue  chan SecurityEvent
+	queue  chan queued
 	wg     sync.WaitGroup
 
 	mu     sync.RWMutex
@@ -50,6 +50,13 @@ type Publisher struct {
 
 	published atomic.Uint64
 	lost      atomic.Uint64
+}
+
+// queued is one event waiting for an asynchronous publish, with the span
+// of the Publish call, so that its publish span joins the caller's trace.
+type queued struct {
+	ev   SecurityEvent
+	span trace.SpanContext
 }
 
 // ErrClosed is returned when publishing on a closed Publisher.
@@ -75,7 +82,7 @@ func NewPublisher(sink Sink, source string, opts PublisherOptions) *Publisher {
 		opts.Timeout = 5 * time.Second
 	}
 	p := &Publisher{sink: sink, source: source, opts: opts,
-		queue: make(chan SecurityEvent, opts.QueueSize)}
+		queue: make(chan queued, opts.QueueSize)}
 	for range opts.Workers {
 		p.wg.Add(1)
 		go p.work()
@@ -86,7 +93,8 @@ func NewPublisher(sink Sink, source string, opts PublisherOptions) *Publisher {
 
 // Publish queues ev for an asynchronous publish. An event that cannot be
 // queued or persisted is counted in Lost and passed to OnLost, never
-// dropped silently.
+// dropped silently. The publish span is a child of ctx's span, so the
+// event's trace context names the trace that raised it.
 func (p *Publisher) Publish(ctx context.Context, ev SecurityEvent) {
 	if err := p.stamp(ctx, &ev); err != nil {
 		p.markLost(ev, err)
@@ -99,7 +107,7 @@ func (p *Publisher) Publish(ctx context.Context, ev SecurityEvent) {
 		return
 	}
 	select {
-	case p.queue <- ev:
+	case p.queue <- queued{ev: ev, span: trace.SpanContextFromContext(ctx)}:
 	default:
 		p.markLost(ev, errors.New("events: publish queue full"))
 	}
@@ -207,13 +215,17 @@ func (p *Publisher) send(ctx context.Context, ev SecurityEvent) error {
 
 func (p *Publisher) work() {
 	defer p.wg.Done()
-	for ev := range p.queue {
+	for q := range p.queue {
+		ev := q.ev
+		// The caller's context may be cancelled by now, so only its span
+		// travels: the publish span becomes a child of the Publish call's.
+		ctx := trace.ContextWithSpanContext(context.Background(), q.span)
 		var err error
 		for attempt := range p.opts.Attempts {
 			if attempt > 0 {
 				time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 			}
-			if err = p.send(context.Background(), ev); err == nil {
+			if err = p.send(ctx, ev); err == nil {
 				break
 			}
 		}
