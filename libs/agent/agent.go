@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,6 +67,10 @@ type Agent struct {
 	tracer  trace.Tracer
 	jobs    jobs
 	backoff Backoff
+	// closed is closed when the NATS connection is closed for good, by
+	// Close or by the server (a suspended identity's connections are
+	// closed and cannot reconnect).
+	closed chan struct{}
 
 	busyRetries atomic.Uint64
 	busyGiveUps atomic.Uint64
@@ -88,7 +93,11 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("agent: no NATS URL: set Config.URL, e.g. nats://127.0.0.1:4222")
 	}
-	p, err := openParty(ctx, party.Config{URL: cfg.URL, Creds: creds, Log: cfg.Log})
+	closed := make(chan struct{})
+	var closeOnce sync.Once
+	onClosed := nats.ClosedHandler(func(*nats.Conn) { closeOnce.Do(func() { close(closed) }) })
+	p, err := openParty(ctx, party.Config{URL: cfg.URL, Creds: creds, Log: cfg.Log,
+		NATSOptions: []nats.Option{onClosed}})
 	if err != nil {
 		return nil, fmt.Errorf("agent: connecting %q to %s: %w", creds.ID, cfg.URL, err)
 	}
@@ -97,7 +106,8 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: connecting %q to %s: %w", creds.ID, cfg.URL, err)
 	}
 
-	return &Agent{p: p, tracer: otel.Tracer(tracerName), backoff: cfg.Busy.withDefaults()}, nil
+	return &Agent{p: p, tracer: otel.Tracer(tracerName), backoff: cfg.Busy.withDefaults(),
+		closed: closed}, nil
 }
 
 // authRetryTimeout bounds how long Open retries a rejected connection.
@@ -168,13 +178,44 @@ func (a *Agent) request(ctx context.Context, span, subject, role string, req, re
 		))
 	defer sp.End()
 
-	err := a.p.Bus.Request(ctx, subject, role, req, resp)
+	err := a.requestOpen(ctx, subject, role, req, resp)
 	if err != nil {
 		// Only the coded name goes into the span: an error's text may
 		// quote request data.
 		name := errs.From(err).Name
 		sp.SetAttributes(attribute.String("nodex.error", name))
 		sp.SetStatus(codes.Error, name)
+	}
+
+	return err
+}
+
+// ErrConnectionClosed is returned by a request that was waiting when the
+// agent's connection closed for good. The server closes the connections
+// of a suspended or revoked identity and rejects its reconnects, so a
+// reply would never arrive.
+var ErrConnectionClosed = errors.New("agent: connection closed; the identity may be suspended or revoked")
+
+// requestOpen sends the request and stops waiting for the reply as soon as
+// the connection closes, instead of at the deadline.
+func (a *Agent) requestOpen(ctx context.Context, subject, role string, req, resp any) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	// The deferred cancel ends the goroutine once the request returns.
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-a.closed:
+			cancel(ErrConnectionClosed)
+		case <-ctx.Done():
+		}
+	}()
+
+	err := a.p.Bus.Request(ctx, subject, role, req, resp)
+	if err != nil && errors.Is(context.Cause(ctx), ErrConnectionClosed) {
+		if last := a.p.NC.LastError(); last != nil {
+			return fmt.Errorf("%w (last connection error: %v)", ErrConnectionClosed, last)
+		}
+		return ErrConnectionClosed
 	}
 
 	return err

@@ -135,3 +135,58 @@ func TestBusyRunDeadlineGivesUp(t *testing.T) {
 		t.Error("BusyStats counts no give-up")
 	}
 }
+
+// TestSuspendedAgentRunFailsFast suspends an agent while its run is in
+// flight. The server closes the agent's connection, so Exec returns
+// ErrConnectionClosed at once instead of waiting for its deadline.
+func TestSuspendedAgentRunFailsFast(t *testing.T) {
+	sys := startSystem(t)
+	ctx := context.Background()
+	op := sys.openBuiltin(t, identity.OperatorID)
+	creds := sys.newAgent(t, op, "agent-suspended-mid-run", identity.RoleAgent)
+	var a *agent.Agent
+	eventually(t, "new agent connects", 15*time.Second, func() bool {
+		var err error
+		a, err = agent.Open(ctx, agent.Config{URL: sys.url, Creds: creds})
+		return err == nil
+	})
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	// Services learn of the new identity through their own registry watch.
+	var bundleID string
+	eventually(t, "codesec accepts the new agent", 30*time.Second, func() bool {
+		short, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		sub, err := a.Submit(short, sleeper("20"))
+		if err != nil {
+			t.Logf("submitting: %v", err)
+			return false
+		}
+		bundleID = sub.BundleID
+		return true
+	})
+
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		long, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		_, err := a.Exec(long, bundleID)
+		done <- err
+	}()
+	time.Sleep(time.Second)
+	if err := sys.admin(t, op).Suspend(ctx, creds.ID); err != nil {
+		t.Fatalf("suspending %s: %v", creds.ID, err)
+	}
+
+	select {
+	case err := <-done:
+		if !errors.Is(err, agent.ErrConnectionClosed) {
+			t.Errorf("Exec of a suspended agent: got %v, want ErrConnectionClosed", err)
+		}
+		if d := time.Since(start); d > 30*time.Second {
+			t.Errorf("Exec returned after %s, want well before its 2 minute deadline", d)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("Exec of a suspended agent still waiting after 90 s")
+	}
+}
