@@ -1,9 +1,11 @@
 // Package agent is the Go SDK of a NodeX agent: it loads the agent's
 // credentials, connects as that identity, submits code to codesec, runs the
-// sealed bundle in the sandbox and retrieves provider keys from the
-// keyvault. Every call travels in a sealed, signed envelope (libs/bus) and
-// gets its own OpenTelemetry client span, whose context the bus carries to
-// the service.
+// sealed bundle in the sandbox, retrieves provider keys from the keyvault
+// and reports the agent's own security events to the monitor. Every call
+// travels in a sealed, signed envelope (libs/bus) and gets its own
+// OpenTelemetry client span, whose context the bus carries to the service.
+// A run that the sandbox rejects with sandbox_busy is sent again after a
+// backoff until the caller's deadline.
 package agent
 
 import (
@@ -57,7 +59,7 @@ type Config struct {
 	CredsFile string
 	// Log receives connection-level log lines; nil discards them.
 	Log *slog.Logger
-	// Busy is how runs rejected with sandbox_busy are retried.
+	// Busy is the backoff of runs rejected with sandbox_busy.
 	Busy Backoff
 }
 

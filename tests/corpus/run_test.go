@@ -165,9 +165,9 @@ func (w *worker) run(ctx context.Context, it Item) result {
 			}
 			return res
 		case res.outcome == Wrong && transient(res.refusal) && attempt < 3:
-			// A timeout or an unavailable dependency says nothing about the
-			// item; it is retried once the system had a moment, and the
-			// report lists it.
+			// A timeout or an unavailable dependency tells nothing about
+			// the item, so it is retried after a pause, and the report
+			// lists it.
 			w.r.mu.Lock()
 			w.r.transient = append(w.r.transient, it.File+"/"+it.ID+" ("+res.refusal+")")
 			w.r.mu.Unlock()
@@ -185,7 +185,7 @@ func (w *worker) run(ctx context.Context, it Item) result {
 const refusalClosed = "connection_closed"
 
 // transient reports whether a coded error is a fault of the moment (a
-// timeout, an unavailable dependency) rather than an answer about the code.
+// timeout, an unavailable dependency) rather than a verdict on the code.
 func transient(name string) bool {
 	switch name {
 	case errs.Timeout.Name, errs.Unavailable.Name, errs.AuditUnavailable.Name:

@@ -20,9 +20,9 @@ import (
 const traceMarker = "trace-marker-7f3a"
 
 // TestRunIsOneTrace runs one program through the SDK and checks that its
-// trace holds the spans of all five parties: the agent, codesec, the policy
-// engine, the sandbox-runner's steps and the monitor's processing of the
-// run's events, and that the events' publishes joined it too.
+// trace contains the spans of all five parties: the agent, codesec, the
+// policy engine, the sandbox-runner's steps and the monitor's processing of
+// the run's events. The events' publish spans must be in it too.
 func TestRunIsOneTrace(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	sys := startSystemWith(t, devrun.Config{SpanExporter: exp})
