@@ -1,9 +1,11 @@
 // Package agent is the Go SDK of a NodeX agent: it loads the agent's
 // credentials, connects as that identity, submits code to codesec, runs the
-// sealed bundle in the sandbox and retrieves provider keys from the
-// keyvault. Every call travels in a sealed, signed envelope (libs/bus) and
-// gets its own OpenTelemetry client span, whose context the bus carries to
-// the service.
+// sealed bundle in the sandbox, retrieves provider keys from the keyvault
+// and reports the agent's own security events to the monitor. Every call
+// travels in a sealed, signed envelope (libs/bus) and gets its own
+// OpenTelemetry client span, whose context the bus carries to the service.
+// A run that the sandbox rejects with sandbox_busy is sent again after a
+// backoff until the caller's deadline.
 package agent
 
 import (
@@ -11,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,21 +33,18 @@ const (
 	SubjectSubmit   = "nodex.v1.codesec.submit"
 	SubjectExec     = "nodex.v1.sandbox.exec"
 	SubjectRetrieve = "nodex.v1.keyvault.retrieve"
+	SubjectReport   = "nodex.v1.monitor.report"
 
 	RoleCodesec  = "service:codesec"
 	RoleSandbox  = "service:sandbox"
 	RoleKeyvault = "service:keyvault"
+	RoleMonitor  = "service:monitor"
 )
 
 // DefaultRunTimeout bounds a sandbox run when the caller's context has no
 // deadline. It covers the sandbox-runner's maximum wall time of 300 s plus
 // start-up and scanning.
 const DefaultRunTimeout = 320 * time.Second
-
-// ErrEventsNotAllowed is returned by [Agent.PublishEvent]: NATS
-// permissions deny agents every subject under nodex.v1.events., so that an
-// agent cannot write the audit trail that judges it.
-var ErrEventsNotAllowed = errors.New("agent: agents may not publish security events")
 
 // tracerName names the tracer of every span this package starts.
 const tracerName = "github.com/nodexsec/nodex/libs/agent"
@@ -58,13 +59,23 @@ type Config struct {
 	CredsFile string
 	// Log receives connection-level log lines; nil discards them.
 	Log *slog.Logger
+	// Busy is the backoff of runs rejected with sandbox_busy.
+	Busy Backoff
 }
 
 // Agent is a connected agent. It is safe for concurrent use.
 type Agent struct {
-	p      *party.Party
-	tracer trace.Tracer
-	jobs   jobs
+	p       *party.Party
+	tracer  trace.Tracer
+	jobs    jobs
+	backoff Backoff
+	// closed is closed when the NATS connection is closed for good, by
+	// Close or by the server (a suspended identity's connections are
+	// closed and cannot reconnect).
+	closed chan struct{}
+
+	busyRetries atomic.Uint64
+	busyGiveUps atomic.Uint64
 }
 
 // Open loads the credentials, connects to NATS as the agent and waits for
@@ -84,7 +95,11 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("agent: no NATS URL: set Config.URL, e.g. nats://127.0.0.1:4222")
 	}
-	p, err := openParty(ctx, party.Config{URL: cfg.URL, Creds: creds, Log: cfg.Log})
+	closed := make(chan struct{})
+	var closeOnce sync.Once
+	onClosed := nats.ClosedHandler(func(*nats.Conn) { closeOnce.Do(func() { close(closed) }) })
+	p, err := openParty(ctx, party.Config{URL: cfg.URL, Creds: creds, Log: cfg.Log,
+		NATSOptions: []nats.Option{onClosed}})
 	if err != nil {
 		return nil, fmt.Errorf("agent: connecting %q to %s: %w", creds.ID, cfg.URL, err)
 	}
@@ -93,7 +108,8 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: connecting %q to %s: %w", creds.ID, cfg.URL, err)
 	}
 
-	return &Agent{p: p, tracer: otel.Tracer(tracerName)}, nil
+	return &Agent{p: p, tracer: otel.Tracer(tracerName), backoff: cfg.Busy.withDefaults(),
+		closed: closed}, nil
 }
 
 // authRetryTimeout bounds how long Open retries a rejected connection.
@@ -153,15 +169,6 @@ func (a *Agent) Party() *party.Party { return a.p }
 // Close drains pending requests and closes the connection.
 func (a *Agent) Close(ctx context.Context) error { return a.p.Close(ctx) }
 
-// PublishEvent reports that agents cannot publish security events.
-//
-// TODO: the monitor offers no subject for events that agents report. Add
-// one there (validated, rate limited, marked as agent-reported) and send
-// to it from here.
-func (a *Agent) PublishEvent(context.Context, string, map[string]string) error {
-	return ErrEventsNotAllowed
-}
-
 // request sends one request inside a client span; libs/bus adds its own
 // span and carries the trace to the service. A coded error reply comes
 // back as *errs.Error.
@@ -173,13 +180,44 @@ func (a *Agent) request(ctx context.Context, span, subject, role string, req, re
 		))
 	defer sp.End()
 
-	err := a.p.Bus.Request(ctx, subject, role, req, resp)
+	err := a.requestOpen(ctx, subject, role, req, resp)
 	if err != nil {
 		// Only the coded name goes into the span: an error's text may
 		// quote request data.
 		name := errs.From(err).Name
 		sp.SetAttributes(attribute.String("nodex.error", name))
 		sp.SetStatus(codes.Error, name)
+	}
+
+	return err
+}
+
+// ErrConnectionClosed is returned by a request that was waiting when the
+// agent's connection closed for good. The server closes the connections
+// of a suspended or revoked identity and rejects its reconnects, so a
+// reply would never arrive.
+var ErrConnectionClosed = errors.New("agent: connection closed; the identity may be suspended or revoked")
+
+// requestOpen sends the request and stops waiting for the reply as soon as
+// the connection closes, instead of at the deadline.
+func (a *Agent) requestOpen(ctx context.Context, subject, role string, req, resp any) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	// The deferred cancel ends the goroutine once the request returns.
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-a.closed:
+			cancel(ErrConnectionClosed)
+		case <-ctx.Done():
+		}
+	}()
+
+	err := a.p.Bus.Request(ctx, subject, role, req, resp)
+	if err != nil && errors.Is(context.Cause(ctx), ErrConnectionClosed) {
+		if last := a.p.NC.LastError(); last != nil {
+			return fmt.Errorf("%w (last connection error: %v)", ErrConnectionClosed, last)
+		}
+		return ErrConnectionClosed
 	}
 
 	return err

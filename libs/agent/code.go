@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/nodexsec/nodex/libs/bundle"
 )
 
@@ -67,6 +69,9 @@ type ExecReply struct {
 	Redactions      int      `json:"redactions"`
 	Violations      []string `json:"violations"`
 	Receipt         RawJSON  `json:"receipt"`
+	// BusyRetries counts how often the SDK sent the run again after a
+	// sandbox_busy reply; the runner does not send it.
+	BusyRetries int `json:"-"`
 }
 
 // RawJSON is a JSON value kept undecoded.
@@ -107,19 +112,30 @@ func (a *Agent) Submit(ctx context.Context, s Submission) (*SubmitReply, error) 
 }
 
 // Exec runs a stored bundle in the sandbox and waits for its end. Without
-// a deadline on ctx it waits at most [DefaultRunTimeout].
+// a deadline on ctx it waits at most [DefaultRunTimeout]. While the
+// sandbox-runner rejects the run with sandbox_busy, Exec sends it again
+// after a backoff (Config.Busy). When the deadline leaves no time for
+// another wait, it returns a [*BusyError].
 func (a *Agent) Exec(ctx context.Context, bundleID string) (*ExecReply, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultRunTimeout)
 		defer cancel()
 	}
+	ctx, sp := a.tracer.Start(ctx, "agent.exec")
+	defer sp.End()
+
 	var reply ExecReply
-	err := a.request(ctx, "agent.exec", SubjectExec, RoleSandbox, ExecRequest{BundleID: bundleID},
-		&reply)
+	retries, err := a.retryBusy(ctx, func() error {
+		reply = ExecReply{}
+		return a.request(ctx, "agent.exec_attempt", SubjectExec, RoleSandbox,
+			ExecRequest{BundleID: bundleID}, &reply)
+	})
+	sp.SetAttributes(attribute.Int("nodex.busy_retries", retries))
 	if err != nil {
 		return nil, fmt.Errorf("running bundle %s: %w", bundleID, err)
 	}
+	reply.BusyRetries = retries
 
 	return &reply, nil
 }

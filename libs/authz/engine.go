@@ -8,7 +8,15 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
+
+// tracerName names the tracer of the policy engine's decision spans, so
+// that a trace shows the policy's part wherever the engine is embedded.
+const tracerName = "github.com/nodexsec/nodex/libs/authz"
 
 // DefaultQuery is the Rego rule every policy set must define. It evaluates to
 // an object {"allow": bool, "reasons": [string], "flags": [string]}.
@@ -92,11 +100,19 @@ func (e *Engine) Revision() string {
 // [ErrMalformedResult], [ErrEvaluation] or [ErrTimeout]. A policy denial is not an error. Every
 // decision goes to [Options.Audit].
 func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
+	ctx, span := otel.Tracer(tracerName).Start(ctx, "policy.decide", trace.WithAttributes(
+		attribute.String("nodex.policy.action", in.Action),
+		attribute.String("nodex.policy.resource_type", in.Resource.Type)))
+	defer span.End()
 	d, err := e.decide(ctx, &in)
 	if err != nil {
 		d = Decision{Reasons: []string{err.Error()}, Revision: d.Revision}
+		span.SetStatus(codes.Error, "policy evaluation failed")
 	}
 	d.ID = newDecisionID()
+	span.SetAttributes(attribute.Bool("nodex.policy.allow", d.Allow),
+		attribute.String("nodex.policy.decision_id", d.ID),
+		attribute.String("nodex.policy.revision", d.Revision))
 
 	if e.opts.Audit != nil {
 		e.opts.Audit.Record(ctx, &in, &d)

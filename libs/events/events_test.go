@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nodexsec/nodex/libs/testkit"
 )
@@ -188,5 +191,76 @@ func TestPublishAfterCloseIsLost(t *testing.T) {
 	p.Publish(ctx, validEvent())
 	if p.Lost() != 1 {
 		t.Errorf("Lost() = %d after publishing on a closed publisher, want 1", p.Lost())
+	}
+}
+
+// recordingSink keeps the subject and body of every publish.
+type recordingSink struct {
+	subjects []string
+	bodies   []SecurityEvent
+}
+
+func (s *recordingSink) Publish(_ context.Context, subject, _ string, body any) error {
+	s.subjects = append(s.subjects, subject)
+	s.bodies = append(s.bodies, body.(SecurityEvent))
+
+	return nil
+}
+
+func TestPublishReportedSyncKeepsReporter(t *testing.T) {
+	sink := &recordingSink{}
+	p := NewPublisher(sink, "monitor", PublisherOptions{})
+	defer p.Close(context.Background())
+
+	ev := SecurityEvent{Type: "agent.note", Source: "agent-a", Subject: "agent-a",
+		Status: StatusSuccess, Severity: SeverityInfo}
+	if err := p.PublishReportedSync(context.Background(), ev); err != nil {
+		t.Fatalf("PublishReportedSync: %v", err)
+	}
+	if got, want := sink.subjects[0], "nodex.v1.events.monitor.agent.note"; got != want {
+		t.Errorf("subject = %q, want %q (the relay's own token)", got, want)
+	}
+	if got := sink.bodies[0].Source; got != "agent-a" {
+		t.Errorf("source = %q, want the reporter agent-a", got)
+	}
+
+	ev.Source = ""
+	if err := p.PublishReportedSync(context.Background(), ev); !errors.Is(err, ErrInvalid) {
+		t.Errorf("report without a reporter: got %v, want ErrInvalid", err)
+	}
+}
+
+// traceSink records the span context each publish ran under.
+type traceSink struct {
+	mu    sync.Mutex
+	spans []trace.SpanContext
+}
+
+func (s *traceSink) Publish(ctx context.Context, _, _ string, _ any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.spans = append(s.spans, trace.SpanContextFromContext(ctx))
+
+	return nil
+}
+
+func TestPublishCarriesCallerTrace(t *testing.T) {
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	ctx, span := tp.Tracer("test").Start(context.Background(), "caller")
+	sink := &traceSink{}
+	p := NewPublisher(sink, "codesec", PublisherOptions{})
+
+	p.Publish(ctx, validEvent())
+	span.End()
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	if len(sink.spans) != 1 {
+		t.Fatalf("got %d publishes, want 1", len(sink.spans))
+	}
+	if got, want := sink.spans[0].TraceID(), span.SpanContext().TraceID(); got != want {
+		t.Errorf("asynchronous publish ran in trace %s, want the caller's %s", got, want)
 	}
 }

@@ -76,10 +76,10 @@ type Publisher struct {
 	async  AsyncSink // sink, when it supports asynchronous publishing
 	source string
 	opts   PublisherOptions
-	queue  chan SecurityEvent
+	queue  chan queued
 	// batches carries batches from the one goroutine that collects them to
 	// the workers; nil for a plain Sink.
-	batches chan []SecurityEvent
+	batches chan []queued
 	closing chan struct{} // closed by Close, ending any Linger at once
 	wg      sync.WaitGroup
 
@@ -100,6 +100,13 @@ var (
 	ErrQueueFull = errors.New("events: publish queue full")
 )
 
+// queued is one event waiting for an asynchronous publish, with the span
+// of the Publish call, so that its publish span joins the caller's trace.
+type queued struct {
+	ev   SecurityEvent
+	span trace.SpanContext
+}
+
 // NewPublisher returns a Publisher that stamps events with source (the
 // party's identity id) and stores them through sink. It panics on a nil sink
 // or empty source, which are programming errors.
@@ -109,12 +116,12 @@ func NewPublisher(sink Sink, source string, opts PublisherOptions) *Publisher {
 	}
 	setDefaults(&opts)
 	p := &Publisher{sink: sink, source: source, opts: opts,
-		queue: make(chan SecurityEvent, opts.QueueSize), closing: make(chan struct{})}
+		queue: make(chan queued, opts.QueueSize), closing: make(chan struct{})}
 	p.async, _ = sink.(AsyncSink)
 	if p.async != nil {
 		// One collector, so that events arriving close together share a
 		// batch instead of waking one worker each.
-		p.batches = make(chan []SecurityEvent, opts.Workers)
+		p.batches = make(chan []queued, opts.Workers)
 		p.wg.Add(1)
 		go p.collect()
 	}
@@ -154,7 +161,8 @@ func setDefaults(o *PublisherOptions) {
 // waits up to [PublisherOptions.EnqueueTimeout] for room; ctx does not cut
 // that wait short, because the fact being audited has already happened. An
 // event that cannot be queued or persisted is counted in Lost and passed to
-// OnLost, never dropped silently.
+// OnLost, never dropped silently. The publish span is a child of ctx's
+// span, so the event's trace context names the trace that raised it.
 func (p *Publisher) Publish(ctx context.Context, ev SecurityEvent) {
 	if err := p.stamp(ctx, &ev); err != nil {
 		p.markLost(ev, err)
@@ -167,8 +175,9 @@ func (p *Publisher) Publish(ctx context.Context, ev SecurityEvent) {
 		return
 	}
 	p.pending.Add(1)
+	q := queued{ev: ev, span: trace.SpanContextFromContext(ctx)}
 	select {
-	case p.queue <- ev:
+	case p.queue <- q:
 		return
 	default:
 	}
@@ -176,7 +185,7 @@ func (p *Publisher) Publish(ctx context.Context, ev SecurityEvent) {
 		t := time.NewTimer(p.opts.EnqueueTimeout)
 		defer t.Stop()
 		select {
-		case p.queue <- ev:
+		case p.queue <- q:
 			return
 		case <-t.C:
 		}
@@ -190,6 +199,32 @@ func (p *Publisher) Publish(ctx context.Context, ev SecurityEvent) {
 // operation on an error.
 func (p *Publisher) PublishSync(ctx context.Context, ev SecurityEvent) error {
 	if err := p.stamp(ctx, &ev); err != nil {
+		return err
+	}
+	if err := p.send(ctx, ev); err != nil {
+		return err
+	}
+	p.published.Add(1)
+
+	return nil
+}
+
+// PublishReportedSync stores ev, an event that another identity reported
+// to this party, and returns once the stream acknowledged it. Unlike
+// [Publisher.PublishSync] it keeps ev.Source, which must name the
+// reporter, and publishes under this party's own emitter token, so NATS
+// still vouches only for the relaying connection. The relay is
+// responsible for having authenticated the reporter.
+func (p *Publisher) PublishReportedSync(ctx context.Context, ev SecurityEvent) error {
+	reporter := ev.Source
+	if reporter == "" {
+		return fmt.Errorf("%w: a reported event needs its reporter as source", ErrInvalid)
+	}
+	if err := p.stamp(ctx, &ev); err != nil {
+		return err
+	}
+	ev.Source = reporter
+	if err := ev.Validate(); err != nil {
 		return err
 	}
 	if err := p.send(ctx, ev); err != nil {
@@ -272,8 +307,8 @@ func (p *Publisher) send(ctx context.Context, ev SecurityEvent) error {
 func (p *Publisher) work() {
 	defer p.wg.Done()
 	if p.async == nil {
-		for ev := range p.queue {
-			p.publishOne(ev)
+		for q := range p.queue {
+			p.publishOne(q)
 		}
 		return
 	}
@@ -290,12 +325,12 @@ func (p *Publisher) collect() {
 	defer p.wg.Done()
 	defer close(p.batches)
 	full := false
-	for ev := range p.queue {
+	for q := range p.queue {
 		if !full && p.opts.Linger > 0 {
 			p.linger()
 		}
-		batch := make([]SecurityEvent, 1, p.opts.MaxBatch)
-		batch[0] = ev
+		batch := make([]queued, 1, p.opts.MaxBatch)
+		batch[0] = q
 		batch = p.fill(batch)
 		full = len(batch) == p.opts.MaxBatch
 		p.batches <- batch
@@ -313,14 +348,14 @@ func (p *Publisher) linger() {
 }
 
 // fill appends the events already queued to batch, up to MaxBatch.
-func (p *Publisher) fill(batch []SecurityEvent) []SecurityEvent {
+func (p *Publisher) fill(batch []queued) []queued {
 	for len(batch) < p.opts.MaxBatch {
 		select {
-		case ev, ok := <-p.queue:
+		case q, ok := <-p.queue:
 			if !ok {
 				return batch
 			}
-			batch = append(batch, ev)
+			batch = append(batch, q)
 		default:
 			return batch
 		}
@@ -329,13 +364,17 @@ func (p *Publisher) fill(batch []SecurityEvent) []SecurityEvent {
 	return batch
 }
 
-func (p *Publisher) publishOne(ev SecurityEvent) {
+func (p *Publisher) publishOne(q queued) {
+	ev := q.ev
+	// The caller's context may be cancelled by now, so only its span
+	// travels: the publish span becomes a child of the Publish call's.
+	ctx := trace.ContextWithSpanContext(context.Background(), q.span)
 	var err error
 	for attempt := range p.opts.Attempts {
 		if attempt > 0 {
 			time.Sleep(backoff(attempt))
 		}
-		if err = p.send(context.Background(), ev); err == nil {
+		if err = p.send(ctx, ev); err == nil {
 			break
 		}
 	}
@@ -344,19 +383,20 @@ func (p *Publisher) publishOne(ev SecurityEvent) {
 
 // inflight is one event of a batch and the future of its latest publish.
 type inflight struct {
-	ev  SecurityEvent
-	fut jetstream.PubAckFuture // nil when handing it to the sink failed
-	err error
+	ev   SecurityEvent
+	span trace.SpanContext      // the Publish call's span, parent of the publish span
+	fut  jetstream.PubAckFuture // nil when handing it to the sink failed
+	err  error
 }
 
 // publishBatch hands every event to the sink, then waits for each
 // acknowledgement in turn and resends what failed, keeping the message and
 // so its Nats-Msg-Id.
-func (p *Publisher) publishBatch(batch []SecurityEvent) {
+func (p *Publisher) publishBatch(batch []queued) {
 	flights := make([]inflight, len(batch))
-	for i, ev := range batch {
-		flights[i] = inflight{ev: ev}
-		flights[i].fut, flights[i].err = p.publishAsync(ev)
+	for i, q := range batch {
+		flights[i] = inflight{ev: q.ev, span: q.span}
+		flights[i].fut, flights[i].err = p.publishAsync(q.span, q.ev)
 	}
 	for i := range flights {
 		f := &flights[i]
@@ -371,19 +411,20 @@ func (p *Publisher) publishBatch(batch []SecurityEvent) {
 			if f.fut != nil {
 				f.fut, f.err = p.async.RepublishAsync(f.fut.Msg())
 			} else {
-				f.fut, f.err = p.publishAsync(f.ev)
+				f.fut, f.err = p.publishAsync(f.span, f.ev)
 			}
 		}
 		p.settle(f.ev, f.err)
 	}
 }
 
-func (p *Publisher) publishAsync(ev SecurityEvent) (jetstream.PubAckFuture, error) {
+func (p *Publisher) publishAsync(span trace.SpanContext, ev SecurityEvent) (jetstream.PubAckFuture, error) {
 	subj, err := Subject(p.source, ev.Type)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
+	ctx := trace.ContextWithSpanContext(context.Background(), span)
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
 	fut, err := p.async.PublishAsync(ctx, subj, AudienceRole, ev)
 	if err != nil {

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nodexsec/nodex/libs/agent"
-	"github.com/nodexsec/nodex/libs/errs"
 	"github.com/nodexsec/nodex/libs/identity"
 )
 
@@ -21,21 +19,15 @@ var trivialProgram = agent.Submission{
 	Files: []agent.SourceFile{{Name: "main.py", Content: "pass\n"}},
 }
 
-// busyBackoff is how long an agent waits before retrying a run that the
-// sandbox-runner rejected with sandbox_busy (its slots and queue were full).
-// It keeps one agent's retries under the bus's per-sender limit of 50
-// requests per second, above which the sandbox replies rate_limited.
-const busyBackoff = 25 * time.Millisecond
-
 // BenchmarkNodexRun measures `nodex run` of a trivial Python program through
 // the whole path (agent SDK, codesec scan, policy decision, sealing, sandbox
 // run, signed receipt, reply) with 1, 4 and 16 concurrent agents, each with its
 // own identity and connection. bare_python3 times `/usr/bin/python3 -c pass`
 // in the same run, and every agents_N case reports its p50 as a multiple of
 // that baseline.
-// Latency counts from the submit to the run's reply, including retries after
-// sandbox_busy, which an agent receives when more runs arrive than the runner's
-// slots and queue hold (2 and 8 by default).
+// Latency counts from the submit to the run's reply, including the SDK's
+// retries after sandbox_busy, which an agent receives when more runs arrive
+// than the runner's slots and queue hold (2 and 8 by default).
 func BenchmarkNodexRun(b *testing.B) {
 	sys := startSystem(b)
 	warmUp(b, sys)
@@ -128,29 +120,23 @@ func runConcurrent(b *testing.B, sys *system, creds []*identity.Credentials) tim
 }
 
 // runOnce submits trivialProgram, runs the accepted bundle and checks that
-// it exited 0, as agent.Run does. It retries the run, not the submission,
-// while the sandbox-runner replies sandbox_busy, and returns the retry count.
+// it exited 0, as agent.Run does. It returns how often the SDK retried the
+// run after sandbox_busy.
 func runOnce(ctx context.Context, a *agent.Agent) (int, error) {
 	sub, err := a.Submit(ctx, trivialProgram)
 	if err != nil {
 		return 0, err
 	}
-	for busy := 0; ; busy++ {
-		res, err := a.Exec(ctx, sub.BundleID)
-		var coded *errs.Error
-		if errors.As(err, &coded) && coded.Code == errs.SandboxBusy.Code && busy < 500 {
-			time.Sleep(busyBackoff)
-			continue
-		}
-		if err != nil {
-			return busy, err
-		}
-		if res.ExitCode != 0 {
-			return busy, fmt.Errorf("trivial program exited %d, want 0 (reason %q)", res.ExitCode, res.Reason)
-		}
-
-		return busy, nil
+	res, err := a.Exec(ctx, sub.BundleID)
+	if err != nil {
+		return 0, err
 	}
+	if res.ExitCode != 0 {
+		return res.BusyRetries, fmt.Errorf("trivial program exited %d, want 0 (reason %q)",
+			res.ExitCode, res.Reason)
+	}
+
+	return res.BusyRetries, nil
 }
 
 // reportLatencies reports p50, p99 and runs/s of samples taken over

@@ -109,6 +109,10 @@ func TestCorpus(t *testing.T) {
 	checkEvents(ctx, t, sys, results, start)
 
 	report := table(results, elapsed, r.replaced, hostProblems)
+	if len(r.transient) > 0 {
+		report += fmt.Sprintf("retried after a transient error: %s\n",
+			strings.Join(r.transient, ", "))
+	}
 	t.Log("\n" + report)
 	if path := os.Getenv(EnvReport); path != "" {
 		if err := os.WriteFile(path, []byte(report), 0o644); err != nil {

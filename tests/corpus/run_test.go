@@ -72,6 +72,8 @@ type runner struct {
 	// replaced counts agents that the system suspended or revoked while
 	// the runner was using them.
 	replaced int
+	// transient lists the items retried after a transient error.
+	transient []string
 }
 
 // runAll runs items on workers goroutines, each with its own agent, and
@@ -138,7 +140,8 @@ func (w *worker) agentFor(ctx context.Context, kind Kind) (*agent.Agent, error) 
 }
 
 // run runs one item, retrying with a fresh agent when the system contained
-// the previous one and when the sandbox queue was full.
+// the previous one, and with the same agent when the sandbox stayed busy
+// or a timeout or unavailable dependency ended the attempt.
 func (w *worker) run(ctx context.Context, it Item) result {
 	var res result
 	for attempt := range 4 {
@@ -152,7 +155,7 @@ func (w *worker) run(ctx context.Context, it Item) result {
 		switch {
 		case res.refusal == errs.SandboxBusy.Name:
 			time.Sleep(time.Duration(attempt+1) * 500 * time.Millisecond)
-		case w.r.sys.contained(a.ID()):
+		case res.refusal == refusalClosed || w.r.sys.contained(a.ID()):
 			w.r.mu.Lock()
 			w.r.replaced++
 			w.r.mu.Unlock()
@@ -161,12 +164,35 @@ func (w *worker) run(ctx context.Context, it Item) result {
 				continue
 			}
 			return res
+		case res.outcome == Wrong && transient(res.refusal) && attempt < 3:
+			// A timeout or an unavailable dependency tells nothing about
+			// the item, so it is retried after a pause, and the report
+			// lists it.
+			w.r.mu.Lock()
+			w.r.transient = append(w.r.transient, it.File+"/"+it.ID+" ("+res.refusal+")")
+			w.r.mu.Unlock()
+			time.Sleep(time.Second)
 		default:
 			return res
 		}
 	}
 
 	return res
+}
+
+// refusalClosed marks a result whose agent lost its connection: the server
+// closes the connections of a suspended identity.
+const refusalClosed = "connection_closed"
+
+// transient reports whether a coded error is a fault of the moment (a
+// timeout, an unavailable dependency) rather than a verdict on the code.
+func transient(name string) bool {
+	switch name {
+	case errs.Timeout.Name, errs.Unavailable.Name, errs.AuditUnavailable.Name:
+		return true
+	}
+
+	return false
 }
 
 // runOnce submits and runs it as a and judges the outcome.
@@ -187,6 +213,9 @@ func (r *runner) runOnce(ctx context.Context, a *agent.Agent, it Item) result {
 		var ce *errs.Error
 		if errors.As(err, &ce) {
 			res.refusal = ce.Name
+		}
+		if errors.Is(err, agent.ErrConnectionClosed) {
+			res.refusal = refusalClosed
 		}
 		res.outcome, res.detail = Wrong, err.Error()
 		if it.Kind == Hostile && isRefusal(res.refusal) {

@@ -28,15 +28,23 @@ type system struct {
 // startSystem runs devrun in the background until the test ends.
 func startSystem(t *testing.T) *system {
 	t.Helper()
+
+	return startSystemWith(t, devrun.Config{})
+}
+
+// startSystemWith is startSystem with extra settings in cfg; the test
+// sets Home, Port, Log, SandboxInit and Ready.
+func startSystemWith(t *testing.T, cfg devrun.Config) *system {
+	t.Helper()
 	home := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	var stopped bool
+	cfg.Home, cfg.Port, cfg.Log, cfg.SandboxInit = home, 0, testLog(t), sandboxInit
+	cfg.Ready = func(url string) { ready <- url }
 	go func() {
-		done <- devrun.Run(ctx, devrun.Config{
-			Home: home, Port: 0, Log: testLog(t), SandboxInit: sandboxInit, Ready: func(url string) { ready <- url },
-		})
+		done <- devrun.Run(ctx, cfg)
 	}()
 	t.Cleanup(func() {
 		cancel()

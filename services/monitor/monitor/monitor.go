@@ -116,6 +116,15 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		if err := serveQueries(deps.Bus, js, log); err != nil {
 			return err
 		}
+		pub := events.NewPublisher(deps.Bus, deps.Bus.ID(), events.PublisherOptions{})
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.DrainTimeout)
+			defer cancel()
+			_ = pub.Close(cctx)
+		}()
+		if err := serveReports(deps.Bus, pub, cfg, log); err != nil {
+			return err
+		}
 	}
 	go watchRules(ctx, log, cfg, det, deps.Reload)
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/nodexsec/nodex/libs/conf"
 	"github.com/nodexsec/nodex/libs/logx"
@@ -47,6 +48,9 @@ type Config struct {
 	// (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER=console); nil reads
 	// none, so nothing is exported.
 	Getenv conf.Getenv
+	// SpanExporter, when set, receives every finished span of every
+	// service as it ends; tests pass tracetest's in-memory exporter.
+	SpanExporter sdktrace.SpanExporter
 	// Ready, if set, is called once every service serves, with the NATS URL.
 	Ready func(url string)
 }
@@ -85,7 +89,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Log == nil {
 		cfg.Log = logx.Discard()
 	}
-	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "nodex-dev", Getenv: cfg.Getenv})
+	tel, err := telemetry.Setup(ctx, telemetry.Config{ServiceName: "nodex-dev", Getenv: cfg.Getenv,
+		SpanExporter: cfg.SpanExporter})
 	if err != nil {
 		return err
 	}

@@ -110,6 +110,9 @@ func parseFlags(args []string, getenv conf.Getenv,
 	fs.IntVar(&cfg.FloodRatePerSecond, "flood-rate", 0,
 		"events per second of stream time one source may publish before shedding (default 2000)")
 	fs.IntVar(&cfg.FloodBurst, "flood-burst", 0, "events one source may publish in a burst (default 10000)")
+	fs.Float64Var(&cfg.ReportRatePerSecond, "report-rate", 0,
+		"events per second one agent may report on nodex.v1.monitor.report (default 2)")
+	fs.IntVar(&cfg.ReportBurst, "report-burst", 0, "events one agent may report in a burst (default 20)")
 	fs.IntVar(&cfg.Replicas, "replicas", 0, "replicas of the monitor's streams and KV buckets (default 1)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 0, "shutdown bound (default 10s)")
 	fs.BoolVar(&cfg.InsecurePlainEvents, "insecure-plain-events", false,

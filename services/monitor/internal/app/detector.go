@@ -207,17 +207,27 @@ func (d *Detector) Open(ctx context.Context, msg *Message) *Opening {
 	if err != nil {
 		return &Opening{err: err}
 	}
-	if err := domain.CheckEvent(msg.Subject, opened.Sender, &opened.Event); err != nil {
-		return &Opening{err: &Rejection{Reason: "schema", Err: err}}
-	}
-
-	return &Opening{obs: &domain.Observation{
+	obs := &domain.Observation{
 		Event:      opened.Event,
 		Sender:     opened.Sender,
 		SenderKind: opened.SenderKind,
 		Origin:     eventOrigin(msg.Subject, &opened.Event),
 		At:         msg.Stored,
-	}}
+	}
+	if domain.IsReported(&opened.Event) {
+		err = domain.CheckReported(msg.Subject, opened.Sender, d.opts.Self, &opened.Event)
+		// The monitor authenticated the reporter when it took the report,
+		// so the rules see the agent as the signer of an event about
+		// itself, and its identity is the only one they can attribute.
+		obs.Sender, obs.SenderKind = opened.Event.Source, "agent"
+	} else {
+		err = domain.CheckEvent(msg.Subject, opened.Sender, &opened.Event)
+	}
+	if err != nil {
+		return &Opening{err: &Rejection{Reason: "schema", Err: err}}
+	}
+
+	return &Opening{obs: obs}
 }
 
 // eventOrigin returns where the fact an event reports came from. For most

@@ -22,6 +22,12 @@ const (
 	DefaultThreatTTL           = 24 * time.Hour
 	DefaultDrainTimeout        = 10 * time.Second
 
+	// DefaultReportRatePerSecond and DefaultReportBurst size each agent's
+	// token bucket on nodex.v1.monitor.report: enough for an agent that
+	// reports what it does, far too little to fill NODEX_EVENTS.
+	DefaultReportRatePerSecond = 2
+	DefaultReportBurst         = 20
+
 	// DefaultSeenTTL matches the events stream's default retention, so an
 	// event redelivered after any outage the stream survives is still
 	// recognized.
@@ -56,6 +62,12 @@ type Config struct {
 	FloodRatePerSecond  int
 	FloodBurst          int
 	FloodReportInterval time.Duration
+
+	// ReportRatePerSecond and ReportBurst size each agent's token bucket
+	// for events it reports on nodex.v1.monitor.report; defaults 2 and
+	// 20. A report above it gets the rate_limited error.
+	ReportRatePerSecond float64
+	ReportBurst         int
 
 	// SeenTTL is how long the id of an event that became threat evidence is kept
 	// to recognize a redelivery. ThreatTTL is how long an open threat is
@@ -98,6 +110,12 @@ func (c Config) WithDefaults() Config {
 	if c.Replicas == 0 {
 		c.Replicas = 1
 	}
+	if c.ReportRatePerSecond == 0 {
+		c.ReportRatePerSecond = DefaultReportRatePerSecond
+	}
+	if c.ReportBurst == 0 {
+		c.ReportBurst = DefaultReportBurst
+	}
 	set(&c.FloodReportInterval, DefaultFloodReportInterval)
 	set(&c.ReloadInterval, DefaultReloadInterval)
 	set(&c.SeenTTL, DefaultSeenTTL)
@@ -120,10 +138,14 @@ func (c Config) Validate() error {
 	}
 	for name, v := range map[string]int{
 		"flood rate": c.FloodRatePerSecond, "flood burst": c.FloodBurst, "replicas": c.Replicas,
+		"report burst": c.ReportBurst,
 	} {
 		if v < 1 {
 			return fmt.Errorf("%w: %s %d must be >= 1", ErrInvalid, name, v)
 		}
+	}
+	if c.ReportRatePerSecond <= 0 {
+		return fmt.Errorf("%w: report rate %g must be > 0", ErrInvalid, c.ReportRatePerSecond)
 	}
 	for name, v := range map[string]time.Duration{
 		"flood report interval": c.FloodReportInterval, "reload interval": c.ReloadInterval,

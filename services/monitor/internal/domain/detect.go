@@ -187,7 +187,7 @@ func newActiveThreat(r *Rule, group string, evidence []*Observation) *activeThre
 	}
 	a.Count = 1
 	a.Evidence = []string{first.Event.ID}
-	addResource(&a.Threat, first.Event.Resource)
+	addObservedResource(&a.Threat, first)
 	for _, o := range evidence[1:] {
 		a.add(o, r.AttributeIdentity)
 	}

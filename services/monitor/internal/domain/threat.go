@@ -95,7 +95,7 @@ func (a *activeThreat) add(o *Observation, attribute bool) bool {
 	if len(a.Evidence) < MaxEvidence {
 		a.Evidence = append(a.Evidence, o.Event.ID)
 	}
-	addResource(&a.Threat, o.Event.Resource)
+	addObservedResource(&a.Threat, o)
 	a.pending = true
 	if attribute && a.identityValid && o.Identity() != a.Identity {
 		// Evidence about different identities: name none of them.
@@ -104,6 +104,16 @@ func (a *activeThreat) add(o *Observation, attribute bool) bool {
 	}
 
 	return a.Count&(a.Count-1) == 0 || o.At.Sub(a.publishedAt) >= PublishInterval
+}
+
+// addObservedResource adds o's resource to t, unless an agent named it.
+// Containment revokes the bundles and disables the keys a threat names,
+// and an agent could name anyone's, so its events never name resources.
+func addObservedResource(t *Threat, o *Observation) {
+	if o.SenderKind == "agent" {
+		return
+	}
+	addResource(t, o.Event.Resource)
 }
 
 func addResource(t *Threat, resource string) {

@@ -10,9 +10,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/libs/logx"
+	"github.com/nodexsec/nodex/libs/telemetry"
 	"github.com/nodexsec/nodex/services/monitor/internal/app"
 	"github.com/nodexsec/nodex/services/monitor/internal/domain"
 )
@@ -140,6 +145,30 @@ type job struct {
 	msg     *app.Message
 	opening *app.Opening
 	opened  chan struct{}
+	// span covers the message from its pull to its ack. It is a child of
+	// the publish span whose trace context the message headers carry.
+	span trace.Span
+}
+
+// tracerName names the tracer of the monitor's processing spans.
+const tracerName = "nodex/monitor"
+
+// startSpan starts the processing span of m as a child of the span that
+// published it. The trace context is for operators only: a publisher
+// chooses it, so nothing the monitor decides reads it.
+func startSpan(m jetstream.Msg, msg *app.Message) trace.Span {
+	parent := telemetry.Extract(context.Background(), m.Headers())
+	_, span := otel.Tracer(tracerName).Start(parent, "monitor.process_event",
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.destination.name", msg.Subject),
+			attribute.String("messaging.message.id", msg.MsgID),
+			attribute.Int64("nodex.stream_sequence", int64(msg.Sequence)),
+			attribute.Int64("nodex.delivered", int64(msg.Delivered)),
+		))
+
+	return span
 }
 
 // pipeline pulls messages in stream order, admits them, opens admitted ones
@@ -153,7 +182,7 @@ func (c *Consumer) pipeline(ctx, pullCtx context.Context, it jetstream.MessagesC
 	for range c.opts.Openers {
 		openers.Go(func() {
 			for j := range work {
-				j.opening = c.det.Open(ctx, j.msg)
+				j.opening = c.det.Open(trace.ContextWithSpan(ctx, j.span), j.msg)
 				close(j.opened)
 			}
 		})
@@ -196,11 +225,12 @@ func (c *Consumer) pull(ctx context.Context, it jetstream.MessagesContext,
 			continue
 		}
 
-		j := &job{m: m, msg: msg, opened: make(chan struct{})}
+		j := &job{m: m, msg: msg, opened: make(chan struct{}), span: startSpan(m, msg)}
 		ordered <- j
 		if c.det.Admit(msg) {
 			work <- j
 		} else {
+			j.span.SetAttributes(attribute.Bool("nodex.shed", true))
 			close(j.opened)
 		}
 	}
@@ -313,8 +343,11 @@ func (c *Consumer) stopOnCancel(ctx context.Context, it jetstream.MessagesContex
 // finish hands an opened or shed message to the detector and acks it, or
 // naks it for redelivery when the detector could not finish it.
 func (c *Consumer) finish(ctx context.Context, j *job) {
+	defer j.span.End()
+	ctx = trace.ContextWithSpan(ctx, j.span)
 	msg := j.msg
 	if err := c.det.Finish(ctx, msg, j.opening); err != nil {
+		j.span.SetStatus(codes.Error, "processing failed, message naked")
 		c.log.WarnContext(ctx, "processing event, will retry", logx.KeySubject,
 			domain.Escape(msg.Subject), "stream_seq", msg.Sequence,
 			logx.KeyAttempt, msg.Delivered, logx.Err(err))

@@ -1,7 +1,7 @@
 // Command agent is a runnable example of a NodeX agent built on libs/agent:
 // it submits a Python program, runs it in the sandbox, prints the output
-// and resource use, and retrieves a provider key (printing only its
-// metadata).
+// and resource use, reports a security event of its own to the monitor,
+// and retrieves a provider key (printing only its metadata).
 //
 // Next to a running `nodex dev`, from the same folder:
 //
@@ -101,6 +101,17 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	fmt.Fprint(out, res.Stderr)
 	fmt.Fprintf(out, "run %s: %s, exit %d, cpu %d ms, wall %d ms, peak memory %d bytes\n",
 		res.RunID, res.Reason, res.ExitCode, res.CPUTimeMs, res.WallTimeMs, res.PeakMemoryBytes)
+
+	// The monitor stores the event as agent.run_finished, about this
+	// agent only.
+	ev, err := a.PublishEvent(ctx, agent.Event{
+		Type: "run_finished", Action: "run", Resource: "bundle:" + sub.BundleID,
+		Metadata: map[string]string{"run_id": res.RunID, "reason": res.Reason},
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "reported event %s (%s, severity %s)\n", ev.ID, ev.Type, ev.Severity)
 
 	if cfg.key == "" {
 		return nil

@@ -22,8 +22,9 @@ import (
 // format check accepts; it is no real key.
 const testKey = "sk-AbCdEfGhIjKlMnOpQrStT3BlbkFJAbCdEfGhIjKlMnOpQrSt"
 
-// TestExampleAgent runs the example against a real nodex dev: submit, run
-// and key retrieval, as an agent created with key-reader:openai.
+// TestExampleAgent runs the example against a real nodex dev: submit, run,
+// event report and key retrieval, as an agent created with
+// key-reader:openai.
 func TestExampleAgent(t *testing.T) {
 	home, url := startStack(t)
 	nodex := func(stdin string, args ...string) string {
@@ -49,7 +50,8 @@ func TestExampleAgent(t *testing.T) {
 	}
 	got := out.String()
 	for _, want := range []string{"connected as example-agent", "hello from the sandbox",
-		"exited, exit 0", "retrieved key openai-main (provider openai, version 1)"} {
+		"exited, exit 0", "(agent.run_finished, severity info)",
+		"retrieved key openai-main (provider openai, version 1)"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}

@@ -53,7 +53,9 @@ with the policy, then the sandbox runs the sealed bundle. The program's standard
 output and error are printed as they were captured, then a summary line (how
 the run ended, CPU and wall time, peak memory, violations) on standard error.
 With --json, the submission verdict and the whole run result are printed as one
-JSON object instead.
+JSON object instead. While every sandbox slot and queue place is taken
+(sandbox_busy), run sends the run again after a growing random wait, until
+--timeout plus a minute has passed (320 s without --timeout); then it exits 125.
 
 Exit codes:
   the program's own status   the program ran and exited (128+N if signal N ended it)
@@ -215,6 +217,10 @@ func printRun(g *globals, res *agent.Result) {
 	}
 	fmt.Fprintf(g.stdio.Err, "nodex: %s; cpu %d ms, wall %d ms, peak memory %.1f MiB; run %s\n",
 		end, r.CPUTimeMs, r.WallTimeMs, float64(r.PeakMemoryBytes)/(1<<20), r.RunID)
+	if r.BusyRetries > 0 {
+		fmt.Fprintf(g.stdio.Err, "nodex: the sandbox was busy; the run started after %d retries\n",
+			r.BusyRetries)
+	}
 	if len(r.Violations) > 0 {
 		fmt.Fprintf(g.stdio.Err, "nodex: violations: %s\n", strings.Join(r.Violations, "; "))
 	}

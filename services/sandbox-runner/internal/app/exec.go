@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/nodexsec/nodex/libs/authz"
 	"github.com/nodexsec/nodex/libs/bundle"
 	"github.com/nodexsec/nodex/libs/errs"
@@ -56,7 +58,10 @@ func (s *Service) Exec(ctx context.Context, c Caller, req ExecRequest) (*ExecRep
 	if err := bundle.CheckID(req.BundleID); err != nil {
 		return nil, errs.InvalidRequest.Withf("invalid bundle_id %q: use the id codesec returned", req.BundleID)
 	}
-	b, err := s.d.Bundles.Get(ctx, req.BundleID)
+	fetchCtx, sp := startStep(ctx, "sandbox.fetch_bundle",
+		attribute.String(attrBundle, req.BundleID))
+	b, err := s.d.Bundles.Get(fetchCtx, req.BundleID)
+	endStep(sp, err)
 	if errors.Is(err, bundle.ErrNotFound) {
 		return nil, errs.NotFound.Withf("bundle %q not found", req.BundleID)
 	}
@@ -64,35 +69,62 @@ func (s *Service) Exec(ctx context.Context, c Caller, req ExecRequest) (*ExecRep
 		return nil, errs.Unavailable.Wrap(err)
 	}
 
-	v, err := bundle.Verify(ctx, b, s.d.Verify)
+	m, contents, err := s.open(ctx, c, req.BundleID, b)
 	if err != nil {
-		return nil, s.rejectBundle(ctx, c, req.BundleID, err)
-	}
-	m := v.Manifest
-	if err := s.decide(ctx, c, m); err != nil {
 		return nil, err
 	}
-	key, ok := s.recipientKey(m.RecipientKeyID)
-	if !ok {
-		return nil, s.rejectBundle(ctx, c, req.BundleID,
-			fmt.Errorf("bundle sealed to unknown recipient key %q", m.RecipientKeyID))
-	}
-	contents, err := bundle.Open(v, key)
-	if err != nil {
-		return nil, s.rejectBundle(ctx, c, req.BundleID, err)
-	}
-
 	spec, err := s.spec(c, m, contents)
 	if err != nil {
 		return nil, err
 	}
 
 	started := s.d.Now()
-	res, err := s.d.Runner.Run(ctx, spec)
+	// The executor waits for a slot, sets up the cgroup and namespaces and
+	// runs the program inside this one span.
+	// TODO: give slot wait, cgroup setup and the program run spans of
+	// their own; the steps happen inside executor.Run.
+	runCtx, sp := startStep(ctx, "sandbox.run", attribute.String(attrBundle, m.ID),
+		attribute.String("nodex.runtime", spec.Runtime))
+	res, err := s.d.Runner.Run(runCtx, spec)
+	if err == nil {
+		sp.SetAttributes(attribute.String(attrRun, res.RunID),
+			attribute.String("nodex.run.reason", res.Reason),
+			attribute.Int("nodex.run.exit_code", res.ExitCode))
+	}
+	endStep(sp, err)
 	if err != nil {
 		return nil, errs.SandboxBusy.Wrap(err)
 	}
 	return s.finish(ctx, c, m, res, started)
+}
+
+// open verifies the bundle's signature, expiry and revocation, decides on
+// the run and decrypts the contents, each step in its own span.
+func (s *Service) open(ctx context.Context, c Caller, id string,
+	b *bundle.Bundle) (*bundle.Manifest, *bundle.Contents, error) {
+	vctx, sp := startStep(ctx, "sandbox.verify", attribute.String(attrBundle, id))
+	v, err := bundle.Verify(vctx, b, s.d.Verify)
+	endStep(sp, err)
+	if err != nil {
+		return nil, nil, s.rejectBundle(ctx, c, id, err)
+	}
+	m := v.Manifest
+	if err := s.decide(ctx, c, m); err != nil {
+		return nil, nil, err
+	}
+	key, ok := s.recipientKey(m.RecipientKeyID)
+	if !ok {
+		return nil, nil, s.rejectBundle(ctx, c, id,
+			fmt.Errorf("bundle sealed to unknown recipient key %q", m.RecipientKeyID))
+	}
+	_, sp = startStep(ctx, "sandbox.decrypt", attribute.String(attrBundle, id))
+	contents, err := bundle.Open(v, key)
+	endStep(sp, err)
+	if err != nil {
+		return nil, nil, s.rejectBundle(ctx, c, id, err)
+	}
+
+	return m, contents, nil
 }
 
 // rejectBundle records a failed verification and maps it to a coded error.
@@ -168,11 +200,14 @@ func (s *Service) clamp(l bundle.Limits) executor.Limits {
 // receipt. The receipt must be stored before the reply goes out.
 func (s *Service) finish(ctx context.Context, c Caller, m *bundle.Manifest, res executor.Result,
 	started time.Time) (*ExecReply, error) {
+	_, sp := startStep(ctx, "sandbox.redact", attribute.String(attrRun, res.RunID))
 	stderr, imports := stripImportDenials(res.Stderr)
 	fps := s.fingerprints.Load()
 	stdout, outFound := scan.Redact(res.Stdout, fps)
 	stderr, errFound := scan.Redact(stderr, fps)
 	redactions := append(outFound, errFound...)
+	sp.SetAttributes(attribute.Int("nodex.redactions", len(redactions)))
+	endStep(sp, nil)
 	violations := s.reportViolations(ctx, c, m, res, imports, redactions)
 
 	rep := &ExecReply{RunID: res.RunID, BundleID: m.ID, Reason: res.Reason, ExitCode: res.ExitCode,
@@ -191,11 +226,15 @@ func (s *Service) finish(ctx context.Context, c Caller, m *bundle.Manifest, res 
 		CPUTimeMs: rep.CPUTimeMs, WallTimeMs: rep.WallTimeMs, PeakMemory: res.PeakMemoryBytes,
 		Violations: len(violations), Redactions: len(redactions), Insecure: res.Insecure,
 		Started: started.UTC(), Finished: s.d.Now().UTC(), Signer: s.d.SignerID, KeyVersion: s.d.KeyVersion}
+	rctx, sp := startStep(ctx, "sandbox.receipt", attribute.String(attrRun, res.RunID))
 	signed, err := receipt.Sign(rc, s.d.SigningKey)
 	if err != nil {
+		endStep(sp, err)
 		return nil, errs.Internal.Wrap(err)
 	}
-	if err := s.d.Receipts.Put(ctx, res.RunID, signed); err != nil {
+	err = s.d.Receipts.Put(rctx, res.RunID, signed)
+	endStep(sp, err)
+	if err != nil {
 		return nil, errs.Unavailable.Wrap(fmt.Errorf("storing receipt %s: %w", res.RunID, err))
 	}
 	rep.Receipt = signed
