@@ -110,7 +110,7 @@ func runSandbox(ctx context.Context, e *env, p *party.Party, ready func()) error
 
 	return sandbox.Run(ctx, sandbox.Deps{
 		Config: cfg, Client: p.Bus, Directory: &identity.Directory{View: p.View},
-		Creds: p.Creds, Decider: p.Authz, Events: p.Events, Log: e.serviceLog("sandbox-runner"),
+		Creds: p.Creds, Registry: p.View, Decider: p.Authz, Events: p.Events, Log: e.serviceLog("sandbox-runner"),
 	})
 }
 

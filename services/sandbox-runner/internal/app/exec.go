@@ -88,11 +88,11 @@ func (s *Service) Exec(ctx context.Context, c Caller, req ExecRequest) (*ExecRep
 	}
 
 	started := s.d.Now()
-	res, err := s.d.Runner.Run(ctx, spec)
+	res, cause, err := s.runContained(ctx, c, spec)
 	if err != nil {
-		return nil, errs.SandboxBusy.Wrap(err)
+		return nil, err
 	}
-	return s.finish(ctx, c, m, res, started)
+	return s.finish(ctx, c, m, res, cause, started)
 }
 
 // rejectBundle records a failed verification and maps it to a coded error.
@@ -166,8 +166,10 @@ func (s *Service) clamp(l bundle.Limits) executor.Limits {
 
 // finish validates the outputs, reports violations, and signs and stores the
 // receipt. The receipt must be stored before the reply goes out.
+// A non-empty killCause says the run was killed because its caller was
+// contained, and goes into the sandbox.exec event.
 func (s *Service) finish(ctx context.Context, c Caller, m *bundle.Manifest, res executor.Result,
-	started time.Time) (*ExecReply, error) {
+	killCause string, started time.Time) (*ExecReply, error) {
 	stderr, imports := stripImportDenials(res.Stderr)
 	fps := s.fingerprints.Load()
 	stdout, outFound := scan.Redact(res.Stdout, fps)
@@ -199,10 +201,14 @@ func (s *Service) finish(ctx context.Context, c Caller, m *bundle.Manifest, res 
 		return nil, errs.Unavailable.Wrap(fmt.Errorf("storing receipt %s: %w", res.RunID, err))
 	}
 	rep.Receipt = signed
+	meta := map[string]string{"run_id": res.RunID, "reason": res.Reason,
+		"exit_code": strconv.Itoa(res.ExitCode), "insecure": strconv.FormatBool(res.Insecure)}
+	if killCause != "" {
+		meta["kill_cause"] = killCause
+	}
 	s.d.Events.Publish(ctx, events.SecurityEvent{Type: "sandbox.exec", Action: "execute",
 		Resource: "bundle:" + m.ID, Subject: c.ID, Status: statusOf(res), Severity: events.SeverityInfo,
-		Metadata: map[string]string{"run_id": res.RunID, "reason": res.Reason,
-			"exit_code": strconv.Itoa(res.ExitCode), "insecure": strconv.FormatBool(res.Insecure)}})
+		Metadata: meta})
 	return rep, nil
 }
 
