@@ -236,6 +236,9 @@ func (b *Broker) start(ctx context.Context, u internalUsers) error {
 	if err := b.subscribeConnEvents(); err != nil {
 		return err
 	}
+	if err := b.subscribeConsumerAudit(); err != nil {
+		return err
+	}
 	if _, err := b.authNC.Subscribe(server.AuthCalloutSubject, b.handleCallout); err != nil {
 		return fmt.Errorf("subscribing to %s: %w", server.AuthCalloutSubject, err)
 	}

@@ -251,6 +251,9 @@ func (b *Broker) startNode(ctx context.Context, cfg NodeConfig, u internalUsers)
 	if err := b.subscribeConnEvents(); err != nil {
 		return err
 	}
+	if err := b.subscribeConsumerAudit(); err != nil {
+		return err
+	}
 	if _, err := b.authNC.QueueSubscribe(server.AuthCalloutSubject, CalloutQueue,
 		b.handleCallout); err != nil {
 		return fmt.Errorf("subscribing to %s: %w", server.AuthCalloutSubject, err)
