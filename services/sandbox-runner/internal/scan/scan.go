@@ -1,6 +1,9 @@
 // Package scan finds and redacts secrets in sandbox output: provider API keys
 // by their published shapes, and exact values that keyvault holds, by HMAC
-// fingerprints of their plain, base64 and URL-encoded forms.
+// fingerprints of their plain, base64 and URL-encoded forms. Both are also
+// found written backwards or hex-encoded. Every form costs one more pass
+// over the output, so the scan stays linear in the output size (times the
+// number of distinct fingerprinted key lengths).
 //
 // The shapes come from the facts in the gitleaks, betterleaks and trufflehog
 // rule sets (prefix, length, character set), restated as our own patterns.
@@ -101,7 +104,8 @@ func (f *Fingerprints) Delete(hmacHex string) {
 
 // Finding is one secret found in output. It never holds the secret.
 type Finding struct {
-	// Kind is "pattern" or "fingerprint"; Encoding is "plain", "base64" or "url".
+	// Kind is "pattern" or "fingerprint". Encoding is "plain", "base64",
+	// "url", "reversed" or "hex".
 	Kind     string `json:"kind"`
 	Provider string `json:"provider"`
 	// KeyName is the keyvault key name for a fingerprint match.
@@ -114,22 +118,92 @@ type span struct{ start, end int }
 // Redact returns out with every secret replaced by [Redacted], and what it
 // found. fps may be nil.
 func Redact(out []byte, fps *Fingerprints) ([]byte, []Finding) {
-	var spans []span
-	var found []Finding
-	for _, p := range patterns {
-		for _, m := range p.re.FindAllSubmatchIndex(out, -1) {
-			spans = append(spans, span{m[2], m[3]})
-			found = append(found, Finding{Kind: "pattern", Provider: p.Provider, Encoding: "plain"})
-		}
-	}
+	spans, found := matchPatterns(out, "plain")
 	if fps != nil {
 		s, f := fps.match(out)
 		spans, found = append(spans, s...), append(found, f...)
 	}
+	s, f := matchReversed(out, fps)
+	spans, found = append(spans, s...), append(found, f...)
+	s, f = matchHex(out, fps)
+	spans, found = append(spans, s...), append(found, f...)
 	if len(spans) == 0 {
 		return out, nil
 	}
 	return replaceSpans(out, spans), found
+}
+
+// matchPatterns finds the provider key shapes in text.
+func matchPatterns(text []byte, encoding string) ([]span, []Finding) {
+	var spans []span
+	var found []Finding
+	for _, p := range patterns {
+		for _, m := range p.re.FindAllSubmatchIndex(text, -1) {
+			spans = append(spans, span{m[2], m[3]})
+			found = append(found, Finding{Kind: "pattern", Provider: p.Provider, Encoding: encoding})
+		}
+	}
+	return spans, found
+}
+
+// matchReversed finds key shapes and fingerprinted values written backwards,
+// as print(key[::-1]) writes them, and returns their spans in out.
+func matchReversed(out []byte, fps *Fingerprints) ([]span, []Finding) {
+	rev := make([]byte, len(out))
+	for i, c := range out {
+		rev[len(out)-1-i] = c
+	}
+	spans, found := matchPatterns(rev, "reversed")
+	if fps != nil {
+		s, f := fps.matchPlainLocked(rev, "reversed", func(s span) span { return s })
+		spans, found = append(spans, s...), append(found, f...)
+	}
+	for i, s := range spans {
+		spans[i] = span{len(out) - s.end, len(out) - s.start}
+	}
+	return spans, found
+}
+
+// minHexRun is the shortest hex run decoded: 8 bytes, shorter than any
+// provider key.
+const minHexRun = 16
+
+// matchHex decodes every run of hex digits, at both byte alignments, and
+// redacts the whole run when the decoded bytes hold a key shape or a
+// fingerprinted value.
+func matchHex(out []byte, fps *Fingerprints) ([]span, []Finding) {
+	var spans []span
+	var found []Finding
+	for _, run := range runs(out, isHexByte) {
+		for shift := 0; shift < 2; shift++ {
+			start, end := run.start+shift, run.end
+			if (end-start)%2 != 0 {
+				end--
+			}
+			if end-start < minHexRun {
+				continue
+			}
+			decoded := make([]byte, (end-start)/2)
+			if _, err := hex.Decode(decoded, out[start:end]); err != nil {
+				continue
+			}
+			_, f := matchPatterns(decoded, "hex")
+			if fps != nil {
+				_, ff := fps.matchPlainLocked(decoded, "hex", nil)
+				f = append(f, ff...)
+			}
+			if len(f) > 0 {
+				spans = append(spans, run)
+				found = append(found, f...)
+				break
+			}
+		}
+	}
+	return spans, found
+}
+
+func isHexByte(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 func replaceSpans(out []byte, spans []span) []byte {
@@ -191,6 +265,17 @@ func (f *Fingerprints) match(out []byte) ([]span, []Finding) {
 		}
 	}
 	return spans, found
+}
+
+// matchPlainLocked is matchPlain for a caller that does not hold f.mu.
+func (f *Fingerprints) matchPlainLocked(text []byte, encoding string, keep func(span) span,
+) ([]span, []Finding) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if len(f.entries) == 0 {
+		return nil, nil
+	}
+	return f.matchPlain(text, encoding, keep)
 }
 
 func (f *Fingerprints) matchPlain(text []byte, encoding string, keep func(span) span) ([]span, []Finding) {
