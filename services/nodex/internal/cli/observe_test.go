@@ -1,0 +1,22 @@
+package cli
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nodexsec/nodex/libs/identity"
+)
+
+func TestEventsTailAsAgentNamesPermission(t *testing.T) {
+	agentCreds := filepath.Join(devHome, "identities", "creds", identity.DemoAgentID+".creds")
+	r := mustRun(t, ExitDenied, "", "--creds", agentCreds, "events", "tail")
+	for _, want := range []string{
+		"Permissions Violation", "NODEX_EVENTS", "operator's credentials",
+		filepath.Join("creds", identity.OperatorID+".creds"),
+	} {
+		if !strings.Contains(r.err, want) {
+			t.Errorf("stderr %q does not contain %q", r.err, want)
+		}
+	}
+}
