@@ -30,33 +30,53 @@ const Redacted = "[REDACTED]"
 type Pattern struct {
 	Provider string
 	re       *regexp.Regexp
+	// prefixes are the literals every match starts with. A text holding
+	// none of them cannot match, which spares the regular expression pass.
+	prefixes [][]byte
 }
 
 // patterns are the prefixed key shapes, each bounded by non-key characters.
 var patterns = func() []Pattern {
-	shapes := []struct{ provider, re string }{
-		{"openai", `sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{58,74}T3BlbkFJ[A-Za-z0-9_-]{58,74}`},
-		{"openai", `sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}`},
-		{"anthropic", `sk-ant-(?:api03|admin01)-[A-Za-z0-9_-]{93}AA`},
-		{"google", `AIza[A-Za-z0-9_-]{35}`},
-		{"groq", `gsk_[A-Za-z0-9]{52}`},
-		{"huggingface", `(?:hf_|api_org_)[A-Za-z0-9]{34}`},
-		{"aws", `(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}`},
-		{"bedrock", `ABSK[A-Za-z0-9+/]{109,269}={0,2}`},
-		{"xai", `xai-[A-Za-z0-9_-]{70,120}`},
-		{"openrouter", `sk-or-v1-[0-9a-f]{64}`},
-		{"perplexity", `pplx-[A-Za-z0-9]{48}`},
-		{"replicate", `r8_[A-Za-z0-9]{37}`},
-		{"together", `tgp_v1_[A-Za-z0-9_-]{43}`},
-		{"cerebras", `csk-[A-Za-z0-9]{48}`},
-		{"elevenlabs", `sk_[0-9a-f]{48}`},
+	shapes := []struct {
+		provider, re string
+		prefixes     []string
+	}{
+		{"openai", `sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{58,74}T3BlbkFJ[A-Za-z0-9_-]{58,74}`, []string{"sk-"}},
+		{"openai", `sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}`, []string{"sk-"}},
+		{"anthropic", `sk-ant-(?:api03|admin01)-[A-Za-z0-9_-]{93}AA`, []string{"sk-ant-"}},
+		{"google", `AIza[A-Za-z0-9_-]{35}`, []string{"AIza"}},
+		{"groq", `gsk_[A-Za-z0-9]{52}`, []string{"gsk_"}},
+		{"huggingface", `(?:hf_|api_org_)[A-Za-z0-9]{34}`, []string{"hf_", "api_org_"}},
+		{"aws", `(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}`, []string{"AKIA", "ASIA", "ABIA", "ACCA"}},
+		{"bedrock", `ABSK[A-Za-z0-9+/]{109,269}={0,2}`, []string{"ABSK"}},
+		{"xai", `xai-[A-Za-z0-9_-]{70,120}`, []string{"xai-"}},
+		{"openrouter", `sk-or-v1-[0-9a-f]{64}`, []string{"sk-or-v1-"}},
+		{"perplexity", `pplx-[A-Za-z0-9]{48}`, []string{"pplx-"}},
+		{"replicate", `r8_[A-Za-z0-9]{37}`, []string{"r8_"}},
+		{"together", `tgp_v1_[A-Za-z0-9_-]{43}`, []string{"tgp_v1_"}},
+		{"cerebras", `csk-[A-Za-z0-9]{48}`, []string{"csk-"}},
+		{"elevenlabs", `sk_[0-9a-f]{48}`, []string{"sk_"}},
 	}
 	out := make([]Pattern, len(shapes))
 	for i, s := range shapes {
-		out[i] = Pattern{s.provider, regexp.MustCompile(`(?:^|[^A-Za-z0-9_-])(` + s.re + `)(?:$|[^A-Za-z0-9_-])`)}
+		out[i] = Pattern{Provider: s.provider,
+			re: regexp.MustCompile(`(?:^|[^A-Za-z0-9_-])(` + s.re + `)(?:$|[^A-Za-z0-9_-])`)}
+		for _, p := range s.prefixes {
+			out[i].prefixes = append(out[i].prefixes, []byte(p))
+		}
 	}
 	return out
 }()
+
+// mayMatch reports whether text holds one of p's prefixes.
+func (p Pattern) mayMatch(text []byte) bool {
+	for _, pre := range p.prefixes {
+		if bytes.Contains(text, pre) {
+			return true
+		}
+	}
+	return false
+}
 
 // Fingerprint is one keyvault entry: HMAC-SHA256 of a key value of Length bytes.
 type Fingerprint struct {
@@ -138,6 +158,9 @@ func matchPatterns(text []byte, encoding string) ([]span, []Finding) {
 	var spans []span
 	var found []Finding
 	for _, p := range patterns {
+		if !p.mayMatch(text) {
+			continue
+		}
 		for _, m := range p.re.FindAllSubmatchIndex(text, -1) {
 			spans = append(spans, span{m[2], m[3]})
 			found = append(found, Finding{Kind: "pattern", Provider: p.Provider, Encoding: encoding})
@@ -170,10 +193,11 @@ const minHexRun = 16
 
 // matchHex decodes every run of hex digits, at both byte alignments, and
 // redacts the whole run when the decoded bytes hold a key shape or a
-// fingerprinted value.
+// fingerprinted value. All decodings go into one buffer, separated by a
+// newline that no key contains, so each check is one pass over it.
 func matchHex(out []byte, fps *Fingerprints) ([]span, []Finding) {
-	var spans []span
-	var found []Finding
+	var decoded []byte
+	var pieces []hexPiece
 	for _, run := range runs(out, isHexByte) {
 		for shift := 0; shift < 2; shift++ {
 			start, end := run.start+shift, run.end
@@ -183,23 +207,40 @@ func matchHex(out []byte, fps *Fingerprints) ([]span, []Finding) {
 			if end-start < minHexRun {
 				continue
 			}
-			decoded := make([]byte, (end-start)/2)
-			if _, err := hex.Decode(decoded, out[start:end]); err != nil {
+			at := len(decoded)
+			decoded = append(decoded, make([]byte, (end-start)/2)...)
+			if _, err := hex.Decode(decoded[at:], out[start:end]); err != nil {
+				decoded = decoded[:at]
 				continue
 			}
-			_, f := matchPatterns(decoded, "hex")
-			if fps != nil {
-				_, ff := fps.matchPlainLocked(decoded, "hex", nil)
-				f = append(f, ff...)
-			}
-			if len(f) > 0 {
-				spans = append(spans, run)
-				found = append(found, f...)
-				break
-			}
+			pieces = append(pieces, hexPiece{run: run, start: at, end: len(decoded)})
+			decoded = append(decoded, '\n')
 		}
 	}
-	return spans, found
+	if len(pieces) == 0 {
+		return nil, nil
+	}
+	spans, found := matchPatterns(decoded, "hex")
+	if fps != nil {
+		s, f := fps.matchPlainLocked(decoded, "hex", func(s span) span { return s })
+		spans, found = append(spans, s...), append(found, f...)
+	}
+	// Map each hit in the decoded buffer back to the hex run it came from.
+	var hitRuns []span
+	for _, hit := range spans {
+		i := sort.Search(len(pieces), func(i int) bool { return pieces[i].end > hit.start })
+		if i < len(pieces) {
+			hitRuns = append(hitRuns, pieces[i].run)
+		}
+	}
+	return hitRuns, found
+}
+
+// hexPiece is one decoded hex run: run in the output, [start, end) in the
+// decoded buffer.
+type hexPiece struct {
+	run        span
+	start, end int
 }
 
 func isHexByte(c byte) bool {

@@ -129,3 +129,29 @@ func FuzzRedact(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRedact measures Redact on 1 MiB of program-like output, with
+// and without a fingerprint set, to show its cost per output size. Every
+// line holds a hex run and the prefix "sk-", so the hex decoding and the
+// prefixed shapes' regular expressions run.
+func BenchmarkRedact(b *testing.B) {
+	line := "result 42: value=abcdef0123456789 status ok sk-x " + fakeMistral[:8] + "\n"
+	out := []byte(strings.Repeat(line, (1<<20)/len(line)))
+	key := []byte("0123456789abcdef0123456789abcdef")
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(fakeMistral))
+	fps := NewFingerprints(key)
+	fps.Put(Fingerprint{Name: "m", Provider: "mistral", Length: len(fakeMistral),
+		HMAC: hex.EncodeToString(mac.Sum(nil))})
+	for _, bb := range []struct {
+		name string
+		fps  *Fingerprints
+	}{{"patterns", nil}, {"fingerprints", fps}} {
+		b.Run(bb.name, func(b *testing.B) {
+			b.SetBytes(int64(len(out)))
+			for b.Loop() {
+				Redact(out, bb.fps)
+			}
+		})
+	}
+}
