@@ -20,3 +20,15 @@ func TestEventsTailAsAgentNamesPermission(t *testing.T) {
 		}
 	}
 }
+
+func TestBrokerDenialBecomesEvent(t *testing.T) {
+	agentCreds := filepath.Join(devHome, "identities", "creds", identity.DemoAgentID+".creds")
+	mustRun(t, ExitDenied, "", "--creds", agentCreds, "events", "tail")
+	// The monitor publishes the broker's report of the violation.
+	waitFor(t, func() bool {
+		r := nodex(t, "", "--json", "events", "tail", "--type", "broker.denied",
+			"--identity", identity.DemoAgentID)
+		return r.code == ExitOK && strings.Contains(r.out, `"subject":"`+identity.DemoAgentID+`"`) &&
+			strings.Contains(r.out, "$JS.API.CONSUMER.CREATE.NODEX_EVENTS")
+	})
+}
