@@ -66,6 +66,9 @@ type Config struct {
 	// exists for benchmarks: an acknowledged write may be lost on power
 	// failure when it is set.
 	NoSyncAlways bool
+	// DenialInterval is the least time between two reports of denials of
+	// one kind by one identity or host; zero means DefaultDenialInterval.
+	DenialInterval time.Duration
 	// OnError receives errors of the broker's background work (callout
 	// replies, kicks, heartbeats); nil drops them. It must not block.
 	OnError func(error)
@@ -85,6 +88,19 @@ type Broker struct {
 	conns  *connTable
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	violations *violationQueue
+	denials    *denialLimiter
+	denialMu   sync.Mutex
+	denialFns  []func(Denial)
+}
+
+// newBroker returns a broker around srv with its denial reporting set up.
+func newBroker(cfg Config, srv *server.Server, issuer nkeys.KeyPair, q *violationQueue) *Broker {
+	b := &Broker{cfg: cfg, srv: srv, issuer: issuer, conns: newConnTable(), violations: q}
+	b.denials = newDenialLimiter(cfg.DenialInterval, b.reportDenial)
+
+	return b
 }
 
 // internalUsers are the password users the broker itself connects as. They
@@ -118,11 +134,12 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("generating callout issuer key: %w", err)
 	}
 	users := internalUsers{admin: randomSecret(), auth: randomSecret(), sys: randomSecret()}
-	srv, err := newServer(cfg, issuer, users)
+	q := newViolationQueue()
+	srv, err := newServer(cfg, issuer, users, q)
 	if err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg, srv: srv, issuer: issuer, conns: newConnTable()}
+	b := newBroker(cfg, srv, issuer, q)
 	if err := b.start(ctx, users); err != nil {
 		b.Shutdown()
 		return nil, err
@@ -140,7 +157,8 @@ func randomSecret() string {
 
 // newServer builds and starts the nats-server with three accounts and the
 // auth callout pointing at the AUTH account.
-func newServer(cfg Config, issuer nkeys.KeyPair, u internalUsers) (*server.Server, error) {
+func newServer(cfg Config, issuer nkeys.KeyPair, u internalUsers, q *violationQueue,
+) (*server.Server, error) {
 	issuerPub, _ := issuer.PublicKey()
 	conf := `
 accounts {
@@ -178,6 +196,7 @@ authorization {
 	if err != nil {
 		return nil, fmt.Errorf("creating nats-server: %w", err)
 	}
+	installViolationLog(srv, q, false, false)
 	go srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
@@ -217,6 +236,9 @@ func (b *Broker) start(ctx context.Context, u internalUsers) error {
 	if err := b.subscribeConnEvents(); err != nil {
 		return err
 	}
+	if err := b.subscribeConsumerAudit(); err != nil {
+		return err
+	}
 	if _, err := b.authNC.Subscribe(server.AuthCalloutSubject, b.handleCallout); err != nil {
 		return fmt.Errorf("subscribing to %s: %w", server.AuthCalloutSubject, err)
 	}
@@ -238,6 +260,7 @@ func (b *Broker) startBackground() {
 		sweepEvery = DefaultSweepInterval
 	}
 	b.wg.Go(func() { b.runSweeps(sweepEvery, ctx.Done()) })
+	b.wg.Go(func() { b.runViolations(ctx.Done()) })
 
 	if b.cfg.Authority == nil {
 		return

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/nodexsec/nodex/libs/broker"
+	"github.com/nodexsec/nodex/libs/bus"
 	"github.com/nodexsec/nodex/libs/envelope"
 	"github.com/nodexsec/nodex/libs/identity"
 )
@@ -24,7 +25,7 @@ type env struct {
 	admin *identity.Admin
 }
 
-func startEnv(t testing.TB) *env {
+func startEnv(t testing.TB, opts ...func(*broker.Config)) *env {
 	t.Helper()
 
 	ctx := context.Background()
@@ -32,11 +33,15 @@ func startEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatalf("Bootstrap: %v", err)
 	}
-	b, err := broker.Start(ctx, broker.Config{
+	cfg := broker.Config{
 		DataDir: t.TempDir(), Root: setup.Root.Public(), Authority: &setup.Authority,
 		HeartbeatInterval: 200 * time.Millisecond,
 		OnError:           func(err error) { t.Logf("broker: %v", err) },
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	b, err := broker.Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -462,13 +467,19 @@ func TestServiceManagesOwnBucket(t *testing.T) {
 	}
 }
 
+// wrapKey returns a wrap key from sender to an identity or role recipient.
+func wrapKey(sender string, typ envelope.RecipientType, name string, kid byte) envelope.WrapKey {
+	k := envelope.WrapKey{Sender: sender, Recipient: envelope.Recipient{Type: typ, Name: name, Version: 3}}
+	k.KID[0] = kid
+
+	return k
+}
+
 func TestAgentWritesOnlyOwnWraps(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	e := startEnv(t)
-	if _, err := e.b.JetStream().CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: envelope.WrapBucket,
-	}); err != nil {
+	if _, err := bus.NewWrapStore(ctx, e.b.JetStream(), 0); err != nil {
 		t.Fatal(err)
 	}
 	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
@@ -476,23 +487,86 @@ func TestAgentWritesOnlyOwnWraps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.KeyValue(ctx, envelope.WrapBucket)
-	if err != nil {
-		t.Fatalf("agent binding wrap bucket: %v", err)
-	}
+	ws := bus.BindWrapStore(js)
 
-	own := "wrap." + envelope.WrapSenderToken(identity.DemoAgentID) + ".k.r"
-	if _, err := kv.Create(ctx, own, []byte("wrap")); err != nil {
+	own := wrapKey(identity.DemoAgentID, envelope.RecipientRole, "service:codesec", 1)
+	if err := ws.Create(ctx, own, []byte("wrap")); err != nil {
 		t.Errorf("agent creating its own wrap: %v", err)
 	}
-	if _, err := kv.Get(ctx, own); err != nil {
-		t.Errorf("agent reading its own wrap: %v", err)
+	if err := ws.Create(ctx, own, []byte("again")); !errors.Is(err, envelope.ErrWrapExists) {
+		t.Errorf("agent creating its wrap twice: got %v, want ErrWrapExists", err)
 	}
-	theirs := "wrap." + envelope.WrapSenderToken("codesec") + ".k.r"
+	if got, err := ws.Get(ctx, own); err != nil || string(got) != "wrap" {
+		t.Errorf("agent reading its own wrap: got %q, %v", got, err)
+	}
+	theirs := wrapKey("codesec", envelope.RecipientRole, "service:monitor", 2)
 	short, cancelShort := context.WithTimeout(ctx, time.Second)
 	defer cancelShort()
-	if _, err := kv.Create(short, theirs, []byte("forged")); err == nil {
+	if err := ws.Create(short, theirs, []byte("forged")); err == nil {
 		t.Error("agent created a wrap under another sender")
+	}
+}
+
+func TestAgentReadsOnlyWrapsAddressedToIt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e := startEnv(t)
+	adminWraps, err := bus.NewWrapStore(ctx, e.b.JetStream(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readable := []envelope.WrapKey{
+		wrapKey("codesec", envelope.RecipientIdentity, identity.DemoAgentID, 1),
+		wrapKey("codesec", envelope.RecipientRole, identity.RoleAgent, 2),
+	}
+	hidden := []envelope.WrapKey{
+		wrapKey("codesec", envelope.RecipientIdentity, "monitor", 3),
+		wrapKey("codesec", envelope.RecipientRole, identity.ServiceRole("monitor"), 4),
+		wrapKey("agent-other", envelope.RecipientRole, identity.ServiceRole("codesec"), 5),
+	}
+	for _, k := range append(append([]envelope.WrapKey{}, readable...), hidden...) {
+		if err := adminWraps.Create(ctx, k, []byte(k.String())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
+	js, err := jetstream.New(agent.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := bus.BindWrapStore(js)
+	for _, k := range readable {
+		if got, err := ws.Get(ctx, k); err != nil || string(got) != k.String() {
+			t.Errorf("agent reading %s: got %q, %v", k, got, err)
+		}
+	}
+	// A denied request gets no reply, so each read ends at a short deadline.
+	for _, k := range hidden {
+		short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
+		got, err := ws.Get(short, k)
+		cancelShort()
+		if err == nil {
+			t.Errorf("agent read %s: %q", k, got)
+		}
+		agent.expectViolation(t, "wrap."+strings.Split(k.String(), ".")[1])
+	}
+
+	// Every other way into the bucket is denied: its stream info lists the
+	// keys, a message get or a consumer reads any of them.
+	const stream = "KV_" + envelope.WrapBucket
+	for _, subject := range []string{
+		"$JS.API.STREAM.INFO." + stream,
+		"$JS.API.STREAM.MSG.GET." + stream,
+		"$JS.API.DIRECT.GET." + stream,
+		"$JS.API.CONSUMER.CREATE." + stream,
+		"$JS.API.CONSUMER.CREATE." + stream + ".c.$KV.NODEX_WRAPS.>",
+		"$JS.API.CONSUMER.DURABLE.CREATE." + stream + ".c",
+		"$JS.API.DIRECT.GET." + stream + ".$KV.NODEX_WRAPS.>",
+	} {
+		if err := agent.nc.Publish(subject, []byte(`{"last_by_subj":"$KV.NODEX_WRAPS.>"}`)); err != nil {
+			t.Fatal(err)
+		}
+		agent.expectViolation(t, subject)
 	}
 }
 

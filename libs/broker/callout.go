@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
@@ -29,10 +30,12 @@ func (b *Broker) handleCallout(msg *nats.Msg) {
 	resp := jwt.NewAuthorizationResponseClaims(req.UserNkey)
 	resp.Audience = req.Server.ID
 
-	userJWT, err := b.authorize(req)
+	userJWT, id, err := b.authorize(req)
 	if err != nil {
 		b.cfg.OnError(err)
 		resp.Error = "not authorized"
+		b.denials.add(Denial{Kind: DenialAuth, Identity: id, ConnID: req.ClientInformation.ID,
+			Server: req.Server.ID, Host: req.ClientInformation.Host, Reason: err.Error()}, time.Now())
 	} else {
 		resp.Jwt = userJWT
 	}
@@ -47,14 +50,16 @@ func (b *Broker) handleCallout(msg *nats.Msg) {
 }
 
 // authorize checks the client's nkey signature over the server nonce and
-// the identity's status, and returns a user JWT with its permissions.
-func (b *Broker) authorize(req *jwt.AuthorizationRequest) (string, error) {
+// the identity's status, and returns a user JWT with its permissions. The
+// identity id is returned whenever the nonce signature named one, even with
+// an error.
+func (b *Broker) authorize(req *jwt.AuthorizationRequest) (string, string, error) {
 	ident, err := b.verifyNonce(req)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if !ident.Active() {
-		return "", fmt.Errorf("%w: identity %q is %s", ErrUnauthorized, ident.ID, ident.Status)
+		return "", ident.ID, fmt.Errorf("%w: identity %q is %s", ErrUnauthorized, ident.ID, ident.Status)
 	}
 	uc := jwt.NewUserClaims(req.UserNkey)
 	// Outside operator mode the audience names the account the user joins.
@@ -63,10 +68,10 @@ func (b *Broker) authorize(req *jwt.AuthorizationRequest) (string, error) {
 	uc.Permissions = Permissions(b.cfg.Grants, ident)
 	token, err := uc.Encode(b.issuer)
 	if err != nil {
-		return "", fmt.Errorf("signing user JWT for %q: %w", ident.ID, err)
+		return "", ident.ID, fmt.Errorf("signing user JWT for %q: %w", ident.ID, err)
 	}
 
-	return token, nil
+	return token, ident.ID, nil
 }
 
 // verifyNonce returns the identity whose nkey signed the nonce of this

@@ -92,11 +92,12 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Broker, error) {
 		return nil, fmt.Errorf("%w: reading callout issuer seed: %w", ErrConfig, err)
 	}
 	users := internalUsers{admin: randomSecret(), auth: randomSecret(), sys: randomSecret()}
-	srv, err := newNodeServer(cfg, issuer, users)
+	q := newViolationQueue()
+	srv, err := newNodeServer(cfg, issuer, users, q)
 	if err != nil {
 		return nil, err
 	}
-	b := &Broker{cfg: cfg.Config, srv: srv, issuer: issuer, conns: newConnTable()}
+	b := newBroker(cfg.Config, srv, issuer, q)
 	if err := b.startNode(ctx, cfg, users); err != nil {
 		b.Shutdown()
 		return nil, err
@@ -122,7 +123,7 @@ func (cfg *NodeConfig) check() error {
 
 // newNodeServer builds the server of one node: the accounts and callout of
 // newServer plus the cluster listener, routes and TLS.
-func newNodeServer(cfg NodeConfig, issuer nkeys.KeyPair, u internalUsers,
+func newNodeServer(cfg NodeConfig, issuer nkeys.KeyPair, u internalUsers, q *violationQueue,
 ) (*server.Server, error) {
 	opts, err := serverOptions(cfg.Config, issuer, u)
 	if err != nil {
@@ -155,6 +156,7 @@ func newNodeServer(cfg NodeConfig, issuer nkeys.KeyPair, u internalUsers,
 	if err != nil {
 		return nil, fmt.Errorf("creating nats-server %s: %w", cfg.Name, err)
 	}
+	installViolationLog(srv, q, opts.Debug, opts.Trace)
 	go srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
@@ -247,6 +249,9 @@ func (b *Broker) startNode(ctx context.Context, cfg NodeConfig, u internalUsers)
 	}
 	b.view.OnChange(b.onIdentityChange)
 	if err := b.subscribeConnEvents(); err != nil {
+		return err
+	}
+	if err := b.subscribeConsumerAudit(); err != nil {
 		return err
 	}
 	if _, err := b.authNC.QueueSubscribe(server.AuthCalloutSubject, CalloutQueue,

@@ -13,8 +13,10 @@ import (
 
 // Grant is one row of the permission table: the NATS rights that every
 // identity holding Role receives. In subjects, "{id}" becomes the
-// identity id, "{wrap}" its wrap-key token and "{token}" its subject token
-// (the id with '-' turned into '_').
+// identity id, "{wrap}" its wrap-key token, "{token}" its subject token
+// (the id with '-' turned into '_') and "{wrap_to}" its wrap recipient
+// token. A subject with "{wrap_to_role}" becomes one subject per role of
+// the identity, with the role's wrap recipient token.
 type Grant struct {
 	// Role selects identities: "*" is everyone, otherwise a role such as
 	// "agent" or "service:codesec".
@@ -52,13 +54,21 @@ var RequestServices = []string{"codesec", "sandbox", "keyvault", "policy", "moni
 // caller may append rows, for example for a new stream, before passing it
 // to [Start].
 func DefaultGrants() []Grant {
+	// Every party verifies signatures and seals to roles with the whole
+	// registry: its view watches the bucket, and the heartbeat digest covers
+	// every record.
 	everyone := Grant{
-		Role:      "*",
-		Subscribe: []string{"_INBOX.{id}.>"},
-		Publish:   []string{"$KV." + envelope.WrapBucket + ".wrap.{wrap}.>"},
-		ReadStreams: []string{
-			"KV_" + identity.Bucket, "KV_" + envelope.WrapBucket,
-		},
+		Role:        "*",
+		Subscribe:   []string{"_INBOX.{id}.>"},
+		Publish:     append([]string{"$KV." + envelope.WrapBucket + ".wrap.{wrap}.>"}, ownWraps()...),
+		ReadStreams: []string{"KV_" + identity.Bucket},
+	}
+	// Services and operators read the whole wrap bucket. Agents read only
+	// the wraps in ownWraps, because the keys show who writes to whom.
+	wrapReaders := Grant{
+		Role:        "*",
+		Kinds:       []identity.Kind{identity.KindService, identity.KindOperator},
+		ReadStreams: []string{"KV_" + envelope.WrapBucket},
 	}
 	for _, svc := range RequestServices {
 		everyone.Publish = append(everyone.Publish, "nodex.v1."+svc+".*")
@@ -79,7 +89,7 @@ func DefaultGrants() []Grant {
 		Subscribe: []string{"nodex.v1.events.>", "nodex.v1.threats.>"},
 	}
 
-	grants := []Grant{everyone, agent, operator}
+	grants := []Grant{everyone, wrapReaders, agent, operator}
 	for _, svc := range identity.Services {
 		grants = append(grants, serviceGrant(svc))
 	}
@@ -104,6 +114,15 @@ func ownResults() []string {
 		"$JS.API.CONSUMER.INFO." + c, "$JS.API.CONSUMER.DELETE." + c,
 		"$JS.API.CONSUMER.MSG.NEXT." + c, "$JS.ACK." + c + ".>",
 	}
+}
+
+// ownWraps returns the direct get subjects of the wraps an identity may
+// read: those it sent, and those addressed to it or to one of its roles,
+// of every key version or epoch. Key layout: [envelope.WrapKey.String].
+func ownWraps() []string {
+	get := "$JS.API.DIRECT.GET.KV_" + envelope.WrapBucket + ".$KV." + envelope.WrapBucket + ".wrap."
+
+	return []string{get + "{wrap}.>", get + "*.*.{wrap_to}.*", get + "*.*.{wrap_to_role}.*"}
 }
 
 // serviceGrant returns the base rights of service svc plus the streams it
@@ -148,11 +167,19 @@ func serviceGrant(svc string) Grant {
 func Permissions(grants []Grant, ident *identity.Identity) jwt.Permissions {
 	var p jwt.Permissions
 	r := strings.NewReplacer("{id}", ident.ID, "{wrap}", envelope.WrapSenderToken(ident.ID),
-		"{token}", subjectToken(ident.ID))
+		"{token}", subjectToken(ident.ID),
+		"{wrap_to}", envelope.WrapRecipientToken(envelope.RecipientIdentity, ident.ID))
 	expand := func(subjects []string) []string {
 		out := make([]string, 0, len(subjects))
 		for _, s := range subjects {
-			out = append(out, r.Replace(s))
+			if !strings.Contains(s, "{wrap_to_role}") {
+				out = append(out, r.Replace(s))
+				continue
+			}
+			for _, role := range ident.Roles {
+				tok := envelope.WrapRecipientToken(envelope.RecipientRole, role)
+				out = append(out, r.Replace(strings.ReplaceAll(s, "{wrap_to_role}", tok)))
+			}
 		}
 
 		return out

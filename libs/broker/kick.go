@@ -22,11 +22,22 @@ type connRef struct {
 // connTable maps identity ids to their open connections, as learned from
 // the system account's connect and disconnect events.
 type connTable struct {
-	mu   sync.Mutex
-	byID map[string]map[connRef]struct{}
+	mu    sync.Mutex
+	byID  map[string]map[connRef]struct{}
+	byRef map[connRef]string
 }
 
-func newConnTable() *connTable { return &connTable{byID: map[string]map[connRef]struct{}{}} }
+func newConnTable() *connTable {
+	return &connTable{byID: map[string]map[connRef]struct{}{}, byRef: map[connRef]string{}}
+}
+
+// identityOf returns the identity id of connection c, or "" if unknown.
+func (t *connTable) identityOf(c connRef) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	return t.byRef[c]
+}
 
 func (t *connTable) add(id string, c connRef) {
 	t.mu.Lock()
@@ -36,6 +47,7 @@ func (t *connTable) add(id string, c connRef) {
 		t.byID[id] = map[connRef]struct{}{}
 	}
 	t.byID[id][c] = struct{}{}
+	t.byRef[c] = id
 }
 
 func (t *connTable) remove(id string, c connRef) {
@@ -43,6 +55,7 @@ func (t *connTable) remove(id string, c connRef) {
 	defer t.mu.Unlock()
 
 	delete(t.byID[id], c)
+	delete(t.byRef, c)
 	if len(t.byID[id]) == 0 {
 		delete(t.byID, id)
 	}

@@ -18,10 +18,17 @@ import (
 const DefaultWrapMaxAge = 7 * 24 * time.Hour
 
 // WrapStore is the [envelope.WrapStore] over the JetStream KV bucket
-// [envelope.WrapBucket]. Create uses the KV create operation, which the
-// server refuses when the key exists, and returns after the stream ack.
+// [envelope.WrapBucket]. It reads with the JetStream direct get of one key
+// ($JS.API.DIRECT.GET.KV_NODEX_WRAPS.$KV.NODEX_WRAPS.<key>), the one read
+// the broker lets an agent make on this bucket, limited to wraps addressed
+// to the agent, its roles, or sent by it. Create publishes with an expected
+// last subject sequence of 0, which the server refuses when the key exists,
+// and returns after the stream ack. Neither needs the stream info request,
+// which agents may not make because it can list every key.
 type WrapStore struct {
-	kv jetstream.KeyValue
+	js jetstream.JetStream
+	// legacy also looks a missing key up under [envelope.WrapKey.LegacyString].
+	legacy bool
 	// missWait bounds how long Get retries a key that is not found.
 	missWait time.Duration
 }
@@ -49,7 +56,8 @@ type WrapStoreOptions struct {
 	MissWait time.Duration
 }
 
-// NewWrapStore is [OpenWrapStore] with only MaxAge set.
+// NewWrapStore is [OpenWrapStore] with only MaxAge set. It needs the
+// stream info of the bucket, so agents use [BindWrapStore].
 func NewWrapStore(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) (*WrapStore, error) {
 	return OpenWrapStore(ctx, js, WrapStoreOptions{MaxAge: maxAge})
 }
@@ -81,8 +89,16 @@ func OpenWrapStore(ctx context.Context, js jetstream.JetStream, o WrapStoreOptio
 	if err != nil {
 		return nil, fmt.Errorf("binding KV bucket %s: %w", envelope.WrapBucket, err)
 	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading KV bucket %s status: %w", envelope.WrapBucket, err)
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && !bs.StreamInfo().Config.AllowDirect {
+		return nil, fmt.Errorf("KV bucket %s has direct get disabled: recreate it, or "+
+			"set allow_direct on stream KV_%s", envelope.WrapBucket, envelope.WrapBucket)
+	}
 
-	return &WrapStore{kv: kv, missWait: o.MissWait}, nil
+	return &WrapStore{js: js, legacy: true, missWait: o.MissWait}, nil
 }
 
 // wrapBucketConfig is the configuration of a new wrap bucket.
@@ -97,12 +113,27 @@ func wrapBucketConfig(maxAge time.Duration, replicas int) jetstream.KeyValueConf
 	}
 }
 
+// BindWrapStore returns a store over the existing wrap bucket without any
+// request: an agent's path, since agents may neither create the bucket nor
+// read its stream info. A missing bucket shows as an error of the first
+// Get or Create.
+func BindWrapStore(js jetstream.JetStream) *WrapStore {
+	return &WrapStore{js: js, missWait: DefaultWrapMissWait}
+}
+
+// wrapSubject returns the KV subject of key.
+func wrapSubject(key string) string { return "$KV." + envelope.WrapBucket + "." + key }
+
 // Create implements [envelope.WrapStore].
 func (s *WrapStore) Create(ctx context.Context, key envelope.WrapKey, wrap []byte) error {
-	if _, err := s.kv.Create(ctx, key.String(), wrap); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("creating wrap %s: %w", key, envelope.ErrWrapExists)
-		}
+	_, err := s.js.Publish(ctx, wrapSubject(key.String()), wrap,
+		jetstream.WithExpectLastSequencePerSubject(0))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return fmt.Errorf("creating wrap %s: %w", key, envelope.ErrWrapExists)
+	}
+	if err != nil {
 		return fmt.Errorf("creating wrap %s: %w", key, err)
 	}
 
@@ -116,11 +147,14 @@ func (s *WrapStore) Get(ctx context.Context, key envelope.WrapKey) ([]byte, erro
 	deadline := time.Now().Add(s.missWait)
 	pause := 10 * time.Millisecond
 	for {
-		e, err := s.kv.Get(ctx, key.String())
-		if err == nil {
-			return e.Value(), nil
+		v, err := s.get(ctx, key.String())
+		if errors.Is(err, envelope.ErrNotFound) && s.legacy {
+			v, err = s.get(ctx, key.LegacyString())
 		}
-		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if err == nil {
+			return v, nil
+		}
+		if !errors.Is(err, envelope.ErrNotFound) {
 			return nil, fmt.Errorf("getting wrap %s: %w", key, err)
 		}
 		if !time.Now().Add(pause).Before(deadline) {
@@ -133,4 +167,29 @@ func (s *WrapStore) Get(ctx context.Context, key envelope.WrapKey) ([]byte, erro
 		}
 		pause = min(2*pause, 200*time.Millisecond)
 	}
+}
+
+// get reads the last value of one KV key with a direct get. A reply with
+// no data and a Status header is the server's "no message" (404) or
+// another failure.
+func (s *WrapStore) get(ctx context.Context, key string) ([]byte, error) {
+	subject := "$JS.API.DIRECT.GET.KV_" + envelope.WrapBucket + "." + wrapSubject(key)
+	msg, err := s.js.Conn().RequestWithContext(ctx, subject, nil)
+	if err != nil {
+		return nil, err
+	}
+	if status := msg.Header.Get("Status"); len(msg.Data) == 0 && status != "" {
+		if status == "404" {
+			return nil, envelope.ErrNotFound
+		}
+		return nil, fmt.Errorf("direct get of %s failed: status %s %s", key, status,
+			msg.Header.Get("Description"))
+	}
+	// Wraps are never deleted, but a delete or purge marker must still not
+	// read as an empty wrap.
+	if op := msg.Header.Get("KV-Operation"); op != "" {
+		return nil, envelope.ErrNotFound
+	}
+
+	return msg.Data, nil
 }

@@ -157,9 +157,17 @@ func waitFresh(ctx context.Context, view *identity.View) error {
 }
 
 func (p *Party) openBus(ctx context.Context, cfg Config) error {
-	wraps, err := bus.OpenWrapStore(ctx, p.JS, bus.WrapStoreOptions{Replicas: cfg.Replicas})
-	if err != nil {
-		return err
+	// Agents may read the wrap bucket only by direct get of single keys, so
+	// they bind without the stream info request.
+	var wraps *bus.WrapStore
+	if cfg.Creds.Kind == identity.KindAgent {
+		wraps = bus.BindWrapStore(p.JS)
+	} else {
+		var err error
+		if wraps, err = bus.OpenWrapStore(ctx, p.JS,
+			bus.WrapStoreOptions{Replicas: cfg.Replicas}); err != nil {
+			return err
+		}
 	}
 	// The rejection hook runs before the publisher exists; it reads p.Events
 	// when a rejection happens.

@@ -11,14 +11,15 @@ import (
 	"github.com/nodexsec/nodex/libs/authz"
 	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/libs/identity"
+	"github.com/nodexsec/nodex/services/monitor/monitor"
 	"github.com/nodexsec/nodex/services/policy/policy"
 )
 
 // TestCompromisedAgentQuarantined checks that a SYSTEM_COMPROMISE threat
 // about an authenticated identity quarantines it, and that the quarantine
 // holds: the registry suspends the agent, policy data restricts its key
-// access, the runner kills its running sandbox and its requests get no
-// value back.
+// access, its running sandbox is killed and its requests get no value
+// back.
 //
 // Every SYSTEM_COMPROMISE rule in monitor's default rule set attributes the
 // threat to a transport origin, not an identity, and incident contains only
@@ -88,12 +89,25 @@ func TestCompromisedAgentQuarantined(t *testing.T) {
 			"access restriction", d.Allow, d.Reasons)
 	}
 
+	// The runner kills an identity's sandboxes as soon as its registry view
+	// shows the suspension, so the quarantine's own kill request usually
+	// finds none left. Either one must have killed the running sandbox.
+	killedByQuarantine := false
 	for _, a := range inc.Actions {
-		if string(a.Kind) == "quarantine_identity" && !strings.Contains(a.Result,
+		if string(a.Kind) == "quarantine_identity" && strings.Contains(a.Result,
 			"1 sandboxes killed") {
-			t.Errorf("quarantine result %q does not report the running sandbox killed",
-				a.Result)
+			killedByQuarantine = true
 		}
+	}
+	if !killedByQuarantine {
+		reader := monitor.Reader{JS: op.JS, Codec: op.Codec}
+		eventually(t, "the runner reports agent-rooted's sandbox killed", 30*time.Second, func() bool {
+			evs, err := reader.TailEvents(context.Background(), monitor.EventFilter{
+				Type: "sandbox.identity_contained", Identity: "agent-rooted"})
+			return err == nil && slices.ContainsFunc(evs, func(ev events.SecurityEvent) bool {
+				return ev.Metadata["sandboxes_killed"] == "1"
+			})
+		})
 	}
 
 	if got, err := retrieve(agent, "openai-dev"); err == nil || got.Value != "" {

@@ -240,6 +240,10 @@ func TestRunRejectsBadSubmissions(t *testing.T) {
 		{"critical finding", domain.Submission{Language: "python", Entrypoint: "a.py",
 			Files: []domain.SourceFile{{Name: "a.py", Content: "import os\nos.system('id')\n"}}},
 			errs.CodeRefused, "PY-PROC-001"},
+		{"ctypes imported by a computed name", domain.Submission{Language: "python",
+			Entrypoint: "a.py", Files: []domain.SourceFile{{Name: "a.py",
+				Content: "n = 'ct'\nn += 'ypes'\nm = __import__(n)\nm.CDLL(None)\n"}}},
+			errs.CodeRefused, "PY-IMPORT-002"},
 	}
 	for _, tt := range tests {
 		var res app.SubmitResult

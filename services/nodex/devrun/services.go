@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nodexsec/nodex/libs/broker"
 	"github.com/nodexsec/nodex/libs/identity"
 	"github.com/nodexsec/nodex/libs/party"
 	"github.com/nodexsec/nodex/services/codesec/codesec"
@@ -41,6 +42,13 @@ func runPolicy(ctx context.Context, e *env, p *party.Party, ready func()) error 
 }
 
 func runMonitor(ctx context.Context, e *env, p *party.Party, ready func()) error {
+	// The broker has no identity of its own, so the monitor, which counts
+	// events, publishes the broker's denials.
+	e.stack.Broker.OnDenial(func(d broker.Denial) {
+		if ctx.Err() == nil {
+			p.Events.Publish(ctx, d.Event())
+		}
+	})
 	cfg := monitor.Config{MetricsAddr: e.cfg.MetricsAddr}
 	deps := monitor.Deps{Log: e.serviceLog("monitor"), Bus: p.Bus, Ready: func(string) { ready() }}
 	if e.cfg.MetricsAddr == "" {
@@ -110,7 +118,7 @@ func runSandbox(ctx context.Context, e *env, p *party.Party, ready func()) error
 
 	return sandbox.Run(ctx, sandbox.Deps{
 		Config: cfg, Client: p.Bus, Directory: &identity.Directory{View: p.View},
-		Creds: p.Creds, Decider: p.Authz, Events: p.Events, Log: e.serviceLog("sandbox-runner"),
+		Creds: p.Creds, Registry: p.View, Decider: p.Authz, Events: p.Events, Log: e.serviceLog("sandbox-runner"),
 	})
 }
 

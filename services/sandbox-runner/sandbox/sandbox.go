@@ -44,19 +44,30 @@ type Deps struct {
 	Directory envelope.Directory
 	// Creds are the runner's own keys: HPKE keys open bundles, the current
 	// signing key signs receipts.
-	Creds   *identity.Credentials
-	Decider Decider
-	Events  *events.Publisher
-	Log     *slog.Logger
+	Creds *identity.Credentials
+	// Registry delivers registry changes: when an identity is suspended or
+	// revoked, its sandboxes are killed and its queued runs cancelled.
+	// *identity.View implements it.
+	Registry Registry
+	Decider  Decider
+	Events   *events.Publisher
+	Log      *slog.Logger
 }
+
+// Registry calls its listeners after every accepted identity update.
+type Registry interface {
+	OnChange(fn func(identity.Change))
+}
+
+var _ Registry = (*identity.View)(nil)
 
 // Run serves the sandbox subjects until ctx ends, then drains. It returns an
 // error wrapping [executor.ErrNoSandbox] when the host cannot build the
 // sandbox and Config.Insecure is off.
 func Run(ctx context.Context, d Deps) error {
-	if d.Client == nil || d.Directory == nil || d.Creds == nil || d.Decider == nil ||
-		d.Events == nil || d.Log == nil {
-		return errors.New("sandbox: Run needs Client, Directory, Creds, Decider, Events and Log")
+	if d.Client == nil || d.Directory == nil || d.Creds == nil || d.Registry == nil ||
+		d.Decider == nil || d.Events == nil || d.Log == nil {
+		return errors.New("sandbox: Run needs Client, Directory, Creds, Registry, Decider, Events and Log")
 	}
 	cfg := d.Config.WithDefaults()
 	log := d.Log.With("service", "sandbox")
@@ -74,6 +85,7 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
+	watchRegistry(ctx, d.Registry, svc)
 	if _, err := busport.Register(ctx, d.Client, svc, busport.Options{
 		Admission: cfg.Slots + cfg.Queue, Directory: d.Directory, Log: log.With("component", "bus"),
 		Replicas: cfg.Replicas,
@@ -91,6 +103,18 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	log.InfoContext(ctx, "sandbox-runner stopped")
 	return nil
+}
+
+// watchRegistry passes every status change to svc until ctx ends. The view
+// calls listeners in the order of its watch, so a suspension and a quick
+// unsuspension keep their order.
+func watchRegistry(ctx context.Context, r Registry, svc *app.Service) {
+	r.OnChange(func(c identity.Change) {
+		if ctx.Err() != nil || (c.Old != nil && c.Old.Status == c.New.Status) {
+			return
+		}
+		svc.IdentityChanged(ctx, c.New.ID, string(c.New.Status))
+	})
 }
 
 func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app.Service,

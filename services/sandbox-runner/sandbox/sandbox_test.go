@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,8 +20,10 @@ import (
 
 	"github.com/nodexsec/nodex/libs/authz"
 	"github.com/nodexsec/nodex/libs/bundle"
+	"github.com/nodexsec/nodex/libs/bus"
 	"github.com/nodexsec/nodex/libs/envelope"
 	"github.com/nodexsec/nodex/libs/errs"
+	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/libs/identity"
 	"github.com/nodexsec/nodex/libs/party"
 	"github.com/nodexsec/nodex/libs/stack"
@@ -106,7 +110,7 @@ func startWorld(t testing.TB) *world {
 	go func() {
 		done <- sandbox.Run(ctx, sandbox.Deps{
 			Config: sandbox.Config{InitPath: initPath, Slots: 2, Queue: 2, HostIDBase: testIDBase}, Client: sb.Bus,
-			Directory: &identity.Directory{View: sb.View}, Creds: sb.Creds, Decider: engine,
+			Directory: &identity.Directory{View: sb.View}, Creds: sb.Creds, Registry: sb.View, Decider: engine,
 			Events: sb.Events, Log: slog.New(slog.DiscardHandler),
 		})
 	}()
@@ -231,5 +235,126 @@ func TestServiceJobResultReachesCaller(t *testing.T) {
 		Sequence: md.Sequence.Stream, StreamTime: md.Timestamp,
 		MsgID: msg.Headers().Get(jetstream.MsgIDHeader)}, msg.Data()); err == nil {
 		t.Error("another identity opened the agent's result")
+	}
+}
+
+// runningPrograms counts the processes that run as one of this test's slot
+// program uids (HostIDBase+2n+1, see executor.Config).
+func runningPrograms(t *testing.T, slots int) int {
+	t.Helper()
+	dirs, err := filepath.Glob("/proc/[0-9]*/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for n := range slots {
+		want[strconv.Itoa(testIDBase+2*n+1)] = true
+	}
+	count := 0
+	for _, path := range dirs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // the process ended meanwhile
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if uids, ok := strings.CutPrefix(line, "Uid:"); ok {
+				if f := strings.Fields(uids); len(f) > 0 && want[f[0]] {
+					count++
+				}
+			}
+		}
+	}
+	return count
+}
+
+// collectEvents consumes the sandbox's events as the monitor identity, to
+// which events are sealed, and sends each one on the returned channel.
+func collectEvents(t *testing.T, w *world) <-chan events.SecurityEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	mon, err := w.stack.Open(ctx, "monitor", false)
+	if err != nil {
+		t.Fatalf("opening monitor: %v", err)
+	}
+	t.Cleanup(func() { _ = mon.Close(context.Background()) })
+	out := make(chan events.SecurityEvent, 64)
+	err = mon.Bus.Consume(ctx, bus.ConsumeConfig{Stream: events.StreamName,
+		Consumer: jetstream.ConsumerConfig{Durable: "test-contain",
+			FilterSubject: "nodex.v1.events.sandbox.>"}},
+		func(_ context.Context, m *bus.Message) error {
+			var ev events.SecurityEvent
+			if err := m.Decode(&ev); err != nil {
+				return fmt.Errorf("%w: %v", bus.ErrPoison, err)
+			}
+			out <- ev
+			return nil
+		})
+	if err != nil {
+		t.Fatalf("consuming events: %v", err)
+	}
+	return out
+}
+
+func TestServiceSuspensionKillsRuns(t *testing.T) {
+	w := startWorld(t)
+	evs := collectEvents(t, w)
+	ctx := context.Background()
+	id := w.seal(t, "import time\ntime.sleep(60)\n")
+	// Two runs fill both slots and a third waits for one. The agent's
+	// connection closes with the suspension, so no reply is awaited.
+	for range 3 {
+		go func() {
+			var rep app.ExecReply
+			_ = w.agent.Bus.Request(ctx, busport.SubjectExec, "service:sandbox",
+				app.ExecRequest{BundleID: id}, &rep)
+		}()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for runningPrograms(t, 2) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the two runs did not start within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := w.stack.Admin.Suspend(ctx, identity.DemoAgentID); err != nil {
+		t.Fatalf("suspending the agent: %v", err)
+	}
+
+	// The runs would last 60s, past the wall-time ceiling of 10s, so only
+	// the containment can end them with reason killed.
+	var contained *events.SecurityEvent
+	var killed []events.SecurityEvent
+	timeout := time.After(60 * time.Second)
+	for contained == nil || len(killed) < 2 {
+		select {
+		case ev := <-evs:
+			switch ev.Type {
+			case "sandbox.identity_contained":
+				contained = &ev
+			case "sandbox.exec":
+				killed = append(killed, ev)
+			}
+		case <-timeout:
+			t.Fatalf("after 60s: containment event %v, exec events %+v", contained, killed)
+		}
+	}
+	if got := contained.Metadata["cause"]; got != app.CauseSuspended {
+		t.Errorf("containment cause %q, want %q", got, app.CauseSuspended)
+	}
+	if got := contained.Metadata["runs_cancelled"]; got != "3" {
+		t.Errorf("containment cancelled %s runs, want 3 (two running, one queued)", got)
+	}
+	if contained.Subject != identity.DemoAgentID {
+		t.Errorf("containment names %q, want %q", contained.Subject, identity.DemoAgentID)
+	}
+	for _, ev := range killed {
+		if ev.Metadata["reason"] != "killed" || ev.Metadata["kill_cause"] != app.CauseSuspended {
+			t.Errorf("run ended with reason %q, cause %q; want killed, %s",
+				ev.Metadata["reason"], ev.Metadata["kill_cause"], app.CauseSuspended)
+		}
+	}
+	if n := runningPrograms(t, 2); n != 0 {
+		t.Errorf("%d sandboxed programs still run after the containment", n)
 	}
 }

@@ -181,18 +181,28 @@ func (s *Service) undo(ctx context.Context, kind domain.ActionKind, req ActionRe
 // without actions contained on its own, because then the playbook found no
 // target, for example when the threat names only a transport origin. An
 // operator's contain command does.
+//
+// It logs the move once. The periodic resume sweep calls it again for
+// incidents that are contained already, and those calls log nothing.
 func (s *Service) markContained(ctx context.Context, id, actor, reason string) error {
-	inc, err := s.mutate(ctx, id, func(inc *domain.Incident) error {
+	moved := false
+	_, err := s.mutate(ctx, id, func(inc *domain.Incident) error {
+		// A retried compare-and-set runs the callback again on fresh state.
+		moved = false
 		if inc.State != domain.StateAssessed || !inc.Contained() {
 			return errUnchanged
 		}
 		if actor == domain.ServiceActor && len(inc.Actions) == 0 {
 			return errUnchanged
 		}
+		if err := inc.Move(domain.StateContained, actor, reason, s.now()); err != nil {
+			return err
+		}
+		moved = true
 
-		return inc.Move(domain.StateContained, actor, reason, s.now())
+		return nil
 	})
-	if err == nil && inc.State == domain.StateContained {
+	if err == nil && moved {
 		s.log.InfoContext(ctx, "incident contained", logx.KeyIncidentID, id)
 	}
 

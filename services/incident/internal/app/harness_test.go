@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -239,6 +239,28 @@ type env struct {
 	policy  app.Policy
 	store   *kvstore.Store
 	svc     *app.Service
+	logs    *logBuffer
+}
+
+// logBuffer collects the service's log lines; it is safe for concurrent use.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	return l.b.Write(p)
+}
+
+// count returns how many lines contain msg.
+func (l *logBuffer) count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	return strings.Count(l.b.String(), msg)
 }
 
 func defaultPolicy() app.Policy {
@@ -269,6 +291,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{
 		t: t, srv: testkit.NATSServer(t), dir: newDirectory(), targets: newTargets(),
 		clock: &clock{now: time.Now().UTC().Truncate(time.Millisecond)}, policy: defaultPolicy(),
+		logs: &logBuffer{},
 	}
 	e.start()
 
@@ -288,7 +311,7 @@ func (e *env) start() {
 		e.t.Fatalf("opening store: %v", err)
 	}
 	e.store = store
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(e.logs, nil))
 	pub := events.NewPublisher(jsSink{e.js}, "incident", events.PublisherOptions{})
 	e.t.Cleanup(func() { _ = pub.Close(context.Background()) })
 	e.svc = app.New(app.Deps{

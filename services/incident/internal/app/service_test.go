@@ -696,3 +696,20 @@ func TestFailedLiftRetriesAfterDelay(t *testing.T) {
 		t.Errorf("action status = %s, want lifted", got)
 	}
 }
+
+func TestContainedLoggedOnce(t *testing.T) {
+	e := newEnv(t)
+	inc := e.handle(e.threat("th-1", domain.UnauthorizedAccess, "agent-demo"))
+	if inc.State != domain.StateContained {
+		t.Fatalf("state = %s, want contained", inc.State)
+	}
+	// Each sweep visits the contained incident again.
+	for range 3 {
+		if err := e.svc.Resume(context.Background()); err != nil {
+			t.Fatalf("Resume: %v", err)
+		}
+	}
+	if n := e.logs.count(`msg="incident contained"`); n != 1 {
+		t.Errorf(`"incident contained" logged %d times, want once`, n)
+	}
+}

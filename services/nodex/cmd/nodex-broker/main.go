@@ -91,6 +91,13 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 	defer b.Shutdown()
+	// TODO: publish denials as broker.denied events here too; this process
+	// holds no identity that may publish events, so they reach only the log.
+	b.OnDenial(func(d broker.Denial) {
+		log.Warn("broker denied", slog.String("kind", d.Kind), slog.String(logx.KeyIdentity, d.Identity),
+			slog.Uint64("connection", d.ConnID), slog.String(logx.KeySubject, d.Subject),
+			slog.String("reason", d.Reason), slog.Int("suppressed", d.Suppressed))
+	})
 	log.Info("broker started", slog.String("name", o.name), slog.String("url", b.ClientURL()))
 	if err := prepare(ctx, b, o, log); err != nil {
 		return err

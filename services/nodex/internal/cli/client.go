@@ -3,11 +3,14 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/nodexsec/nodex/libs/identity"
@@ -19,7 +22,8 @@ const requestTimeout = 30 * time.Second
 
 // openParty connects as the command's identity: the --creds file, or the
 // dev credentials of defaultID.
-func (g *globals) openParty(ctx context.Context, defaultID string) (*party.Party, error) {
+func (g *globals) openParty(ctx context.Context, defaultID string, opts ...nats.Option,
+) (*party.Party, error) {
 	url, err := g.serverURL()
 	if err != nil {
 		return nil, err
@@ -28,7 +32,7 @@ func (g *globals) openParty(ctx context.Context, defaultID string) (*party.Party
 	if err != nil {
 		return nil, fmt.Errorf("loading credentials %s: %w", g.credsPath(defaultID), err)
 	}
-	p, err := party.Open(ctx, party.Config{URL: url, Creds: creds})
+	p, err := party.Open(ctx, party.Config{URL: url, Creds: creds, NATSOptions: opts})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s as %q: %w", url, creds.ID, err)
 	}
@@ -38,6 +42,31 @@ func (g *globals) openParty(ctx context.Context, defaultID string) (*party.Party
 	}
 
 	return p, nil
+}
+
+// failOnPermission returns a connection option that ends ctx, through
+// cancel, with the first permission violation the server reports. A denied
+// JetStream request gets no reply, so without it the command would wait for
+// its whole timeout and then report only the timeout.
+func failOnPermission(cancel context.CancelCauseFunc) nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			cancel(err)
+		}
+	})
+}
+
+// permissionError returns the permission violation that ended ctx, with
+// the fix for a command that needs the operator's credentials, or nil.
+func (g *globals) permissionError(ctx context.Context, p *party.Party, what string) error {
+	cause := context.Cause(ctx)
+	if !errors.Is(cause, nats.ErrPermissionViolation) {
+		return nil
+	}
+
+	return fmt.Errorf("%s as %q: %w; this needs the operator's credentials: pass --creds %s "+
+		"or set NODEX_CREDS to the operator's credentials file", what, p.Creds.ID, cause,
+		filepath.Join(g.homeDir(), "identities", "creds", identity.OperatorID+".creds"))
 }
 
 // freshTimeout bounds the wait for a fresh registry view: a few heartbeat

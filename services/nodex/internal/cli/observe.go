@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/libs/identity"
 	"github.com/nodexsec/nodex/services/monitor/monitor"
 )
@@ -154,13 +155,18 @@ prints one JSON object per line.`,
 func (g *globals) tailEvents(ctx context.Context, f monitor.EventFilter) ([]monitor.Event, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	p, err := g.openParty(ctx, identity.OperatorID)
+	ctx, deny := context.WithCancelCause(ctx)
+	defer deny(nil)
+	p, err := g.openParty(ctx, identity.OperatorID, failOnPermission(deny))
 	if err != nil {
 		return nil, err
 	}
 	defer p.Close(context.WithoutCancel(ctx))
 
 	evs, err := monitor.Reader{JS: p.JS, Codec: p.Codec}.TailEvents(ctx, f)
+	if perr := g.permissionError(ctx, p, "reading stream "+events.StreamName); perr != nil {
+		return nil, perr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading events: %w", err)
 	}

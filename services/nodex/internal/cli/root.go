@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel"
 
@@ -86,6 +87,9 @@ func exitFor(err error) int {
 	var ue usageError
 	if errors.As(err, &ue) {
 		return ExitUsage
+	}
+	if errors.Is(err, nats.ErrPermissionViolation) {
+		return ExitDenied
 	}
 	var ce *errs.Error
 	if errors.As(err, &ce) {

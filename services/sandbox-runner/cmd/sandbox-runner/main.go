@@ -25,7 +25,7 @@ func main() {
 		Run: func(ctx context.Context, p *party.Party, log *slog.Logger) error {
 			return sandbox.Run(ctx, sandbox.Deps{
 				Config: cfg, Client: p.Bus, Directory: &identity.Directory{View: p.View},
-				Creds: p.Creds, Decider: p.Authz, Events: p.Events, Log: log,
+				Creds: p.Creds, Registry: p.View, Decider: p.Authz, Events: p.Events, Log: log,
 			})
 		},
 	})

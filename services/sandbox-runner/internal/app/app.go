@@ -79,6 +79,7 @@ type Service struct {
 	d            Deps
 	log          *slog.Logger
 	fingerprints atomic.Pointer[scan.Fingerprints]
+	flights      *flights
 }
 
 // New returns a Service, or an error naming a missing dependency.
@@ -91,7 +92,7 @@ func New(d Deps) (*Service, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	s := &Service{d: d, log: d.Log.With("component", "app")}
+	s := &Service{d: d, log: d.Log.With("component", "app"), flights: newFlights()}
 	s.fingerprints.Store(d.Fingerprints)
 	return s, nil
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -299,6 +300,30 @@ except OSError as e:
 	v := f.sink.ofType("sandbox.violation")
 	if len(v) != 1 || v[0].Metadata["kind"] != "network" || v[0].Subject != agent.ID {
 		t.Errorf("got violations %+v, want one network violation by %s", v, agent.ID)
+	}
+}
+
+func TestExecRedactsEncodedKeys(t *testing.T) {
+	f := newFixture(t)
+	key := "sk-ant-api03-" + strings.Repeat("FAKEfake0", 11)[:93] + "AA"
+	id := f.sealNow(t, `
+key = "`+key+`"
+print(key[::-1])
+print(key.encode().hex())
+`)
+	rep, err := f.svc.Exec(context.Background(), agent, ExecRequest{BundleID: id})
+	if err != nil {
+		t.Fatalf("Exec: %v", err)
+	}
+	reversed := []byte(key)
+	slices.Reverse(reversed)
+	for _, form := range []string{string(reversed), hex.EncodeToString([]byte(key))} {
+		if strings.Contains(rep.Stdout, form) {
+			t.Errorf("stdout %q holds the key in an encoded form", rep.Stdout)
+		}
+	}
+	if rep.Redactions != 2 {
+		t.Errorf("got %d redactions, want 2 (reversed and hex); stdout %q", rep.Redactions, rep.Stdout)
 	}
 }
 

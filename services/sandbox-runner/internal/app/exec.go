@@ -85,7 +85,7 @@ func (s *Service) Exec(ctx context.Context, c Caller, req ExecRequest) (*ExecRep
 	// their own; the steps happen inside executor.Run.
 	runCtx, sp := startStep(ctx, "sandbox.run", attribute.String(attrBundle, m.ID),
 		attribute.String("nodex.runtime", spec.Runtime))
-	res, err := s.d.Runner.Run(runCtx, spec)
+	res, cause, err := s.runContained(runCtx, c, spec)
 	if err == nil {
 		sp.SetAttributes(attribute.String(attrRun, res.RunID),
 			attribute.String("nodex.run.reason", res.Reason),
@@ -93,9 +93,9 @@ func (s *Service) Exec(ctx context.Context, c Caller, req ExecRequest) (*ExecRep
 	}
 	endStep(sp, err)
 	if err != nil {
-		return nil, errs.SandboxBusy.Wrap(err)
+		return nil, err
 	}
-	return s.finish(ctx, c, m, res, started)
+	return s.finish(ctx, c, m, res, cause, started)
 }
 
 // open verifies the bundle's signature, expiry and revocation, decides on
@@ -198,8 +198,10 @@ func (s *Service) clamp(l bundle.Limits) executor.Limits {
 
 // finish validates the outputs, reports violations, and signs and stores the
 // receipt. The receipt must be stored before the reply goes out.
+// A non-empty killCause says the run was killed because its caller was
+// contained, and goes into the sandbox.exec event.
 func (s *Service) finish(ctx context.Context, c Caller, m *bundle.Manifest, res executor.Result,
-	started time.Time) (*ExecReply, error) {
+	killCause string, started time.Time) (*ExecReply, error) {
 	_, sp := startStep(ctx, "sandbox.redact", attribute.String(attrRun, res.RunID))
 	stderr, imports := stripImportDenials(res.Stderr)
 	fps := s.fingerprints.Load()
@@ -238,10 +240,14 @@ func (s *Service) finish(ctx context.Context, c Caller, m *bundle.Manifest, res 
 		return nil, errs.Unavailable.Wrap(fmt.Errorf("storing receipt %s: %w", res.RunID, err))
 	}
 	rep.Receipt = signed
+	meta := map[string]string{"run_id": res.RunID, "reason": res.Reason,
+		"exit_code": strconv.Itoa(res.ExitCode), "insecure": strconv.FormatBool(res.Insecure)}
+	if killCause != "" {
+		meta["kill_cause"] = killCause
+	}
 	s.d.Events.Publish(ctx, events.SecurityEvent{Type: "sandbox.exec", Action: "execute",
 		Resource: "bundle:" + m.ID, Subject: c.ID, Status: statusOf(res), Severity: events.SeverityInfo,
-		Metadata: map[string]string{"run_id": res.RunID, "reason": res.Reason,
-			"exit_code": strconv.Itoa(res.ExitCode), "insecure": strconv.FormatBool(res.Insecure)}})
+		Metadata: meta})
 	return rep, nil
 }
 

@@ -1,6 +1,9 @@
 // Package scan finds and redacts secrets in sandbox output: provider API keys
 // by their published shapes, and exact values that keyvault holds, by HMAC
-// fingerprints of their plain, base64 and URL-encoded forms.
+// fingerprints of their plain, base64 and URL-encoded forms. Both are also
+// found written backwards or hex-encoded. Every form costs one more pass
+// over the output, so the scan stays linear in the output size (times the
+// number of distinct fingerprinted key lengths).
 //
 // The shapes come from the facts in the gitleaks, betterleaks and trufflehog
 // rule sets (prefix, length, character set), restated as our own patterns.
@@ -27,33 +30,53 @@ const Redacted = "[REDACTED]"
 type Pattern struct {
 	Provider string
 	re       *regexp.Regexp
+	// prefixes are the literals every match starts with. A text holding
+	// none of them cannot match, which spares the regular expression pass.
+	prefixes [][]byte
 }
 
 // patterns are the prefixed key shapes, each bounded by non-key characters.
 var patterns = func() []Pattern {
-	shapes := []struct{ provider, re string }{
-		{"openai", `sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{58,74}T3BlbkFJ[A-Za-z0-9_-]{58,74}`},
-		{"openai", `sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}`},
-		{"anthropic", `sk-ant-(?:api03|admin01)-[A-Za-z0-9_-]{93}AA`},
-		{"google", `AIza[A-Za-z0-9_-]{35}`},
-		{"groq", `gsk_[A-Za-z0-9]{52}`},
-		{"huggingface", `(?:hf_|api_org_)[A-Za-z0-9]{34}`},
-		{"aws", `(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}`},
-		{"bedrock", `ABSK[A-Za-z0-9+/]{109,269}={0,2}`},
-		{"xai", `xai-[A-Za-z0-9_-]{70,120}`},
-		{"openrouter", `sk-or-v1-[0-9a-f]{64}`},
-		{"perplexity", `pplx-[A-Za-z0-9]{48}`},
-		{"replicate", `r8_[A-Za-z0-9]{37}`},
-		{"together", `tgp_v1_[A-Za-z0-9_-]{43}`},
-		{"cerebras", `csk-[A-Za-z0-9]{48}`},
-		{"elevenlabs", `sk_[0-9a-f]{48}`},
+	shapes := []struct {
+		provider, re string
+		prefixes     []string
+	}{
+		{"openai", `sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{58,74}T3BlbkFJ[A-Za-z0-9_-]{58,74}`, []string{"sk-"}},
+		{"openai", `sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}`, []string{"sk-"}},
+		{"anthropic", `sk-ant-(?:api03|admin01)-[A-Za-z0-9_-]{93}AA`, []string{"sk-ant-"}},
+		{"google", `AIza[A-Za-z0-9_-]{35}`, []string{"AIza"}},
+		{"groq", `gsk_[A-Za-z0-9]{52}`, []string{"gsk_"}},
+		{"huggingface", `(?:hf_|api_org_)[A-Za-z0-9]{34}`, []string{"hf_", "api_org_"}},
+		{"aws", `(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}`, []string{"AKIA", "ASIA", "ABIA", "ACCA"}},
+		{"bedrock", `ABSK[A-Za-z0-9+/]{109,269}={0,2}`, []string{"ABSK"}},
+		{"xai", `xai-[A-Za-z0-9_-]{70,120}`, []string{"xai-"}},
+		{"openrouter", `sk-or-v1-[0-9a-f]{64}`, []string{"sk-or-v1-"}},
+		{"perplexity", `pplx-[A-Za-z0-9]{48}`, []string{"pplx-"}},
+		{"replicate", `r8_[A-Za-z0-9]{37}`, []string{"r8_"}},
+		{"together", `tgp_v1_[A-Za-z0-9_-]{43}`, []string{"tgp_v1_"}},
+		{"cerebras", `csk-[A-Za-z0-9]{48}`, []string{"csk-"}},
+		{"elevenlabs", `sk_[0-9a-f]{48}`, []string{"sk_"}},
 	}
 	out := make([]Pattern, len(shapes))
 	for i, s := range shapes {
-		out[i] = Pattern{s.provider, regexp.MustCompile(`(?:^|[^A-Za-z0-9_-])(` + s.re + `)(?:$|[^A-Za-z0-9_-])`)}
+		out[i] = Pattern{Provider: s.provider,
+			re: regexp.MustCompile(`(?:^|[^A-Za-z0-9_-])(` + s.re + `)(?:$|[^A-Za-z0-9_-])`)}
+		for _, p := range s.prefixes {
+			out[i].prefixes = append(out[i].prefixes, []byte(p))
+		}
 	}
 	return out
 }()
+
+// mayMatch reports whether text holds one of p's prefixes.
+func (p Pattern) mayMatch(text []byte) bool {
+	for _, pre := range p.prefixes {
+		if bytes.Contains(text, pre) {
+			return true
+		}
+	}
+	return false
+}
 
 // Fingerprint is one keyvault entry: HMAC-SHA256 of a key value of Length bytes.
 type Fingerprint struct {
@@ -101,7 +124,8 @@ func (f *Fingerprints) Delete(hmacHex string) {
 
 // Finding is one secret found in output. It never holds the secret.
 type Finding struct {
-	// Kind is "pattern" or "fingerprint"; Encoding is "plain", "base64" or "url".
+	// Kind is "pattern" or "fingerprint". Encoding is "plain", "base64",
+	// "url", "reversed" or "hex".
 	Kind     string `json:"kind"`
 	Provider string `json:"provider"`
 	// KeyName is the keyvault key name for a fingerprint match.
@@ -114,22 +138,113 @@ type span struct{ start, end int }
 // Redact returns out with every secret replaced by [Redacted], and what it
 // found. fps may be nil.
 func Redact(out []byte, fps *Fingerprints) ([]byte, []Finding) {
-	var spans []span
-	var found []Finding
-	for _, p := range patterns {
-		for _, m := range p.re.FindAllSubmatchIndex(out, -1) {
-			spans = append(spans, span{m[2], m[3]})
-			found = append(found, Finding{Kind: "pattern", Provider: p.Provider, Encoding: "plain"})
-		}
-	}
+	spans, found := matchPatterns(out, "plain")
 	if fps != nil {
 		s, f := fps.match(out)
 		spans, found = append(spans, s...), append(found, f...)
 	}
+	s, f := matchReversed(out, fps)
+	spans, found = append(spans, s...), append(found, f...)
+	s, f = matchHex(out, fps)
+	spans, found = append(spans, s...), append(found, f...)
 	if len(spans) == 0 {
 		return out, nil
 	}
 	return replaceSpans(out, spans), found
+}
+
+// matchPatterns finds the provider key shapes in text.
+func matchPatterns(text []byte, encoding string) ([]span, []Finding) {
+	var spans []span
+	var found []Finding
+	for _, p := range patterns {
+		if !p.mayMatch(text) {
+			continue
+		}
+		for _, m := range p.re.FindAllSubmatchIndex(text, -1) {
+			spans = append(spans, span{m[2], m[3]})
+			found = append(found, Finding{Kind: "pattern", Provider: p.Provider, Encoding: encoding})
+		}
+	}
+	return spans, found
+}
+
+// matchReversed finds key shapes and fingerprinted values written backwards,
+// as print(key[::-1]) writes them, and returns their spans in out.
+func matchReversed(out []byte, fps *Fingerprints) ([]span, []Finding) {
+	rev := make([]byte, len(out))
+	for i, c := range out {
+		rev[len(out)-1-i] = c
+	}
+	spans, found := matchPatterns(rev, "reversed")
+	if fps != nil {
+		s, f := fps.matchPlainLocked(rev, "reversed", func(s span) span { return s })
+		spans, found = append(spans, s...), append(found, f...)
+	}
+	for i, s := range spans {
+		spans[i] = span{len(out) - s.end, len(out) - s.start}
+	}
+	return spans, found
+}
+
+// minHexRun is the shortest hex run decoded: 8 bytes, shorter than any
+// provider key.
+const minHexRun = 16
+
+// matchHex decodes every run of hex digits, at both byte alignments, and
+// redacts the whole run when the decoded bytes hold a key shape or a
+// fingerprinted value. All decodings go into one buffer, separated by a
+// newline that no key contains, so each check is one pass over it.
+func matchHex(out []byte, fps *Fingerprints) ([]span, []Finding) {
+	var decoded []byte
+	var pieces []hexPiece
+	for _, run := range runs(out, isHexByte) {
+		for shift := 0; shift < 2; shift++ {
+			start, end := run.start+shift, run.end
+			if (end-start)%2 != 0 {
+				end--
+			}
+			if end-start < minHexRun {
+				continue
+			}
+			at := len(decoded)
+			decoded = append(decoded, make([]byte, (end-start)/2)...)
+			if _, err := hex.Decode(decoded[at:], out[start:end]); err != nil {
+				decoded = decoded[:at]
+				continue
+			}
+			pieces = append(pieces, hexPiece{run: run, start: at, end: len(decoded)})
+			decoded = append(decoded, '\n')
+		}
+	}
+	if len(pieces) == 0 {
+		return nil, nil
+	}
+	spans, found := matchPatterns(decoded, "hex")
+	if fps != nil {
+		s, f := fps.matchPlainLocked(decoded, "hex", func(s span) span { return s })
+		spans, found = append(spans, s...), append(found, f...)
+	}
+	// Map each hit in the decoded buffer back to the hex run it came from.
+	var hitRuns []span
+	for _, hit := range spans {
+		i := sort.Search(len(pieces), func(i int) bool { return pieces[i].end > hit.start })
+		if i < len(pieces) {
+			hitRuns = append(hitRuns, pieces[i].run)
+		}
+	}
+	return hitRuns, found
+}
+
+// hexPiece is one decoded hex run: run in the output, [start, end) in the
+// decoded buffer.
+type hexPiece struct {
+	run        span
+	start, end int
+}
+
+func isHexByte(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 func replaceSpans(out []byte, spans []span) []byte {
@@ -191,6 +306,17 @@ func (f *Fingerprints) match(out []byte) ([]span, []Finding) {
 		}
 	}
 	return spans, found
+}
+
+// matchPlainLocked is matchPlain for a caller that does not hold f.mu.
+func (f *Fingerprints) matchPlainLocked(text []byte, encoding string, keep func(span) span,
+) ([]span, []Finding) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if len(f.entries) == 0 {
+		return nil, nil
+	}
+	return f.matchPlain(text, encoding, keep)
 }
 
 func (f *Fingerprints) matchPlain(text []byte, encoding string, keep func(span) span) ([]span, []Finding) {

@@ -59,6 +59,9 @@ func TestRedactFingerprintForms(t *testing.T) {
 		{"base64", base64.StdEncoding.EncodeToString([]byte("k=" + fakeMistral)), "base64"},
 		// A url-safe key is its own URL encoding, so the plain scan finds it too.
 		{"url", "q=" + url.QueryEscape("k "+fakeMistral+"&"), "url"},
+		{"reversed", "key: " + reverseString(fakeMistral) + "\n", "reversed"},
+		{"hex", "key: " + hex.EncodeToString([]byte(fakeMistral)) + "\n", "hex"},
+		{"hex at an odd offset", "a" + hex.EncodeToString([]byte(fakeMistral)), "hex"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,6 +73,33 @@ func TestRedactFingerprintForms(t *testing.T) {
 				t.Errorf("value not redacted: %q", out)
 			}
 		})
+	}
+}
+
+func reverseString(s string) string {
+	b := []byte(s)
+	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
+		b[i], b[j] = b[j], b[i]
+	}
+	return string(b)
+}
+
+func TestRedactEncodedProviderPatterns(t *testing.T) {
+	for _, key := range []string{fakeAnthropic, fakeOpenAI, fakeAWS} {
+		for _, tt := range []struct{ encoding, text string }{
+			{"reversed", reverseString(key)},
+			{"hex", hex.EncodeToString([]byte(key))},
+			{"hex", strings.ToUpper(hex.EncodeToString([]byte("k=" + key)))},
+		} {
+			out, found := Redact([]byte("out: "+tt.text+"\n"), nil)
+			if strings.Contains(string(out), tt.text) {
+				t.Errorf("%s key %s… not redacted: %q", tt.encoding, key[:8], out)
+			}
+			if len(found) != 1 || found[0].Kind != "pattern" || found[0].Encoding != tt.encoding {
+				t.Errorf("%s key %s…: got findings %+v, want one %s pattern", tt.encoding, key[:8],
+					found, tt.encoding)
+			}
+		}
 	}
 }
 
@@ -98,4 +128,30 @@ func FuzzRedact(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkRedact measures Redact on 1 MiB of program-like output, with
+// and without a fingerprint set, to show its cost per output size. Every
+// line holds a hex run and the prefix "sk-", so the hex decoding and the
+// prefixed shapes' regular expressions run.
+func BenchmarkRedact(b *testing.B) {
+	line := "result 42: value=abcdef0123456789 status ok sk-x " + fakeMistral[:8] + "\n"
+	out := []byte(strings.Repeat(line, (1<<20)/len(line)))
+	key := []byte("0123456789abcdef0123456789abcdef")
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(fakeMistral))
+	fps := NewFingerprints(key)
+	fps.Put(Fingerprint{Name: "m", Provider: "mistral", Length: len(fakeMistral),
+		HMAC: hex.EncodeToString(mac.Sum(nil))})
+	for _, bb := range []struct {
+		name string
+		fps  *Fingerprints
+	}{{"patterns", nil}, {"fingerprints", fps}} {
+		b.Run(bb.name, func(b *testing.B) {
+			b.SetBytes(int64(len(out)))
+			for b.Loop() {
+				Redact(out, bb.fps)
+			}
+		})
+	}
 }

@@ -1,0 +1,89 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/nodexsec/nodex/libs/identity"
+)
+
+// apiAuditSubject is where the server reports every JetStream API request
+// of the NODEX account, with the requesting client and the request body.
+const apiAuditSubject = "$JS.EVENT.ADVISORY.API"
+
+// NATS permissions see only the subject of a consumer create request, not
+// its body, so they cannot stop a stream reader from creating a push
+// consumer that delivers to any subject of the account, for example a
+// service's request subject. The broker therefore reads the API audit
+// advisory of each create and deletes every push consumer whose deliver
+// subject lies outside its creator's inbox (InboxPrefix). Pull consumers
+// and push consumers delivering to the creator's inbox, such as the
+// ordered consumers of KV watches, stay.
+//
+// NOTE: the check runs after the server created the consumer, so a push
+// consumer may deliver for the few milliseconds until the broker deletes it.
+func (b *Broker) subscribeConsumerAudit() error {
+	// One broker of a cluster handles each advisory.
+	if _, err := b.admin.QueueSubscribe(apiAuditSubject, "nodex-broker-audit", b.onAPIAudit); err != nil {
+		return fmt.Errorf("subscribing to %s: %w", apiAuditSubject, err)
+	}
+	if err := b.admin.Flush(); err != nil {
+		return fmt.Errorf("flushing API audit subscription: %w", err)
+	}
+
+	return nil
+}
+
+func (b *Broker) onAPIAudit(msg *nats.Msg) {
+	var audit server.JSAPIAudit
+	if err := json.Unmarshal(msg.Data, &audit); err != nil {
+		b.cfg.OnError(fmt.Errorf("decoding JetStream API audit: %w", err))
+		return
+	}
+	if audit.Client == nil || !(strings.HasPrefix(audit.Subject, "$JS.API.CONSUMER.CREATE.") ||
+		strings.HasPrefix(audit.Subject, "$JS.API.CONSUMER.DURABLE.CREATE.")) {
+		return
+	}
+	var req server.CreateConsumerRequest
+	if err := json.Unmarshal([]byte(audit.Request), &req); err != nil ||
+		req.Config.DeliverSubject == "" {
+		return // not a push consumer, or not created from this body
+	}
+	id := clientIdentity(*audit.Client)
+	if _, err := b.view.Identity(id); errors.Is(err, identity.ErrNotFound) {
+		return // the broker's own users
+	}
+	if strings.HasPrefix(req.Config.DeliverSubject, InboxPrefix(id)+".") {
+		return
+	}
+	var resp server.JSApiConsumerCreateResponse
+	if err := json.Unmarshal([]byte(audit.Response), &resp); err != nil || resp.ConsumerInfo == nil {
+		return // the server refused it
+	}
+	go b.removeConsumer(id, audit.Client, resp.ConsumerInfo.Stream, resp.ConsumerInfo.Name,
+		req.Config.DeliverSubject)
+}
+
+// removeConsumer deletes a push consumer that delivered outside its
+// creator's inbox and reports the denial.
+func (b *Broker) removeConsumer(id string, client *server.ClientInfo, stream, name, deliver string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	reason := fmt.Sprintf("push consumer %s on stream %s delivered to %q, outside %s.>; deleted",
+		name, stream, deliver, InboxPrefix(id))
+	if err := b.js.DeleteConsumer(ctx, stream, name); err != nil {
+		b.cfg.OnError(fmt.Errorf("deleting consumer %s of %q on stream %s: %w", name, id, stream, err))
+		reason = fmt.Sprintf("push consumer %s on stream %s delivered to %q, outside %s.>; "+
+			"deleting it failed", name, stream, deliver, InboxPrefix(id))
+	}
+	b.denials.add(Denial{Kind: DenialConsumer, Identity: id, ConnID: client.ID,
+		Server: client.Server, Host: client.Host, Subject: deliver, Reason: reason}, time.Now())
+}
