@@ -1,21 +1,28 @@
 package executor
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/proto"
+)
 
 // ErrClosed reports a run on a closed executor.
 var ErrClosed = errors.New("executor: closed")
 
 // Each slot keeps one sandbox-init started ahead of its next run: the clone
-// into new namespaces, the exec of sandbox-init and the cgroup attach (which
-// on cgroup v1 waits for an RCU grace period) then happen off the request's
-// path. A slot's next init is started as soon as its current one is taken,
-// so it runs beside the current run.
+// into new namespaces, the exec of sandbox-init, the cgroup attach (which on
+// cgroup v1 waits for an RCU grace period) and the init's preparation of the
+// root and of its restrictions then happen off the request's path. A slot's
+// next init is started as soon as its current one is taken, so it runs beside
+// the current run.
 
 // prewarm starts the next init of slot in the background. A failure leaves
 // nil, and the run then starts its init itself.
 func (e *Executor) prewarm(slot int) {
+	e.preparing.Add(1)
 	go func() {
-		sp, err := e.spawnInit(slot)
+		defer e.preparing.Done()
+		sp, err := e.spawnInit(slot, proto.Layers{})
 		if err != nil {
 			e.log.Warn("starting a sandbox ahead of time failed", "slot", slot, "error", err)
 			sp = nil
@@ -35,8 +42,12 @@ func (e *Executor) prewarm(slot int) {
 }
 
 // takeInit returns the slot's prepared init, or starts one when preparing it
-// failed, and prepares the next.
-func (e *Executor) takeInit(slot int) (*sandboxProc, error) {
+// failed, and prepares the next. A run that switches layers off (only tests
+// do) gets an init of its own, and the prepared one stays for the next run.
+func (e *Executor) takeInit(slot int, layers proto.Layers) (*sandboxProc, error) {
+	if layers != (proto.Layers{}) {
+		return e.spawnInit(slot, layers)
+	}
 	sp := <-e.warm[slot]
 	e.prewarm(slot)
 	if sp != nil {
@@ -45,7 +56,15 @@ func (e *Executor) takeInit(slot int) (*sandboxProc, error) {
 		e.mu.Unlock()
 		return sp, nil
 	}
-	return e.spawnInit(slot)
+	return e.spawnInit(slot, proto.Layers{})
+}
+
+// waitIdle waits until the runs' inits are gone and every slot's next init
+// is prepared, so that a benchmark's next measurement runs on a quiet machine.
+// No run may be in progress.
+func (e *Executor) waitIdle() {
+	e.cleanups.Wait()
+	e.preparing.Wait()
 }
 
 // Close stops the executor: later runs fail with ErrClosed and the prepared
@@ -68,6 +87,7 @@ func (e *Executor) Close() error {
 			errs = append(errs, sp.discard())
 		}
 	}
+	e.cleanups.Wait()
 	return errors.Join(errs...)
 }
 
