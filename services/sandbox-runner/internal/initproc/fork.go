@@ -1,7 +1,6 @@
 package initproc
 
 import (
-	"encoding/binary"
 	"fmt"
 	"runtime"
 	"syscall"
@@ -39,7 +38,8 @@ type child struct {
 	// Words the child and the parent pass to the kernel.
 	allSignals, oldMask uint64
 	zeroAction          [4]uintptr // struct kernel_sigaction for SIG_DFL
-	errno               uint32
+	// errno is set by a child whose step before exec failed.
+	errno uint32
 }
 
 // newChild prepares the argument vectors of a program.
@@ -63,6 +63,10 @@ func newChild(argv0 string, argv, env []string, dir string) (*child, error) {
 	c.allSignals = ^uint64(0)
 	return c, nil
 }
+
+// maxErrno is the largest raw system call result that is not an error. The
+// kernel returns -errno for errno 1 to 4095, which compare above it.
+const maxErrno = ^uintptr(4095)
 
 // Handler values of struct kernel_sigaction.
 const (
@@ -92,55 +96,38 @@ func handledSignals() uint64 {
 // RLIMIT_AS cannot be set on the init itself, whose Go runtime has reserved
 // more address space than the program may have.
 //
-// The child is a plain fork (no CLONE_VM), so it writes only to its own copy
-// of memory. Between fork and exec it makes raw system calls only, with
-// every signal blocked until its handlers are reset.
+// Like os.StartProcess, it forks with CLONE_VM and CLONE_VFORK: the child
+// shares the init's memory, and the calling thread waits until the child has
+// exec'd or exited. Between fork and exec the child makes raw system calls
+// only, in its own stack frame, with every signal blocked until its handlers
+// are reset. Apart from this frame, it writes to shared memory only the errno
+// of a failed step.
 func forkExec(c *child) (int, error) {
-	var pipe [2]int
-	if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC); err != nil {
-		return 0, fmt.Errorf("creating the exec status pipe: %w", err)
-	}
-	pid, errno := forkAndExecInChild(c, pipe[1])
-	unix.Close(pipe[1])
-	defer unix.Close(pipe[0])
+	c.errno = 0
+	pid, errno := forkAndExecInChild(c)
 	runtime.KeepAlive(c)
 	if errno != 0 {
 		return 0, fmt.Errorf("forking: %w", errno)
 	}
-	// The write end closes at the exec; before that, the child writes the
-	// errno of the step that failed.
-	var buf [4]byte
-	n, err := readRetry(pipe[0], buf[:])
-	if err != nil {
-		return 0, fmt.Errorf("reading the exec status: %w", err)
-	}
-	if n == 0 {
+	if c.errno == 0 {
 		return pid, nil
 	}
 	var ws unix.WaitStatus
 	_, _ = unix.Wait4(pid, &ws, 0, nil)
-	return 0, syscall.Errno(binary.LittleEndian.Uint32(buf[:]))
+	return 0, syscall.Errno(c.errno)
 }
 
-func readRetry(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Read(fd, b)
-		if err != unix.EINTR {
-			return n, err
-		}
-	}
-}
-
-// forkAndExecInChild forks. In the parent it returns the child's PID. The
-// child never returns: it sets its session, credentials, folder, stdin,
-// signals and address-space limit, then execs, or writes the errno to errPipe
-// and exits with 253.
+// forkAndExecInChild forks. In the parent it returns the child's PID once the
+// child has exec'd or exited. The child never returns: it sets its session,
+// credentials, folder, stdin, signals and address-space limit, then execs,
+// or stores the errno in c.errno and exits with 253. The child must not
+// touch the parent's stack frames, so this function is its own frame.
 //
 //go:noinline
 //go:nosplit
 //go:norace
 //go:nocheckptr
-func forkAndExecInChild(c *child, errPipe int) (pid int, errno syscall.Errno) {
+func forkAndExecInChild(c *child) (pid int, errno syscall.Errno) {
 	var r1, sig uintptr
 	var err1 syscall.Errno
 
@@ -148,7 +135,13 @@ func forkAndExecInChild(c *child, errPipe int) (pid int, errno syscall.Errno) {
 	// parent's thread cannot be preempted between here and the fork.
 	syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK,
 		uintptr(unsafe.Pointer(&c.allSignals)), uintptr(unsafe.Pointer(&c.oldMask)), 8, 0, 0)
-	r1, _, err1 = syscall.RawSyscall6(unix.SYS_CLONE, uintptr(unix.SIGCHLD), 0, 0, 0, 0, 0)
+	// The child has run in this frame by the time the parent gets here, so
+	// the parent sets every variable it reads from the call's result alone.
+	r1 = vforkClone(uintptr(unix.CLONE_VM | unix.CLONE_VFORK | unix.SIGCHLD))
+	err1 = 0
+	if r1 > maxErrno {
+		err1, r1 = syscall.Errno(-r1), 0
+	}
 	if r1 != 0 || err1 != 0 {
 		syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK,
 			uintptr(unsafe.Pointer(&c.oldMask)), 0, 8, 0, 0)
@@ -197,7 +190,6 @@ func forkAndExecInChild(c *child, errPipe int) (pid int, errno syscall.Errno) {
 
 fail:
 	c.errno = uint32(err1)
-	syscall.RawSyscall(unix.SYS_WRITE, uintptr(errPipe), uintptr(unsafe.Pointer(&c.errno)), 4)
 	for {
 		syscall.RawSyscall(unix.SYS_EXIT_GROUP, 253, 0, 0)
 	}

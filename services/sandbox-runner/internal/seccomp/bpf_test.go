@@ -77,7 +77,6 @@ func linearReference() []unix.SockFilter {
 	return p.insns
 }
 
-
 // run interprets the classic BPF subset that the filters use on one call and
 // returns the filter's value and how many instructions ran.
 func run(t *testing.T, insns []unix.SockFilter, arch, nr uint32, args [6]uint64) (uint32, int) {
