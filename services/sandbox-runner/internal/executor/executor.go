@@ -55,8 +55,8 @@ type Executor struct {
 	etcLinks map[string]string
 	rootful  bool
 
-	// warm holds each slot's init started ahead of time (nil when starting it
-	// failed); a slot always has one in it or on its way.
+	// warm holds each slot's inits started ahead of time (nil when starting
+	// one failed); a slot always has preparedPerSlot in it or on their way.
 	warm []chan *sandboxProc
 
 	// cleanups counts the inits of finished runs whose exit and cgroup
@@ -134,12 +134,14 @@ func New(cfg Config) (*Executor, error) {
 	return e, nil
 }
 
-// prewarmAll gives every slot its first init.
+// prewarmAll gives every slot its first prepared inits.
 func (e *Executor) prewarmAll() {
 	e.warm = make([]chan *sandboxProc, e.cfg.Slots)
 	for slot := range e.warm {
-		e.warm[slot] = make(chan *sandboxProc, 1)
-		e.prewarm(slot)
+		e.warm[slot] = make(chan *sandboxProc, preparedPerSlot)
+		for i := 0; i < preparedPerSlot; i++ {
+			e.prewarm(slot)
+		}
 	}
 }
 

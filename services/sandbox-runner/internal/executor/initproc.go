@@ -28,6 +28,9 @@ type sandboxProc struct {
 	// exited is closed when proc has exited and been waited for; execute
 	// starts the wait.
 	exited chan struct{}
+	// replace tells cleanUp to prepare a new init for slot.
+	replace bool
+	slot    int
 }
 
 // cgroupLimits returns the cgroup limits of a run with limits lim.
@@ -192,6 +195,9 @@ func (e *Executor) cleanUp(sp *sandboxProc, runID string) {
 	e.cleanups.Add(1)
 	go func() {
 		defer e.cleanups.Done()
+		if sp.replace {
+			e.prewarm(sp.slot)
+		}
 		// Closing the lifeline makes an init that is still running kill its
 		// namespace and exit.
 		sp.pipes.lifeW.Close()
