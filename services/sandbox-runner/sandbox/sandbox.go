@@ -16,6 +16,7 @@ import (
 	"github.com/nodexsec/nodex/libs/authz"
 	"github.com/nodexsec/nodex/libs/bundle"
 	"github.com/nodexsec/nodex/libs/bus"
+	"github.com/nodexsec/nodex/libs/conf"
 	"github.com/nodexsec/nodex/libs/envelope"
 	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/libs/identity"
@@ -121,8 +122,13 @@ func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app
 	*executor.Executor, error) {
 	ceiling := executor.Limits{WallTime: cfg.MaxWallTime, CPUTime: cfg.MaxCPUTime,
 		MemoryBytes: cfg.MaxMemoryBytes, Pids: cfg.MaxPids, OutputBytes: cfg.MaxOutputBytes}
+	traceSteps := conf.Knob("NODEX_DEBUG_SANDBOX_STEPS", conf.OSEnv()) != ""
+	if traceSteps {
+		log.Info("debug knobs set", "knobs", conf.Knobs())
+	}
 	ex, err := executor.New(executor.Config{InitPath: cfg.InitPath, Slots: cfg.Slots,
-		HostIDBase: cfg.HostIDBase, Defaults: ceiling, Insecure: cfg.Insecure, Logger: log})
+		HostIDBase: cfg.HostIDBase, Defaults: ceiling, Insecure: cfg.Insecure,
+		TraceSteps: traceSteps, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

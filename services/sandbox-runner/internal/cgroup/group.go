@@ -13,6 +13,8 @@ import (
 // Group is the set of per-controller folders of one run.
 type Group struct {
 	dirs map[string]hierarchyDir
+	// memoryBytes is the v1 memory limit written last, 0 before the first.
+	memoryBytes int64
 }
 
 type hierarchyDir struct {
@@ -62,16 +64,24 @@ func (g *Group) setLimits(lim Limits) error {
 	if d, ok := g.dirs[Memory]; ok && lim.MemoryBytes > 0 {
 		v := strconv.FormatInt(lim.MemoryBytes, 10)
 		if d.version == 1 {
-			if err := write(d.path, "memory.limit_in_bytes", v); err != nil {
-				return err
-			}
 			// Memory plus swap equal to memory: no swap. The file exists only with
-			// swap accounting enabled.
-			if _, err := os.Stat(filepath.Join(d.path, "memory.memsw.limit_in_bytes")); err == nil {
-				if err := write(d.path, "memory.memsw.limit_in_bytes", v); err != nil {
+			// swap accounting enabled. The kernel keeps the memory limit at or
+			// below memory plus swap, so raising a set limit writes that file first.
+			_, err := os.Stat(filepath.Join(d.path, "memory.memsw.limit_in_bytes"))
+			memsw := err == nil
+			files := []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes"}
+			if g.memoryBytes > 0 && lim.MemoryBytes > g.memoryBytes {
+				files[0], files[1] = files[1], files[0]
+			}
+			for _, f := range files {
+				if f == "memory.memsw.limit_in_bytes" && !memsw {
+					continue
+				}
+				if err := write(d.path, f, v); err != nil {
 					return err
 				}
 			}
+			g.memoryBytes = lim.MemoryBytes
 			_ = write(d.path, "memory.swappiness", "0")
 		} else {
 			if err := write(d.path, "memory.max", v); err != nil {

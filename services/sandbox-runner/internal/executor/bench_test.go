@@ -2,12 +2,17 @@ package executor
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nodexsec/nodex/libs/conf"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/proto"
 )
 
 // bwrapArgs runs python3 under bubblewrap with a read-only /usr, the
@@ -16,6 +21,34 @@ var bwrapArgs = []string{"--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/
 	"--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--proc", "/proc",
 	"--dev", "/dev", "--tmpfs", "/tmp", "--unshare-all", "--die-with-parent", "--new-session",
 	"/usr/bin/python3", "-c", "pass"}
+
+// stepTable collects the steps of many runs, by name in the order of the
+// first run. Steps before run_start ran while the init waited for its run.
+type stepTable struct {
+	names []string
+	gaps  map[string][]time.Duration
+}
+
+func (t *stepTable) add(steps []proto.Step) {
+	if t.gaps == nil {
+		t.gaps = map[string][]time.Duration{}
+	}
+	for i := 1; i < len(steps); i++ {
+		name := steps[i].Name
+		if _, ok := t.gaps[name]; !ok {
+			t.names = append(t.names, name)
+		}
+		t.gaps[name] = append(t.gaps[name], time.Duration(steps[i].Ns-steps[i-1].Ns))
+	}
+}
+
+func (t *stepTable) String() string {
+	var sb strings.Builder
+	for _, name := range t.names {
+		fmt.Fprintf(&sb, "  %-24s %8.3f ms\n", name, ms(median(t.gaps[name])))
+	}
+	return sb.String()
+}
 
 func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
@@ -34,9 +67,11 @@ func BenchmarkSpawnOverhead(b *testing.B) {
 	if err != nil {
 		b.Fatal("bwrap not found: install Debian's bubblewrap (make deps)")
 	}
-	e := newTestExecutor(b, 1)
+	trace := conf.Knob("NODEX_DEBUG_SANDBOX_STEPS", conf.OSEnv()) != ""
+	e := newTestExecutorWith(b, Config{Slots: 1, TraceSteps: trace})
 	spec := Spec{Argv: []string{"/usr/bin/python3", "-c", "pass"}}
 	var bare, bw, sb []time.Duration
+	steps := stepTable{}
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
 		if err := exec.Command("/usr/bin/python3", "-c", "pass").Run(); err != nil {
@@ -56,6 +91,11 @@ func BenchmarkSpawnOverhead(b *testing.B) {
 			b.Fatalf("sandbox run: %v %+v", err, res)
 		}
 		sb = append(sb, time.Since(start))
+		steps.add(res.Steps)
+		e.waitIdle()
+	}
+	if trace {
+		b.Log("median time of each sandbox step since the step before:\n" + steps.String())
 	}
 	mb, mw, ms_ := median(bare), median(bw), median(sb)
 	b.ReportMetric(ms(mb), "bare-ms")

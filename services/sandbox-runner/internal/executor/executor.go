@@ -38,7 +38,10 @@ type Config struct {
 	// Insecure runs programs without any sandbox. Development only; every run
 	// under it is logged as insecure.
 	Insecure bool
-	Logger   *slog.Logger
+	// TraceSteps fills [Result.Steps]; the service sets it from the
+	// NODEX_DEBUG_SANDBOX_STEPS knob.
+	TraceSteps bool
+	Logger     *slog.Logger
 }
 
 // Executor runs programs in sandboxes. It is safe for concurrent use.
@@ -52,9 +55,15 @@ type Executor struct {
 	etcLinks map[string]string
 	rootful  bool
 
-	// warm holds each slot's init started ahead of time (nil when starting it
-	// failed); a slot always has one in it or on its way.
+	// warm holds each slot's inits started ahead of time (nil when starting
+	// one failed); a slot always has preparedPerSlot in it or on their way.
 	warm []chan *sandboxProc
+
+	// cleanups counts the inits of finished runs whose exit and cgroup
+	// removal are still under way.
+	cleanups sync.WaitGroup
+	// preparing counts the inits being started ahead of their runs.
+	preparing sync.WaitGroup
 
 	mu     sync.Mutex
 	runs   map[string]*activeRun
@@ -125,12 +134,14 @@ func New(cfg Config) (*Executor, error) {
 	return e, nil
 }
 
-// prewarmAll gives every slot its first init.
+// prewarmAll gives every slot its first prepared inits.
 func (e *Executor) prewarmAll() {
 	e.warm = make([]chan *sandboxProc, e.cfg.Slots)
 	for slot := range e.warm {
-		e.warm[slot] = make(chan *sandboxProc, 1)
-		e.prewarm(slot)
+		e.warm[slot] = make(chan *sandboxProc, preparedPerSlot)
+		for i := 0; i < preparedPerSlot; i++ {
+			e.prewarm(slot)
+		}
 	}
 }
 
@@ -225,6 +236,8 @@ func newRunID() string {
 // attempt the run, for example when ctx ended before a slot was free or a
 // cgroup or pipe could not be created.
 func (e *Executor) Run(ctx context.Context, spec Spec) (Result, error) {
+	var steps stepLog
+	steps.mark("run_start")
 	if spec.RunID == "" {
 		spec.RunID = newRunID()
 	}
@@ -240,6 +253,7 @@ func (e *Executor) Run(ctx context.Context, spec Spec) (Result, error) {
 		return Result{}, fmt.Errorf("waiting for a sandbox slot: %w", ctx.Err())
 	}
 	defer func() { e.slots <- slot }()
+	steps.mark("slot_taken")
 
 	if e.cfg.Insecure {
 		return e.runInsecure(ctx, spec, lim, argv, env, files)
@@ -250,13 +264,18 @@ func (e *Executor) Run(ctx context.Context, spec Spec) (Result, error) {
 	if closed {
 		return Result{}, ErrClosed
 	}
-	r := &run{e: e, spec: spec, lim: lim, slot: slot, started: time.Now()}
-	r.cfg = e.initConfig(spec, lim, argv, env, files)
-	sp, err := e.takeInit(slot)
+	r := &run{e: e, spec: spec, lim: lim, slot: slot, started: time.Now(), steps: steps}
+	r.cfg = initConfig(spec, lim, argv, env, files)
+	sp, err := e.takeInit(slot, spec.Layers)
 	if err != nil {
 		return Result{}, err
 	}
-	return r.execute(ctx, sp)
+	r.steps.mark("init_taken")
+	res, err := r.execute(ctx, sp)
+	if e.cfg.TraceSteps {
+		e.log.Debug("run steps", "run_id", spec.RunID, "steps", formatSteps(res.Steps))
+	}
+	return res, err
 }
 
 // run is the state of one sandboxed run.
@@ -267,6 +286,7 @@ type run struct {
 	slot    int
 	cfg     proto.Config
 	started time.Time
+	steps   stepLog
 
 	group *cgroup.Group
 	// cpuBase is the CPU time the init used before the run, while it waited
@@ -309,7 +329,8 @@ func (e *Executor) unregister(id string) {
 
 // supervise enforces the wall and CPU limits until PID 1 exits, then collects
 // the outputs, the init's status and the cgroup's counters.
-func (r *run) supervise(ctx context.Context, p *pipes, res Result) (Result, error) {
+func (r *run) supervise(ctx context.Context, sp *sandboxProc, res Result) (Result, error) {
+	p := sp.pipes
 	stdout := newCappedBuffer(r.lim.OutputBytes, func() { r.killWith(ReasonOutputLimit) })
 	stderr := newCappedBuffer(r.lim.OutputBytes, func() { r.killWith(ReasonOutputLimit) })
 	var drained sync.WaitGroup
@@ -317,16 +338,30 @@ func (r *run) supervise(ctx context.Context, p *pipes, res Result) (Result, erro
 	go func() { defer drained.Done(); stdout.drain(p.stdoutR) }()
 	go func() { defer drained.Done(); stderr.drain(p.stderrR) }()
 
-	exited := make(chan struct{})
-	go func() { _, _ = r.proc.Wait(); close(exited) }()
-
-	r.watch(ctx, exited)
+	// The init writes its status once it has reaped every other process of
+	// the sandbox, and it exits right after. So the run is over when the
+	// status is in, and cleanUp waits for the init's exit, in which the kernel
+	// tears its namespaces down. An init that was killed or failed sends no
+	// status. Its run is over only when it has exited, because the kernel
+	// kills the rest of its PID namespace before that.
+	statusIn := make(chan statusRead, 1)
+	go func() { statusIn <- readStatus(p.statusR) }()
+	in := r.watch(ctx, statusIn)
+	if !in.ok {
+		<-sp.exited
+	}
+	status := in.status
 	res.WallTime = time.Since(r.started)
-	p.lifeW.Close()
+	r.steps.mark("status_read")
 
-	status := readStatus(p.statusR)
+	// The init closes its stdout and stderr before it writes the status.
 	drained.Wait()
+	r.steps.mark("output_drained")
 	stats := r.group.Stats()
+	r.steps.mark("stats_read")
+	if r.e.cfg.TraceSteps {
+		res.Steps = mergeSteps(sp.steps, status.Steps, r.steps)
+	}
 
 	res.Stdout, res.StdoutTruncated = stdout.result()
 	res.Stderr, res.StderrTruncated = stderr.result()
@@ -341,15 +376,17 @@ func (r *run) supervise(ctx context.Context, p *pipes, res Result) (Result, erro
 	return res, nil
 }
 
-func (r *run) watch(ctx context.Context, exited <-chan struct{}) {
+// watch enforces the wall and CPU limits until the init's status is in, and
+// returns it.
+func (r *run) watch(ctx context.Context, statusIn <-chan statusRead) statusRead {
 	wall := time.NewTimer(r.lim.WallTime)
 	defer wall.Stop()
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
-		case <-exited:
-			return
+		case st := <-statusIn:
+			return st
 		case <-wall.C:
 			r.killWith(ReasonTimeout)
 		case <-ctx.Done():
@@ -367,12 +404,18 @@ func (r *run) watch(ctx context.Context, exited <-chan struct{}) {
 	}
 }
 
-func readStatus(f io.Reader) proto.Status {
+// statusRead is the init's status; ok is false when the init ended without one.
+type statusRead struct {
+	status proto.Status
+	ok     bool
+}
+
+func readStatus(f io.Reader) statusRead {
 	var st proto.Status
 	if err := json.NewDecoder(f).Decode(&st); err != nil {
-		st.Error = "sandbox-init ended without a status"
+		return statusRead{status: proto.Status{Error: "sandbox-init ended without a status"}}
 	}
-	return st
+	return statusRead{status: st, ok: true}
 }
 
 // classify picks the reason a run ended: a kill by the runner first, then the

@@ -10,26 +10,51 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nodexsec/nodex/services/sandbox-runner/internal/cgroup"
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/proto"
 )
 
-// sandboxProc is a started sandbox-init that waits for its config: PID 1 of
-// fresh namespaces with the slot's id map, attached to a fresh cgroup that
-// has no limits yet.
+// sandboxProc is a started sandbox-init that prepares the sandbox and then
+// waits for its run: PID 1 of fresh namespaces with the slot's id map,
+// attached to a fresh cgroup that has the default limits.
 type sandboxProc struct {
 	group *cgroup.Group
-	pipes *pipes
-	proc  *os.Process
-	pidfd int
+	// limits are the limits written to group so far.
+	limits cgroup.Limits
+	layers proto.Layers
+	pipes  *pipes
+	proc   *os.Process
+	pidfd  int
+	steps  stepLog
+	// exited is closed when proc has exited and been waited for; execute
+	// starts the wait.
+	exited chan struct{}
+	// replace tells cleanUp to prepare a new init for slot.
+	replace bool
+	slot    int
 }
 
-// spawnInit starts a sandbox-init for slot. Its cgroup name is random, since
-// the run it will serve is not known yet.
-func (e *Executor) spawnInit(slot int) (*sandboxProc, error) {
-	group, err := e.cgroups.Create(newRunID(), cgroup.Limits{})
+// cgroupLimits returns the cgroup limits of a run with limits lim.
+func cgroupLimits(lim Limits, layers proto.Layers) cgroup.Limits {
+	if layers.NoCgroupLimits {
+		return cgroup.Limits{}
+	}
+	return cgroup.Limits{MemoryBytes: lim.MemoryBytes, Pids: lim.Pids, CPUCores: 1}
+}
+
+// spawnInit starts a sandbox-init for slot, for runs with the given layers,
+// and sends it the prepare message. Its cgroup name is random, since the run
+// it will serve is not known yet, and its limits are the defaults, which most
+// runs keep.
+func (e *Executor) spawnInit(slot int, layers proto.Layers) (*sandboxProc, error) {
+	sp := &sandboxProc{layers: layers, pidfd: -1}
+	sp.steps.mark("spawn_start")
+	sp.limits = cgroupLimits(e.cfg.Defaults, layers)
+	group, err := e.cgroups.Create(newRunID(), sp.limits)
 	if err != nil {
 		return nil, err
 	}
-	sp := &sandboxProc{group: group, pidfd: -1}
+	sp.group = group
+	sp.steps.mark("cgroup_created")
 	if sp.pipes, err = openPipes(); err != nil {
 		sp.discard()
 		return nil, err
@@ -53,23 +78,38 @@ func (e *Executor) spawnInit(slot int) (*sandboxProc, error) {
 		sp.discard()
 		return nil, fmt.Errorf("starting sandbox-init: %w", err)
 	}
+	sp.steps.mark("init_spawned")
 	// On v1 a process's earlier charges stay where they were, so the init is
-	// attached before it reads its config and allocates for the run. It blocks
-	// on the config until then.
+	// attached before it reads the prepare message and allocates. It blocks on
+	// that message until then.
 	if err := group.Attach(sp.proc.Pid); err != nil {
 		sp.discard()
 		return nil, fmt.Errorf("attaching sandbox to cgroups: %w", err)
 	}
+	sp.steps.mark("init_attached")
+	// The message is a few KiB, well under a pipe's buffer, so the write does
+	// not wait for the init.
+	if err := json.NewEncoder(p.configW).Encode(e.prepareMessage(layers)); err != nil {
+		sp.discard()
+		return nil, fmt.Errorf("sending the prepare message to sandbox-init: %w", err)
+	}
+	sp.steps.mark("prepare_sent")
 	return sp, nil
 }
 
-// sendConfig hands the init its config; the init then builds the sandbox and
-// starts the program.
-func (sp *sandboxProc) sendConfig(cfg any) {
+// sendConfig hands the init its run's config; the init then mounts the run's
+// file systems and starts the program. The encoding happens here and the write
+// in the background, since the program's files may exceed a pipe's buffer.
+func (sp *sandboxProc) sendConfig(cfg *proto.Config) error {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("encoding the sandbox config: %w", err)
+	}
 	go func() {
-		_ = json.NewEncoder(sp.pipes.configW).Encode(cfg)
+		_, _ = sp.pipes.configW.Write(b)
 		sp.pipes.configW.Close()
 	}()
+	return nil
 }
 
 // discard kills the init if it runs, waits for it, and releases its pipes,
@@ -126,30 +166,47 @@ func (e *Executor) sysProcAttr(slot int, pidfd *int) *syscall.SysProcAttr {
 // and supervises the run to its end.
 func (r *run) execute(ctx context.Context, sp *sandboxProc) (Result, error) {
 	res := Result{RunID: r.spec.RunID, Limits: r.lim}
-	defer func() {
-		_ = unix.Close(sp.pidfd)
-		sp.pidfd = -1
-		sp.pipes.closeAll()
-		if err := sp.group.Remove(); err != nil {
-			r.e.log.Error("removing run cgroup", "run_id", r.spec.RunID, "error", err)
-		}
-	}()
+	sp.exited = make(chan struct{})
+	go func() { _, _ = sp.proc.Wait(); close(sp.exited) }()
+	defer r.e.cleanUp(sp, r.spec.RunID)
 	r.group, r.proc, r.pidfd = sp.group, sp.proc, sp.pidfd
 	r.cpuBase, _ = r.group.CPUTime()
-	limits := cgroup.Limits{MemoryBytes: r.lim.MemoryBytes, Pids: r.lim.Pids, CPUCores: 1}
-	if r.spec.Layers.NoCgroupLimits {
-		limits = cgroup.Limits{}
+	if want := cgroupLimits(r.lim, r.spec.Layers); want != sp.limits {
+		if err := r.group.SetLimits(want); err != nil {
+			_ = unix.PidfdSendSignal(sp.pidfd, unix.SIGKILL, nil, 0)
+			return res, err
+		}
 	}
-	err := r.group.SetLimits(limits)
-	if err != nil {
-		_ = unix.PidfdSendSignal(sp.pidfd, unix.SIGKILL, nil, 0)
-		_, _ = sp.proc.Wait()
-		return res, err
-	}
+	r.steps.mark("limits_set")
 	r.e.register(r)
 	defer r.e.unregister(r.spec.RunID)
-	sp.sendConfig(&r.cfg)
-	return r.supervise(ctx, sp.pipes, res)
+	if err := sp.sendConfig(&r.cfg); err != nil {
+		_ = unix.PidfdSendSignal(sp.pidfd, unix.SIGKILL, nil, 0)
+		return res, err
+	}
+	r.steps.mark("config_sent")
+	return r.supervise(ctx, sp, res)
+}
+
+// cleanUp waits, in the background, for the init of a finished run to exit,
+// then releases its pipes and pidfd and removes its cgroups. The run's other
+// processes are gone by then (see supervise). Close waits for every cleanUp.
+func (e *Executor) cleanUp(sp *sandboxProc, runID string) {
+	e.cleanups.Add(1)
+	go func() {
+		defer e.cleanups.Done()
+		if sp.replace {
+			e.prewarm(sp.slot)
+		}
+		// Closing the lifeline makes an init that is still running kill its
+		// namespace and exit.
+		sp.pipes.lifeW.Close()
+		<-sp.exited
+		sp.release()
+		if err := sp.group.Remove(); err != nil {
+			e.log.Error("removing run cgroup", "run_id", runID, "error", err)
+		}
+	}()
 }
 
 type pipes struct {

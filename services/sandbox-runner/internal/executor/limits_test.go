@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -189,5 +190,38 @@ func TestOutputCapKillsAndTruncates(t *testing.T) {
 	if !res.StdoutTruncated || len(res.Stdout) != 64<<10 {
 		t.Errorf("got %d bytes, truncated %v; want exactly %d bytes, truncated", len(res.Stdout),
 			res.StdoutTruncated, 64<<10)
+	}
+}
+
+// TestAddressSpaceLimitSetBeforeExec checks that a shell starts with its
+// address-space limit, soft and hard, at four times the memory limit: the
+// program's process sets it on itself before exec, so the shell never runs
+// without it. With the rlimit layer off the limit is gone.
+func TestAddressSpaceLimitSetBeforeExec(t *testing.T) {
+	e := newTestExecutor(t, 1)
+	spec := Spec{Runtime: RuntimeSh, Entrypoint: "main.sh", Limits: Limits{MemoryBytes: 64 << 20},
+		Files: []proto.File{{Path: "main.sh", Data: []byte("ulimit -S -v\nulimit -H -v\n")}}}
+	const want = "262144\n262144\n" // KiB
+	if res := runSpec(t, e, spec); string(res.Stdout) != want {
+		t.Errorf("got %q (reason %s, %s), want %q", res.Stdout, res.Reason, res.Stderr, want)
+	}
+	spec.Layers.NoRlimits = true
+	if res := runSpec(t, e, spec); string(res.Stdout) == want {
+		t.Errorf("got %q with rlimits off, want no limit", res.Stdout)
+	}
+}
+
+// TestMemoryLimitAboveDefault runs with a memory limit above the executor's
+// default, which the prepared init's cgroup already has, so the runner must
+// raise it: a program that touches more than the default must then pass.
+func TestMemoryLimitAboveDefault(t *testing.T) {
+	e := newTestExecutor(t, 1)
+	spec := pythonSpec("b = bytearray(" + strconv.FormatInt(DefaultLimits.MemoryBytes*3/2, 10) +
+		")\nprint(len(b) > 0)\n")
+	spec.Limits.MemoryBytes = 2 * DefaultLimits.MemoryBytes
+	res := runSpec(t, e, spec)
+	if res.Reason != ReasonExited || string(res.Stdout) != "True\n" {
+		t.Errorf("got reason %s, output %q (%s), want a clean exit printing True", res.Reason,
+			res.Stdout, res.Stderr)
 	}
 }

@@ -64,8 +64,16 @@ var testIDBase = 1<<21 + (os.Getpid()%8192)*64
 
 func newTestExecutor(t testing.TB, slots int) *Executor {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	e, err := New(Config{InitPath: initPath, Slots: slots, HostIDBase: testIDBase, Logger: log})
+	return newTestExecutorWith(t, Config{Slots: slots})
+}
+
+// newTestExecutorWith returns an executor with cfg and the test's init,
+// host ids and logger.
+func newTestExecutorWith(t testing.TB, cfg Config) *Executor {
+	t.Helper()
+	cfg.InitPath, cfg.HostIDBase = initPath, testIDBase
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	e, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -138,27 +138,36 @@ func rlimits(spec *Spec, lim Limits) []proto.Rlimit {
 	return out
 }
 
-func (e *Executor) initConfig(spec Spec, lim Limits, argv, env []string, files []proto.File) proto.Config {
-	uid := programID
-	if !e.rootful {
-		uid = 0
-	}
+// initConfig returns the run's config for sandbox-init.
+func initConfig(spec Spec, lim Limits, argv, env []string, files []proto.File) proto.Config {
 	return proto.Config{
-		Hostname:  "sandbox",
 		Argv:      argv,
 		Env:       env,
 		Dir:       "/work",
-		UID:       uid,
-		GID:       uid,
 		Files:     files,
 		Stdin:     spec.Stdin,
-		EtcFiles:  etcFiles(uid),
-		EtcLinks:  e.etcLinks,
 		WorkBytes: lim.WorkBytes, WorkInodes: lim.WorkInodes,
 		TmpBytes: lim.TmpBytes, TmpInodes: lim.WorkInodes,
 		ShmBytes: min(lim.TmpBytes, 16<<20),
 		Rlimits:  rlimits(&spec, lim),
-		Layers:   spec.Layers,
+	}
+}
+
+// prepareMessage returns the part of every run's setup that does not depend
+// on the run, for an init that will serve runs with the given layers.
+func (e *Executor) prepareMessage(layers proto.Layers) proto.Prepare {
+	uid := programID
+	if !e.rootful {
+		uid = 0
+	}
+	return proto.Prepare{
+		Hostname:   "sandbox",
+		UID:        uid,
+		GID:        uid,
+		EtcFiles:   etcFiles(uid),
+		EtcLinks:   e.etcLinks,
+		Layers:     layers,
+		TraceSteps: e.cfg.TraceSteps,
 	}
 }
 

@@ -43,3 +43,20 @@ func TestNewRejectsMissingInit(t *testing.T) {
 		t.Errorf("got %v, want ErrNoSandbox", err)
 	}
 }
+
+// TestMissingProgramFailsSetup checks that an exec that fails ends the run
+// as a setup failure naming the program, and that the next run works.
+func TestMissingProgramFailsSetup(t *testing.T) {
+	e := newTestExecutor(t, 1)
+	res := runSpec(t, e, Spec{Argv: []string{"/usr/bin/does-not-exist"}})
+	if res.Reason != ReasonSetupFailed {
+		t.Errorf("got reason %s, want %s", res.Reason, ReasonSetupFailed)
+	}
+	const want = "starting /usr/bin/does-not-exist: no such file or directory"
+	if res.Error != want {
+		t.Errorf("got error %q, want %q", res.Error, want)
+	}
+	if res = runSpec(t, e, pythonSpec("print('ok')")); string(res.Stdout) != "ok\n" {
+		t.Errorf("next run: got output %q (reason %s), want ok", res.Stdout, res.Reason)
+	}
+}

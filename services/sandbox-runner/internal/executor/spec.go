@@ -94,4 +94,9 @@ type Result struct {
 	Landlock int
 	Insecure bool
 	Limits   Limits
+
+	// Steps are the ends of the run's steps in time order, in the runner and
+	// in sandbox-init, from the start of the init that served the run; only
+	// with [Config.TraceSteps].
+	Steps []proto.Step
 }

@@ -1,21 +1,36 @@
 package executor
 
-import "errors"
+import (
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nodexsec/nodex/services/sandbox-runner/internal/proto"
+)
 
 // ErrClosed reports a run on a closed executor.
 var ErrClosed = errors.New("executor: closed")
 
-// Each slot keeps one sandbox-init started ahead of its next run: the clone
-// into new namespaces, the exec of sandbox-init and the cgroup attach (which
-// on cgroup v1 waits for an RCU grace period) then happen off the request's
-// path. A slot's next init is started as soon as its current one is taken,
-// so it runs beside the current run.
+// Each slot keeps preparedPerSlot sandbox-inits started ahead of its next
+// runs: the clone into new namespaces, the exec of sandbox-init, the cgroup
+// attach (which on cgroup v1 waits for an RCU grace period) and the init's
+// preparation of the root and of its restrictions then happen off the
+// request's path. A slot replaces the init a run took once that run is over,
+// so the preparation does not compete with the run for CPU time, and the
+// second prepared init serves a run that follows at once.
+
+// preparedPerSlot is how many inits each slot keeps prepared.
+const preparedPerSlot = 2
 
 // prewarm starts the next init of slot in the background. A failure leaves
 // nil, and the run then starts its init itself.
 func (e *Executor) prewarm(slot int) {
+	e.preparing.Add(1)
 	go func() {
-		sp, err := e.spawnInit(slot)
+		defer e.preparing.Done()
+		sp, err := e.spawnInit(slot, proto.Layers{})
 		if err != nil {
 			e.log.Warn("starting a sandbox ahead of time failed", "slot", slot, "error", err)
 			sp = nil
@@ -34,18 +49,60 @@ func (e *Executor) prewarm(slot int) {
 	}()
 }
 
-// takeInit returns the slot's prepared init, or starts one when preparing it
-// failed, and prepares the next.
-func (e *Executor) takeInit(slot int) (*sandboxProc, error) {
+// takeInit returns one of the slot's prepared inits, or starts one when
+// preparing it failed. The init's cleanUp prepares its replacement. A run
+// that switches layers off (only tests do) gets an init of its own, and the
+// prepared ones stay for the next runs.
+func (e *Executor) takeInit(slot int, layers proto.Layers) (*sandboxProc, error) {
+	if layers != (proto.Layers{}) {
+		return e.spawnInit(slot, layers)
+	}
 	sp := <-e.warm[slot]
-	e.prewarm(slot)
-	if sp != nil {
-		e.mu.Lock()
-		delete(e.idle, sp)
-		e.mu.Unlock()
+	if sp == nil {
+		sp, err := e.spawnInit(slot, proto.Layers{})
+		if err != nil {
+			e.prewarm(slot)
+			return nil, err
+		}
+		sp.replace, sp.slot = true, slot
 		return sp, nil
 	}
-	return e.spawnInit(slot)
+	e.mu.Lock()
+	delete(e.idle, sp)
+	e.mu.Unlock()
+	sp.replace, sp.slot = true, slot
+	return sp, nil
+}
+
+// waitIdle waits until the runs' inits are gone and every prepared init has
+// finished its preparation and waits for its config, so that a benchmark's
+// next measurement runs on a quiet machine. No run may be in progress.
+func (e *Executor) waitIdle() {
+	e.cleanups.Wait()
+	e.preparing.Wait()
+	e.mu.Lock()
+	var pids []int
+	for sp := range e.idle {
+		pids = append(pids, sp.proc.Pid)
+	}
+	e.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range pids {
+		for !readingConfig(pid) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+}
+
+// readingConfig reports whether process pid is blocked in read(2) on the
+// config descriptor, as /proc/<pid>/syscall shows ("0 0x3 ...").
+func readingConfig(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/syscall")
+	if err != nil {
+		return true // gone: nothing to wait for
+	}
+	f := strings.Fields(string(b))
+	return len(f) >= 2 && f[0] == "0" && f[1] == "0x"+strconv.Itoa(proto.ConfigFD)
 }
 
 // Close stops the executor: later runs fail with ErrClosed and the prepared
@@ -61,13 +118,16 @@ func (e *Executor) Close() error {
 	e.mu.Unlock()
 	var errs []error
 	for slot := range e.warm {
-		if sp := <-e.warm[slot]; sp != nil {
-			e.mu.Lock()
-			delete(e.idle, sp)
-			e.mu.Unlock()
-			errs = append(errs, sp.discard())
+		for i := 0; i < preparedPerSlot; i++ {
+			if sp := <-e.warm[slot]; sp != nil {
+				e.mu.Lock()
+				delete(e.idle, sp)
+				e.mu.Unlock()
+				errs = append(errs, sp.discard())
+			}
 		}
 	}
+	e.cleanups.Wait()
 	return errors.Join(errs...)
 }
 

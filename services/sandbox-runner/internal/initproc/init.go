@@ -27,6 +27,11 @@ import (
 func Main() int {
 	status := os.NewFile(proto.StatusFD, "status")
 	st := runInit()
+	// The runner takes the run as over when the status is in and its output
+	// pipes are at EOF, so the init lets go of them first. Nothing of the
+	// sandbox writes to them any more.
+	_ = unix.Close(1)
+	_ = unix.Close(2)
 	if err := json.NewEncoder(status).Encode(st); err != nil {
 		return 2
 	}
@@ -37,6 +42,7 @@ func runInit() *proto.Status {
 	// Every per-thread layer is set on this thread and the program is forked
 	// from it, so the main goroutine keeps it until the process exits.
 	runtime.LockOSThread()
+	mark("init_started")
 	st := &proto.Status{}
 	// The program must not inherit the runner's descriptors, nor any that the
 	// runner itself inherited without close-on-exec.
@@ -51,44 +57,65 @@ func runInit() *proto.Status {
 		st.Error = fmt.Sprintf("setting PID 1 not dumpable: %v", err)
 		return st
 	}
-	var cfg proto.Config
-	if err := json.NewDecoder(os.NewFile(proto.ConfigFD, "config")).Decode(&cfg); err != nil {
-		st.Error = fmt.Sprintf("reading config: %v", err)
+	dec := json.NewDecoder(os.NewFile(proto.ConfigFD, "config"))
+	var prep proto.Prepare
+	if err := dec.Decode(&prep); err != nil {
+		st.Error = fmt.Sprintf("reading the prepare message: %v", err)
 		return st
 	}
-	// The runner has attached this process to the run's cgroups before it sent
-	// the config, so the new cgroup namespace is rooted at the run's cgroup.
-	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-		st.Error = fmt.Sprintf("creating cgroup namespace: %v", err)
-		return st
+	mark("prepare_read")
+	if prep.TraceSteps {
+		defer func() { st.Steps = steps }()
 	}
-	// Children get a time namespace where the kernel has one (Linux 5.6+). It
-	// comes before setup, which sets the namespace limits to 0.
-	if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil && !errors.Is(err, unix.EINVAL) {
-		st.Error = fmt.Sprintf("creating time namespace: %v", err)
-		return st
-	}
-	if err := setup(&cfg); err != nil {
+	pr, err := prepare(&prep)
+	if err != nil {
 		st.Error = err.Error()
 		return st
 	}
-	runProgram(&cfg, st)
+	var cfg proto.Config
+	if err := dec.Decode(&cfg); err != nil {
+		st.Error = fmt.Sprintf("reading config: %v", err)
+		return st
+	}
+	mark("config_read")
+	if err := mountRunFS(&cfg, &prep); err != nil {
+		st.Error = err.Error()
+		return st
+	}
+	mark("work_written")
+	runProgram(pr, &cfg, st)
 	return st
 }
 
-func setup(cfg *proto.Config) error {
-	if err := buildRoot(cfg); err != nil {
-		return err
+// prepare builds everything that does not depend on the run: the namespaces
+// that only the init can create, the root (read-only, pivoted), the host
+// name, the dropped capability sets, the seccomp program and the fixed
+// Landlock rules.
+func prepare(prep *proto.Prepare) (*prepared, error) {
+	// The runner has attached this process to its cgroups before it sent the
+	// prepare message, so the new cgroup namespace is rooted at the run's cgroup.
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return nil, fmt.Errorf("creating cgroup namespace: %w", err)
 	}
-	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
-		return fmt.Errorf("setting host name: %w", err)
+	// Children get a time namespace where the kernel has one (Linux 5.6+). It
+	// comes before buildRoot, which sets the namespace limits to 0.
+	if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil && !errors.Is(err, unix.EINVAL) {
+		return nil, fmt.Errorf("creating time namespace: %w", err)
 	}
-	if !cfg.Layers.NoReadOnly {
+	mark("namespaces")
+	if err := buildRoot(prep); err != nil {
+		return nil, err
+	}
+	if err := unix.Sethostname([]byte(prep.Hostname)); err != nil {
+		return nil, fmt.Errorf("setting host name: %w", err)
+	}
+	if !prep.Layers.NoReadOnly {
 		if err := makeRootReadOnly(); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	mark("root_read_only")
+	return prepareRestrictions(prep)
 }
 
 // watchLifeline kills every process in the sandbox when the runner goes away.
@@ -100,16 +127,17 @@ func watchLifeline() {
 }
 
 // runProgram starts the program, waits for it and reaps every other process.
-func runProgram(cfg *proto.Config, st *proto.Status) {
+func runProgram(pr *prepared, cfg *proto.Config, st *proto.Status) {
 	if len(cfg.Argv) == 0 {
 		st.Error = "empty argv"
 		return
 	}
-	pid, listener, abi, err := startProgram(cfg)
+	pid, listener, abi, err := startProgram(pr, cfg)
 	if err != nil {
 		st.Error = err.Error()
 		return
 	}
+	mark("program_started")
 	st.Started = true
 	st.Landlock = abi
 
@@ -117,7 +145,8 @@ func runProgram(cfg *proto.Config, st *proto.Status) {
 	if listener >= 0 {
 		go answerNotifications(listener, &mu, st)
 	}
-	reap(pid, cfg.Layers.NoTreeKill, &mu, st)
+	reap(pid, pr.layers.NoTreeKill, &mu, st)
+	mark("reaped")
 }
 
 // answerNotifications records each filtered call before it replies EPERM, so
@@ -167,8 +196,11 @@ func reap(mainPID int, noTreeKill bool, mu *sync.Mutex, st *proto.Status) {
 			}
 		}
 		mu.Unlock()
-		if pid == mainPID && !noTreeKill {
-			_ = unix.Kill(-1, unix.SIGKILL)
+		if pid == mainPID {
+			mark("program_exited")
+			if !noTreeKill {
+				_ = unix.Kill(-1, unix.SIGKILL)
+			}
 		}
 	}
 }

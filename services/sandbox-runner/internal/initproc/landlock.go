@@ -49,15 +49,22 @@ func landlockABI() int {
 	return int(v)
 }
 
-// applyLandlock restricts the calling thread, and so the program it forks. The
-// program may read everywhere, execute only from /usr and /work, and write
-// only to /work, /tmp, /dev/shm and the devices. It gets no TCP and, from ABI
-// 6, no signals or abstract unix sockets outside the domain. The thread needs
-// no_new_privs set. It returns the ABI applied.
-func applyLandlock() (int, error) {
+// landlockRuleset is a Landlock ruleset under construction. The program may
+// read everywhere, execute only from /usr and /work, and write only to /work,
+// /tmp, /dev/shm and the devices. It gets no TCP and, from ABI 6, no signals
+// or abstract unix sockets outside the domain.
+type landlockRuleset struct {
+	fd  int
+	abi int
+	fs  uint64 // the handled file system rights
+}
+
+// newLandlockRuleset creates the ruleset with the rules for paths that exist
+// before the run: /, /usr and /dev. It returns nil without Landlock.
+func newLandlockRuleset() (*landlockRuleset, error) {
 	abi := landlockABI()
 	if abi == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	fs := uint64(llExecute | llReadFile | llReadDir | llWriteAll | llMakeChar | llMakeBlock)
 	if abi >= 2 {
@@ -83,32 +90,52 @@ func applyLandlock() (int, error) {
 	rfd, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET,
 		uintptr(unsafe.Pointer(&attr[0])), uintptr(size), 0)
 	if errno != 0 {
-		return 0, fmt.Errorf("creating landlock ruleset: %w", errno)
+		return nil, fmt.Errorf("creating landlock ruleset: %w", errno)
 	}
-	defer unix.Close(int(rfd))
-
+	rs := &landlockRuleset{fd: int(rfd), abi: abi, fs: fs}
 	read := uint64(llReadFile | llReadDir)
-	writable := fs &^ (llMakeChar | llMakeBlock | llIoctlDev)
-	rules := []struct {
-		path   string
-		access uint64
-	}{
+	if err := rs.add([]landlockRule{
 		{"/", read},
 		{"/usr", read | llExecute},
-		{"/work", writable},
-		{"/tmp", writable &^ llExecute},
 		{"/dev", read | llWriteFile | (fs & (llTruncate | llIoctlDev))},
-		{"/dev/shm", writable &^ llExecute},
+	}); err != nil {
+		unix.Close(rs.fd)
+		return nil, err
 	}
+	return rs, nil
+}
+
+type landlockRule struct {
+	path   string
+	access uint64
+}
+
+func (rs *landlockRuleset) add(rules []landlockRule) error {
 	for _, r := range rules {
-		if err := addPathRule(int(rfd), r.path, r.access); err != nil {
-			return 0, err
+		if err := addPathRule(rs.fd, r.path, r.access); err != nil {
+			return err
 		}
 	}
-	if err := thisThread(unix.SYS_LANDLOCK_RESTRICT_SELF, rfd, 0, 0); err != nil {
+	return nil
+}
+
+// restrictSelf adds the rules for the run's file systems, which must be
+// mounted by now, and restricts the calling thread, and so the program it
+// forks. The thread needs no_new_privs set. It returns the ABI applied.
+func (rs *landlockRuleset) restrictSelf() (int, error) {
+	defer unix.Close(rs.fd)
+	writable := rs.fs &^ (llMakeChar | llMakeBlock | llIoctlDev)
+	if err := rs.add([]landlockRule{
+		{"/work", writable},
+		{"/tmp", writable &^ llExecute},
+		{"/dev/shm", writable &^ llExecute},
+	}); err != nil {
+		return 0, err
+	}
+	if err := thisThread(unix.SYS_LANDLOCK_RESTRICT_SELF, uintptr(rs.fd), 0, 0); err != nil {
 		return 0, fmt.Errorf("restricting with landlock: %w", err)
 	}
-	return abi, nil
+	return rs.abi, nil
 }
 
 func addPathRule(rulesetFD int, path string, access uint64) error {

@@ -63,8 +63,10 @@ func bindReadOnly(src, dst string) error {
 	return setattr(dst, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, true)
 }
 
-// buildRoot builds the sandbox's file system view and pivots into it.
-func buildRoot(cfg *proto.Config) error {
+// buildRoot builds the part of the sandbox's file system view that does not
+// depend on the run and pivots into it. The run's own file systems come
+// later, from mountRunFS.
+func buildRoot(prep *proto.Prepare) error {
 	ldCache, err := os.ReadFile("/etc/ld.so.cache")
 	if err != nil {
 		return fmt.Errorf("reading /etc/ld.so.cache: %w", err)
@@ -76,19 +78,35 @@ func buildRoot(cfg *proto.Config) error {
 		"size=4m,nr_inodes=4096,mode=0755"); err != nil {
 		return err
 	}
-	steps := []func(*proto.Config) error{mountUsr, mountWorkAndTmp, mountDev, mountProc}
-	for _, step := range steps {
-		if err := step(cfg); err != nil {
-			return err
-		}
-	}
-	if err := writeEtc(cfg, ldCache); err != nil {
+	if err := mountUsr(); err != nil {
 		return err
 	}
-	return pivot()
+	mark("usr_bound")
+	for _, dir := range []string{"work", "tmp"} {
+		if err := os.Mkdir(newRoot+"/"+dir, 0o755); err != nil {
+			return fmt.Errorf("creating /%s: %w", dir, err)
+		}
+	}
+	if err := mountDev(); err != nil {
+		return err
+	}
+	mark("dev_built")
+	if err := mountProc(prep); err != nil {
+		return err
+	}
+	mark("proc_mounted")
+	if err := writeEtc(prep, ldCache); err != nil {
+		return err
+	}
+	mark("etc_written")
+	if err := pivot(); err != nil {
+		return err
+	}
+	mark("pivoted")
+	return nil
 }
 
-func mountUsr(*proto.Config) error {
+func mountUsr() error {
 	if err := os.Mkdir(newRoot+"/usr", 0o755); err != nil {
 		return fmt.Errorf("creating /usr: %w", err)
 	}
@@ -121,32 +139,35 @@ func mountUsr(*proto.Config) error {
 	return nil
 }
 
-func mountWorkAndTmp(cfg *proto.Config) error {
+// mountRunFS mounts the run's size-limited tmpfs file systems on /work, /tmp
+// and /dev/shm, after the pivot and under the read-only root, and writes the
+// program's files into /work.
+func mountRunFS(cfg *proto.Config, prep *proto.Prepare) error {
 	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
 	for _, m := range []struct {
 		dir           string
 		bytes, inodes int64
 		mode          string
 	}{
-		{"work", cfg.WorkBytes, cfg.WorkInodes, "0755"},
-		{"tmp", cfg.TmpBytes, cfg.TmpInodes, "1777"},
+		{"/work", cfg.WorkBytes, cfg.WorkInodes, "0755"},
+		{"/tmp", cfg.TmpBytes, cfg.TmpInodes, "1777"},
 	} {
-		dst := newRoot + "/" + m.dir
-		if err := os.Mkdir(dst, 0o755); err != nil {
-			return fmt.Errorf("creating /%s: %w", m.dir, err)
-		}
 		data := fmt.Sprintf("size=%d,nr_inodes=%d,mode=%s,uid=%d,gid=%d",
-			m.bytes, m.inodes, m.mode, cfg.UID, cfg.GID)
-		if err := mountAt("tmpfs", dst, "tmpfs", flags, data); err != nil {
+			m.bytes, m.inodes, m.mode, prep.UID, prep.GID)
+		if err := mountAt("tmpfs", m.dir, "tmpfs", flags, data); err != nil {
 			return err
 		}
 	}
-	return writeFiles(cfg)
+	data := fmt.Sprintf("size=%d,nr_inodes=1024,mode=1777", cfg.ShmBytes)
+	if err := mountAt("tmpfs", "/dev/shm", "tmpfs", flags, data); err != nil {
+		return err
+	}
+	return writeFiles(cfg, prep.UID, prep.GID)
 }
 
 // writeFiles writes the program's files into /work, owned by the program's user.
-func writeFiles(cfg *proto.Config) error {
-	work := newRoot + "/work"
+func writeFiles(cfg *proto.Config, uid, gid int) error {
+	const work = "/work"
 	for _, f := range cfg.Files {
 		rel := filepath.Clean(f.Path)
 		if filepath.IsAbs(rel) || rel == "." || strings.HasPrefix(rel, "..") {
@@ -164,7 +185,7 @@ func writeFiles(cfg *proto.Config) error {
 			return fmt.Errorf("writing %q: %w", f.Path, err)
 		}
 	}
-	return chownTree(work, cfg.UID, cfg.GID)
+	return chownTree(work, uid, gid)
 }
 
 func chownTree(root string, uid, gid int) error {
@@ -176,7 +197,7 @@ func chownTree(root string, uid, gid int) error {
 	})
 }
 
-func mountDev(cfg *proto.Config) error {
+func mountDev() error {
 	dev := newRoot + "/dev"
 	if err := os.Mkdir(dev, 0o755); err != nil {
 		return fmt.Errorf("creating /dev: %w", err)
@@ -211,11 +232,10 @@ func mountDev(cfg *proto.Config) error {
 	if err := os.Mkdir(dev+"/shm", 0o1777); err != nil {
 		return fmt.Errorf("creating /dev/shm: %w", err)
 	}
-	data := fmt.Sprintf("size=%d,nr_inodes=1024,mode=1777", cfg.ShmBytes)
-	return mountAt("tmpfs", dev+"/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, data)
+	return nil
 }
 
-func mountProc(cfg *proto.Config) error {
+func mountProc(prep *proto.Prepare) error {
 	proc := newRoot + "/proc"
 	if err := os.Mkdir(proc, 0o555); err != nil {
 		return fmt.Errorf("creating /proc: %w", err)
@@ -224,7 +244,7 @@ func mountProc(cfg *proto.Config) error {
 	if err := mountAt("proc", proc, "proc", flags, "hidepid=invisible"); err != nil {
 		return err
 	}
-	if cfg.Layers.NoProcMasks {
+	if prep.Layers.NoProcMasks {
 		return nil
 	}
 	for _, name := range userNamespaceLimits {
@@ -265,12 +285,12 @@ func mountProc(cfg *proto.Config) error {
 	return nil
 }
 
-func writeEtc(cfg *proto.Config, ldCache []byte) error {
+func writeEtc(prep *proto.Prepare, ldCache []byte) error {
 	etc := newRoot + "/etc"
 	if err := os.Mkdir(etc, 0o755); err != nil {
 		return fmt.Errorf("creating /etc: %w", err)
 	}
-	for name, body := range cfg.EtcFiles {
+	for name, body := range prep.EtcFiles {
 		if strings.Contains(name, "/") {
 			return fmt.Errorf("invalid /etc file name %q: must not contain a slash", name)
 		}
@@ -281,14 +301,19 @@ func writeEtc(cfg *proto.Config, ldCache []byte) error {
 	if err := os.WriteFile(etc+"/ld.so.cache", ldCache, 0o644); err != nil {
 		return fmt.Errorf("writing /etc/ld.so.cache: %w", err)
 	}
-	for rel, target := range cfg.EtcLinks {
+	// Most links share one folder (alternatives), so each folder is created once.
+	created := map[string]bool{etc: true}
+	for rel, target := range prep.EtcLinks {
 		clean := filepath.Clean(rel)
 		if filepath.IsAbs(clean) || strings.HasPrefix(clean, "..") {
 			return fmt.Errorf("invalid /etc link %q: must be relative and inside /etc", rel)
 		}
 		dst := filepath.Join(etc, clean)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return fmt.Errorf("creating folder for /etc/%s: %w", clean, err)
+		if dir := filepath.Dir(dst); !created[dir] {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("creating folder for /etc/%s: %w", clean, err)
+			}
+			created[dir] = true
 		}
 		if err := os.Symlink(target, dst); err != nil {
 			return fmt.Errorf("creating link /etc/%s: %w", clean, err)

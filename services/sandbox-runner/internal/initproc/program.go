@@ -5,7 +5,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -13,6 +12,42 @@ import (
 	"github.com/nodexsec/nodex/services/sandbox-runner/internal/proto"
 	"github.com/nodexsec/nodex/services/sandbox-runner/internal/seccomp"
 )
+
+// prepared holds what prepare built ahead of the run for startProgram.
+type prepared struct {
+	layers   proto.Layers
+	uid      int
+	gid      int
+	filter   []unix.SockFilter // nil without seccomp
+	landlock *landlockRuleset  // nil without Landlock
+	// handledSignals are the signals with a Go handler, for [child.handled].
+	handledSignals uint64
+}
+
+// prepareRestrictions empties the calling thread's capability bounding,
+// ambient and inheritable sets, builds the seccomp program and starts the
+// Landlock ruleset. None of these needs the run's config. The thread keeps
+// its effective set, so it can still mount the run's file systems.
+func prepareRestrictions(prep *proto.Prepare) (*prepared, error) {
+	pr := &prepared{layers: prep.Layers, uid: prep.UID, gid: prep.GID,
+		handledSignals: handledSignals()}
+	if !prep.Layers.NoCredDrop {
+		if err := dropInheritableCapabilities(); err != nil {
+			return nil, err
+		}
+	}
+	if !prep.Layers.NoSeccomp {
+		pr.filter = seccomp.Build()
+	}
+	if !prep.Layers.NoLandlock {
+		var err error
+		if pr.landlock, err = newLandlockRuleset(); err != nil {
+			return nil, err
+		}
+	}
+	mark("restrictions_prepared")
+	return pr, nil
+}
 
 // startProgram restricts the init's main thread with every layer that a child
 // inherits, then forks and execs the program from that thread as the program's
@@ -24,55 +59,57 @@ import (
 // happens on the calling thread. Restricting the init's thread rather than a
 // second exec'd stage saves a Go runtime start per run. Afterwards the thread
 // needs only wait4, kill and pipe writes, which the filter allows.
-func startProgram(cfg *proto.Config) (pid, listener, abi int, err error) {
+func startProgram(pr *prepared, cfg *proto.Config) (pid, listener, abi int, err error) {
 	stdin, err := openStdin(cfg.Stdin)
 	if err != nil {
 		return 0, -1, 0, err
 	}
 	defer stdin.Close()
 
-	listener, abi, err = restrictSelf(cfg)
+	listener, abi, err = restrictSelf(pr, cfg)
 	if err != nil {
 		return 0, -1, 0, err
 	}
-	attr := &os.ProcAttr{
-		Dir:   cfg.Dir,
-		Env:   cfg.Env,
-		Files: []*os.File{stdin, os.Stdout, os.Stderr},
-		Sys:   &syscall.SysProcAttr{Setsid: true},
-	}
-	if !cfg.Layers.NoCredDrop {
-		// An empty Groups makes the child call setgroups(0, NULL): the program
-		// keeps no supplementary group.
-		attr.Sys.Credential = &syscall.Credential{Uid: uint32(cfg.UID), Gid: uint32(cfg.GID),
-			Groups: []uint32{}}
-	}
-	p, err := os.StartProcess(cfg.Argv[0], cfg.Argv, attr)
+	mark("seccomp_installed")
+	c, err := newChild(cfg.Argv[0], cfg.Argv, cfg.Env, cfg.Dir)
 	if err != nil {
-		return 0, listener, abi, fmt.Errorf("starting %s: %w", cfg.Argv[0], err)
+		return 0, listener, abi, err
 	}
-	pid = p.Pid
-	_ = p.Release()
-	if err := limitAddressSpace(pid, cfg); err != nil {
-		_ = unix.Kill(pid, unix.SIGKILL)
-		return pid, listener, abi, err
+	c.stdin = int(stdin.Fd())
+	c.handled = pr.handledSignals
+	if !pr.layers.NoCredDrop {
+		c.setCred, c.uid, c.gid = true, uintptr(pr.uid), uintptr(pr.gid)
+	}
+	if !pr.layers.NoRlimits {
+		c.addressSpace = addressSpaceLimit(cfg)
+	}
+	if pid, err = forkExec(c); err != nil {
+		return 0, listener, abi, fmt.Errorf("starting %s: %w", cfg.Argv[0], err)
 	}
 	return pid, listener, abi, nil
 }
 
-// restrictSelf applies to the calling thread the layers the program inherits:
-// an empty capability bounding set, ambient and inheritable sets, the rlimits
-// (process wide), no_new_privs, Landlock and the seccomp filter (last).
-func restrictSelf(cfg *proto.Config) (listener, abi int, err error) {
-	if !cfg.Layers.NoCredDrop {
-		if err := dropInheritableCapabilities(); err != nil {
-			return -1, 0, err
+// addressSpaceLimit returns the run's RLIMIT_AS, or nil. The init cannot
+// lower its own: the Go runtime reserves over 1 GiB of address space, so any
+// later allocation of the init would fail. So the program's process sets it
+// on itself between fork and exec.
+func addressSpaceLimit(cfg *proto.Config) *unix.Rlimit {
+	for _, rl := range cfg.Rlimits {
+		if rl.Resource == unix.RLIMIT_AS {
+			return &unix.Rlimit{Cur: rl.Cur, Max: rl.Max}
 		}
 	}
-	if !cfg.Layers.NoRlimits {
+	return nil
+}
+
+// restrictSelf applies to the calling thread the layers the program inherits
+// that prepareRestrictions left: the rlimits (process wide), no_new_privs,
+// Landlock and the seccomp filter (last).
+func restrictSelf(pr *prepared, cfg *proto.Config) (listener, abi int, err error) {
+	if !pr.layers.NoRlimits {
 		for _, rl := range cfg.Rlimits {
 			if rl.Resource == unix.RLIMIT_AS {
-				continue // see limitAddressSpace
+				continue // see addressSpaceLimit
 			}
 			lim := unix.Rlimit{Cur: rl.Cur, Max: rl.Max}
 			if err := unix.Prlimit(0, rl.Resource, &lim, nil); err != nil {
@@ -80,46 +117,25 @@ func restrictSelf(cfg *proto.Config) (listener, abi int, err error) {
 			}
 		}
 	}
-	if !cfg.Layers.NoNewPrivsOff {
+	mark("rlimits_set")
+	if !pr.layers.NoNewPrivsOff {
 		if err := thisThread(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); err != nil {
 			return -1, 0, fmt.Errorf("setting no_new_privs: %w", err)
 		}
 	}
-	if !cfg.Layers.NoLandlock {
-		if abi, err = applyLandlock(); err != nil {
+	if pr.landlock != nil {
+		if abi, err = pr.landlock.restrictSelf(); err != nil {
 			return -1, 0, err
 		}
 	}
+	mark("landlock_applied")
 	listener = -1
-	if !cfg.Layers.NoSeccomp {
-		if listener, err = seccomp.Install(seccomp.Build()); err != nil {
+	if pr.filter != nil {
+		if listener, err = seccomp.Install(pr.filter); err != nil {
 			return -1, 0, err
 		}
 	}
 	return listener, abi, nil
-}
-
-// limitAddressSpace sets the program's address-space limit once it runs. The
-// init cannot lower its own: the Go runtime reserves over 1 GiB of address
-// space, so any later allocation of the init would fail.
-//
-// NOTE: the limit lands a few microseconds after the exec, while the dynamic
-// loader runs and before the interpreter reaches the program's code. The
-// memory cgroup bounds memory for the whole run.
-func limitAddressSpace(pid int, cfg *proto.Config) error {
-	if cfg.Layers.NoRlimits {
-		return nil
-	}
-	for _, rl := range cfg.Rlimits {
-		if rl.Resource != unix.RLIMIT_AS {
-			continue
-		}
-		lim := unix.Rlimit{Cur: rl.Cur, Max: rl.Max}
-		if err := unix.Prlimit(pid, unix.RLIMIT_AS, &lim, nil); err != nil {
-			return fmt.Errorf("setting the address-space limit: %w", err)
-		}
-	}
-	return nil
 }
 
 // thisThread runs a system call that sets a per-thread attribute on the

@@ -6,8 +6,9 @@ package proto
 // Descriptor numbers that sandbox-init inherits from the runner. Descriptors 0, 1
 // and 2 are stdin (/dev/null), stdout and stderr.
 const (
-	// ConfigFD carries one JSON [Config], written by the runner only after it has
-	// attached the init to the run's cgroups, so the init blocks until then.
+	// ConfigFD carries one JSON [Prepare], written by the runner only after it
+	// has attached the init to its cgroups, so the init blocks until then, and
+	// later one JSON [Config] for the run.
 	ConfigFD = 3
 	// StatusFD receives one JSON [Status] when the run ends.
 	StatusFD = 4
@@ -16,32 +17,46 @@ const (
 	LifelineFD = 5
 )
 
-// Config describes one sandbox run to sandbox-init.
-type Config struct {
+// Prepare is the first message on [ConfigFD]: the part of the sandbox that
+// does not depend on the run. The runner sends it as soon as it has attached
+// the init to its cgroups, so the init builds the root, pivots and prepares
+// its restrictions while it waits for a run.
+type Prepare struct {
 	Hostname string `json:"hostname"`
-
-	// Argv, Env and Dir describe the program; Argv[0] is an absolute path inside
-	// the sandbox.
-	Argv []string `json:"argv"`
-	Env  []string `json:"env"`
-	Dir  string   `json:"dir"`
 
 	// UID and GID are the ids inside the user namespace that the program runs as.
 	UID int `json:"uid"`
 	GID int `json:"gid"`
-
-	// Files are written into /work after the cgroup attach, so their pages are
-	// charged to the run.
-	Files []File `json:"files,omitempty"`
-
-	// Stdin is the program's standard input; empty means /dev/null.
-	Stdin []byte `json:"stdin,omitempty"`
 
 	// EtcFiles are the synthetic /etc, by file name (passwd, group, hosts).
 	EtcFiles map[string]string `json:"etc_files"`
 	// EtcLinks are symbolic links in /etc, by path relative to /etc (such as
 	// alternatives/awk), to their targets.
 	EtcLinks map[string]string `json:"etc_links,omitempty"`
+
+	// Layers switches isolation layers off. Only tests set it, to prove that a
+	// test fails without the layer it checks; the runner then starts an init
+	// for that run alone.
+	Layers Layers `json:"layers"`
+
+	// TraceSteps asks for [Status.Steps].
+	TraceSteps bool `json:"trace_steps,omitempty"`
+}
+
+// Config is the second message on [ConfigFD]: one sandbox run.
+type Config struct {
+	// Argv, Env and Dir describe the program; Argv[0] is an absolute path inside
+	// the sandbox.
+	Argv []string `json:"argv"`
+	Env  []string `json:"env"`
+	Dir  string   `json:"dir"`
+
+	// Files are written into /work once the run's limits are set, so their
+	// pages are charged to the run under its memory limit.
+	Files []File `json:"files,omitempty"`
+
+	// Stdin is the program's standard input; empty means /dev/null.
+	Stdin []byte `json:"stdin,omitempty"`
 
 	WorkBytes  int64 `json:"work_bytes"`
 	WorkInodes int64 `json:"work_inodes"`
@@ -50,10 +65,6 @@ type Config struct {
 	ShmBytes   int64 `json:"shm_bytes"`
 
 	Rlimits []Rlimit `json:"rlimits"`
-
-	// Layers switches isolation layers off. Only tests set it, to prove that a
-	// test fails without the layer it checks.
-	Layers Layers `json:"layers"`
 }
 
 // File is one file of the program, relative to /work.
@@ -108,6 +119,17 @@ type Status struct {
 
 	// Landlock is the Landlock ABI version applied, 0 when unavailable.
 	Landlock int `json:"landlock"`
+
+	// Steps are the ends of the init's set-up steps, sent only when
+	// [Prepare.TraceSteps] is set.
+	Steps []Step `json:"steps,omitempty"`
+}
+
+// Step is the end of one named set-up step, in CLOCK_MONOTONIC nanoseconds,
+// so that the runner's and the init's steps line up.
+type Step struct {
+	Name string `json:"name"`
+	Ns   int64  `json:"ns"`
 }
 
 // Denial is one system call denied by the seccomp filter.
