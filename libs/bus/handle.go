@@ -191,15 +191,24 @@ func runHandler(ctx context.Context, h Handler, req *Request) (any, func(), erro
 		result, err := h(ctx, req)
 		done <- outcome{result, err}
 	}()
-	select {
-	case o := <-done:
+	finished := func(o outcome) (any, func(), error) {
 		wait := func() {}
 		if o.err != nil && errs.From(o.err).Code == errs.Internal.Code &&
 			errors.Is(o.err, context.DeadlineExceeded) {
 			return nil, wait, errs.Timeout.Wrap(o.err)
 		}
 		return o.result, wait, o.err
+	}
+	select {
+	case o := <-done:
+		return finished(o)
 	case <-ctx.Done():
+	}
+	// A result that arrived with the deadline still counts.
+	select {
+	case o := <-done:
+		return finished(o)
+	default:
 		return nil, func() { <-done }, errs.Timeout.Wrap(fmt.Errorf("handler timed out: %w",
 			ctx.Err()))
 	}
