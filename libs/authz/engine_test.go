@@ -125,22 +125,47 @@ decision := {"allow": false} if input.resource.type == "key"
 }
 
 func TestDecideTimeoutDenies(t *testing.T) {
-	e := New(Options{Timeout: time.Millisecond})
 	// numbers.range over ten million elements takes far longer than 1 ms.
 	src := `package nodex.authz
 
 decision := {"allow": count([x | some x in numbers.range(1, 10000000)]) > 0}
 `
-	if err := e.Load(context.Background(), PolicySet{Modules: map[string]string{"a.rego": src}}); err != nil {
-		t.Fatalf("loading policy: %v", err)
+	tests := []struct {
+		name    string
+		timeout time.Duration // the engine's bound
+		ctx     time.Duration // the caller's deadline; 0 means none
+	}{
+		{"engine timeout", time.Millisecond, 0},
+		{"caller deadline", testTimeout, time.Millisecond},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := New(Options{Timeout: tt.timeout})
+			if err := e.Load(context.Background(),
+				PolicySet{Modules: map[string]string{"a.rego": src}}); err != nil {
+				t.Fatalf("loading policy: %v", err)
+			}
+			ctx := context.Background()
+			if tt.ctx > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.ctx)
+				defer cancel()
+			}
 
-	d, err := e.Decide(context.Background(), operatorInput())
-	if !errors.Is(err, ErrTimeout) {
-		t.Fatalf("got error %v, want ErrTimeout", err)
-	}
-	if d.Allow {
-		t.Error("got allow, want deny")
+			d, err := e.Decide(ctx, operatorInput())
+			if !errors.Is(err, ErrTimeout) {
+				t.Fatalf("got error %v, want ErrTimeout", err)
+			}
+			if d.Allow {
+				t.Error("got allow, want deny")
+			}
+			if len(d.Reasons) != 1 || !strings.Contains(d.Reasons[0], "timed out") {
+				t.Errorf("got reasons %q, want one that says the evaluation timed out", d.Reasons)
+			}
+			if d.ID == "" {
+				t.Error("got a decision without an id")
+			}
+		})
 	}
 }
 

@@ -348,12 +348,9 @@ func openOrCreateRegistry(ctx context.Context, js jetstream.JetStream, replicas 
 }
 
 // raiseReplicas raises every stream of the NODEX account below replicas
-// to replicas, at start and then every interval.
-//
-// NOTE: a service that calls CreateOrUpdate with its single-server
-// defaults at start lowers its stream back to one replica until the next
-// check, so a node lost in that window loses that stream's newest writes.
-// Services with a -replicas flag (keyvault, incident, monitor) avoid this.
+// to replicas, at start and then every interval. A restarted service does
+// not lower them again, because services update streams only through the
+// libs/bus Ensure helpers, which keep a higher replica count.
 func (b *Broker) raiseReplicas(ctx context.Context, replicas int, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()

@@ -7,11 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/libs/testkit"
 )
-
-var _ events.AsyncSink = (*Client)(nil)
 
 func TestPublishAsyncStoresOnce(t *testing.T) {
 	srv := testkit.NATSServer(t)

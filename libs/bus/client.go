@@ -32,7 +32,8 @@ type Config struct {
 	// Codec seals and opens envelopes as this identity.
 	Codec *envelope.Codec
 
-	// RequestTimeout bounds Request when ctx has no deadline. Default 5s.
+	// RequestTimeout bounds Request when ctx has no deadline, and a
+	// handler's work when a request lacks [HeaderTimeout]. Default 5s.
 	RequestTimeout time.Duration
 	// RequestsPerSecond and RequestBurst set each sender's token bucket on
 	// every subject this Client handles. Defaults 50 and 100.

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
@@ -43,7 +45,28 @@ func (r *Request) ID() string { return hex.EncodeToString(r.opened.Header.ID[:])
 // Handler handles one request. It returns the reply body (marshalled as JSON)
 // or an error: an *errs.Error is sent as that coded error, anything else as
 // errs.Internal, with the cause passed to Config.OnError only.
+//
+// ctx ends shortly before the requester stops waiting (see [HeaderTimeout]).
+// An uncoded error that wraps context.DeadlineExceeded is sent as
+// errs.Timeout. A handler still running when ctx ends gets errs.Timeout sent
+// in its place, and its result is discarded.
 type Handler func(ctx context.Context, req *Request) (any, error)
+
+// HeaderTimeout is the NATS header in which [Client.Request] sends the time
+// it will wait for the reply, in whole milliseconds. It is relative, so the
+// handler's deadline does not depend on the two parties' clocks agreeing.
+// It is not signed: a server that changes it can only make a handler stop
+// sooner or later, and it can already delay or drop the request itself.
+const HeaderTimeout = "Nodex-Timeout"
+
+// Bounds on a handler's time budget.
+const (
+	// maxHandlerBudget caps the budget that a header may ask for.
+	maxHandlerBudget = 10 * time.Minute
+	// maxReplyMargin caps the time kept back from a budget for sealing and
+	// sending the reply. Below the cap, a budget keeps back a tenth of itself.
+	maxReplyMargin = 500 * time.Millisecond
+)
 
 // Handle serves subject with h. A non-empty queue makes the replicas of a
 // service share requests. Up to Config.HandlerConcurrency requests run h at
@@ -64,9 +87,10 @@ func (c *Client) Handle(subject, queue string, h Handler) error {
 			<-slots
 			return
 		}
+		received := time.Now()
 		go func() {
 			defer func() { <-slots; c.inflight.Done() }()
-			c.serve(m, h)
+			c.serve(m, h, received)
 		}()
 	}
 	var (
@@ -90,8 +114,8 @@ func (c *Client) Handle(subject, queue string, h Handler) error {
 }
 
 // serve opens one request, applies the sender's rate limit, runs h and
-// sends the sealed reply.
-func (c *Client) serve(m *nats.Msg, h Handler) {
+// sends the sealed reply. received is when the subscription delivered m.
+func (c *Client) serve(m *nats.Msg, h Handler, received time.Time) {
 	ctx := extractTrace(context.Background(), m.Header)
 
 	ctx, span := startSpan(ctx, trace.SpanKindServer, "process", m.Subject, c.ID())
@@ -113,7 +137,13 @@ func (c *Client) serve(m *nats.Msg, h Handler) {
 			Subject: m.Subject, Sender: opened.Sender.ID, SenderKind: opened.Sender.Kind,
 			SenderRoles: opened.Sender.Roles, Body: opened.Body, opened: opened,
 		}
-		result, err = h(ctx, req)
+		hctx, cancel := handlerContext(ctx, m.Header, c.cfg.RequestTimeout, received,
+			opened.Header.Timestamp)
+		var wait func()
+		result, wait, err = runHandler(hctx, h, req)
+		// The handler keeps its slot until it returns, even after a timeout
+		// reply, so HandlerConcurrency and Drain still count it.
+		defer func() { wait(); cancel() }()
 		if errors.Is(err, envelope.ErrSchema) {
 			err = errs.InvalidRequest.Wrap(err)
 		}
@@ -128,6 +158,59 @@ func (c *Client) serve(m *nats.Msg, h Handler) {
 	}
 	if err := c.reply(ctx, opened, result); err != nil {
 		c.reportError(ctx, m.Subject, err)
+	}
+}
+
+// handlerContext returns the context a handler runs under. Its deadline is
+// the requester's budget from [HeaderTimeout] (fallback when the header is
+// missing or invalid), counted from when the request was sealed, less a
+// margin for the reply. The signed timestamp dates the sealing, but an
+// envelope accepts clocks that disagree by up to its freshness window, so at
+// most half the budget is counted as spent before received.
+func handlerContext(ctx context.Context, h nats.Header, fallback time.Duration,
+	received time.Time, sealedMs int64) (context.Context, context.CancelFunc) {
+	budget := fallback
+	if ms, err := strconv.ParseInt(h.Get(HeaderTimeout), 10, 64); err == nil && ms > 0 {
+		budget = min(time.Duration(ms)*time.Millisecond, maxHandlerBudget)
+	}
+	spent := min(max(received.Sub(time.UnixMilli(sealedMs)), 0), budget/2)
+	margin := min(budget/10, maxReplyMargin)
+
+	return context.WithDeadline(ctx, received.Add(budget-spent-margin))
+}
+
+// runHandler runs h and returns its result, or errs.Timeout when ctx ends
+// first. wait blocks until h has returned.
+func runHandler(ctx context.Context, h Handler, req *Request) (any, func(), error) {
+	type outcome struct {
+		result any
+		err    error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		result, err := h(ctx, req)
+		done <- outcome{result, err}
+	}()
+	finished := func(o outcome) (any, func(), error) {
+		wait := func() {}
+		if o.err != nil && errs.From(o.err).Code == errs.Internal.Code &&
+			errors.Is(o.err, context.DeadlineExceeded) {
+			return nil, wait, errs.Timeout.Wrap(o.err)
+		}
+		return o.result, wait, o.err
+	}
+	select {
+	case o := <-done:
+		return finished(o)
+	case <-ctx.Done():
+	}
+	// A result that arrived with the deadline still counts.
+	select {
+	case o := <-done:
+		return finished(o)
+	default:
+		return nil, func() { <-done }, errs.Timeout.Wrap(fmt.Errorf("handler timed out: %w",
+			ctx.Err()))
 	}
 }
 

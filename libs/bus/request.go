@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
@@ -49,6 +51,8 @@ func (c *Client) Request(ctx context.Context, subject, toRole string, req, resp 
 	}
 	msg := &nats.Msg{Subject: subject, Reply: inbox, Data: sealed.Frame, Header: nats.Header{}}
 	injectTrace(ctx, msg.Header)
+	deadline, _ := ctx.Deadline()
+	msg.Header.Set(HeaderTimeout, strconv.FormatInt(time.Until(deadline).Milliseconds(), 10))
 	if err := c.nc.PublishMsg(msg); err != nil {
 		return fmt.Errorf("publishing request on %s: %w", subject, err)
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nodexsec/nodex/libs/bus"
 )
 
 // StreamName is the JetStream stream that stores every security event.
@@ -61,11 +63,13 @@ func StreamConfig(o StreamOptions) jetstream.StreamConfig {
 }
 
 // EnsureStream creates NODEX_EVENTS, or updates it to the configuration of
-// o when it exists.
+// o when it exists. An existing stream keeps a higher replica count than o
+// requests (see [bus.EnsureStream]). Delete and purge stay denied, because
+// [StreamConfig] always sets both.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.Stream, error) {
-	s, err := js.CreateOrUpdateStream(ctx, StreamConfig(o))
+	s, err := bus.EnsureStream(ctx, js, StreamConfig(o))
 	if err != nil {
-		return nil, fmt.Errorf("events: ensuring stream %s: %w", StreamName, err)
+		return nil, fmt.Errorf("events: %w", err)
 	}
 
 	return s, nil

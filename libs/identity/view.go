@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nodexsec/nodex/libs/bus"
 )
 
 // Bucket is the JetStream KV bucket holding the registry.
@@ -25,16 +27,17 @@ const (
 )
 
 // EnsureBucket creates the registry bucket with file storage if it is
-// missing and returns it.
+// missing and returns it. It requests one replica, and an existing bucket
+// keeps a higher count (see [bus.EnsureKV]).
 func EnsureBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "NodeX identity registry, every value signed by the operator root key",
 		History:     8,
 		Storage:     jetstream.FileStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("creating KV bucket %s: %w", Bucket, err)
+		return nil, err
 	}
 
 	return kv, nil

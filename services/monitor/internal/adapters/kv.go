@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nodexsec/nodex/libs/bus"
 	"github.com/nodexsec/nodex/services/monitor/internal/app"
 	"github.com/nodexsec/nodex/services/monitor/internal/domain"
 )
@@ -27,10 +28,11 @@ type KVSeenStore struct {
 
 var _ app.SeenStore = (*KVSeenStore)(nil)
 
-// NewKVSeenStore creates or updates the MONITOR_SEEN bucket with ttl.
+// NewKVSeenStore creates or updates the MONITOR_SEEN bucket with ttl. An
+// existing bucket never loses replicas (see [bus.EnsureKV]).
 func NewKVSeenStore(ctx context.Context, js jetstream.JetStream, ttl time.Duration,
 	replicas int) (*KVSeenStore, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      SeenBucket,
 		Description: "ids of security events that became threat evidence",
 		TTL:         ttl,
@@ -39,7 +41,7 @@ func NewKVSeenStore(ctx context.Context, js jetstream.JetStream, ttl time.Durati
 		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("creating KV bucket %s: %w", SeenBucket, err)
+		return nil, err
 	}
 
 	return &KVSeenStore{kv: kv}, nil
@@ -89,9 +91,10 @@ type KVThreatStore struct {
 var _ app.ThreatStore = (*KVThreatStore)(nil)
 
 // NewKVThreatStore creates or updates the MONITOR_THREATS bucket with ttl.
+// An existing bucket never loses replicas (see [bus.EnsureKV]).
 func NewKVThreatStore(ctx context.Context, js jetstream.JetStream, ttl time.Duration,
 	replicas int) (*KVThreatStore, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      ThreatsBucket,
 		Description: "latest revision of each open threat",
 		TTL:         ttl,
@@ -100,7 +103,7 @@ func NewKVThreatStore(ctx context.Context, js jetstream.JetStream, ttl time.Dura
 		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("creating KV bucket %s: %w", ThreatsBucket, err)
+		return nil, err
 	}
 
 	return &KVThreatStore{kv: kv}, nil

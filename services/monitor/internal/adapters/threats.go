@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nodexsec/nodex/libs/bus"
 	"github.com/nodexsec/nodex/services/monitor/internal/app"
 	"github.com/nodexsec/nodex/services/monitor/internal/domain"
 )
@@ -40,15 +41,11 @@ func ThreatStreamConfig(replicas int) jetstream.StreamConfig {
 }
 
 // EnsureThreatStream creates NODEX_THREATS or updates it to
-// [ThreatStreamConfig].
+// [ThreatStreamConfig]. An existing stream never loses replicas (see
+// [bus.EnsureStream]).
 func EnsureThreatStream(ctx context.Context, js jetstream.JetStream,
 	replicas int) (jetstream.Stream, error) {
-	s, err := js.CreateOrUpdateStream(ctx, ThreatStreamConfig(replicas))
-	if err != nil {
-		return nil, fmt.Errorf("ensuring stream %s: %w", ThreatStream, err)
-	}
-
-	return s, nil
+	return bus.EnsureStream(ctx, js, ThreatStreamConfig(replicas))
 }
 
 // StreamThreatSink publishes threats as JSON on nodex.v1.threats.<type>,

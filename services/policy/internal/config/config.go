@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"time"
+
+	"github.com/nodexsec/nodex/libs/authz"
 )
 
 // ErrInvalid wraps every reason [Config.Validate] rejects a setting for.
@@ -17,7 +19,8 @@ var ErrInvalid = errors.New("policy: invalid configuration")
 type Config struct {
 	// QueueGroup is the NATS queue group the replicas share. Default "policy".
 	QueueGroup string
-	// DecideTimeout bounds one policy evaluation. Default 250ms.
+	// DecideTimeout bounds one policy evaluation. Default
+	// authz.DefaultTimeout (2s).
 	DecideTimeout time.Duration
 	// TestTimeout bounds one Rego test rule during push and test. Default 10s.
 	TestTimeout time.Duration
@@ -38,7 +41,7 @@ func (c Config) WithDefaults() Config {
 		c.QueueGroup = "policy"
 	}
 	if c.DecideTimeout <= 0 {
-		c.DecideTimeout = 250 * time.Millisecond
+		c.DecideTimeout = authz.DefaultTimeout
 	}
 	if c.TestTimeout <= 0 {
 		c.TestTimeout = 10 * time.Second

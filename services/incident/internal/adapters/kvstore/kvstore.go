@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nodexsec/nodex/libs/bus"
 	"github.com/nodexsec/nodex/services/incident/internal/app"
 	"github.com/nodexsec/nodex/services/incident/internal/domain"
 )
@@ -53,12 +54,13 @@ func Config(bucket string, replicas int) jetstream.KeyValueConfig {
 	}
 }
 
-// Open creates the bucket if needed and returns a Store on it.
+// Open creates or updates the bucket and returns a Store on it. An existing
+// bucket keeps a higher replica count than replicas (see [bus.EnsureKV]).
 func Open(ctx context.Context, js jetstream.JetStream, bucket string, replicas int,
 ) (*Store, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, Config(bucket, replicas))
+	kv, err := bus.EnsureKV(ctx, js, Config(bucket, replicas))
 	if err != nil {
-		return nil, fmt.Errorf("creating incident bucket %s: %w", bucket, err)
+		return nil, fmt.Errorf("opening incident bucket: %w", err)
 	}
 
 	return &Store{kv: kv}, nil

@@ -55,10 +55,11 @@ type Options struct {
 	Replicas int
 }
 
-// Open creates or opens both buckets. History is 1 so that a purge or an
-// update leaves no older sealed copy in the bucket.
+// Open creates or updates the three buckets. History is 1 so that a purge
+// or an update leaves no older sealed copy in the bucket. A bucket keeps
+// more replicas than o.Replicas if it has them (see [bus.EnsureKV]).
 func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "NodeX keyvault: sealed provider keys and usage",
 		History:     1,
@@ -66,9 +67,9 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 		Replicas:    max(o.Replicas, 1),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening KV bucket %s: %w", Bucket, err)
+		return nil, err
 	}
-	fps, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	fps, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      api.FingerprintBucket,
 		Description: "NodeX keyvault: HMAC fingerprints of active key values",
 		History:     1,
@@ -76,10 +77,10 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 		Replicas:    max(o.Replicas, 1),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening KV bucket %s: %w", api.FingerprintBucket, err)
+		return nil, err
 	}
 
-	requests, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	requests, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      RequestBucket,
 		Description: "NodeX keyvault: ids of state-changing requests, against replays",
 		TTL:         RequestTTL,
@@ -87,7 +88,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 		Replicas:    max(o.Replicas, 1),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening KV bucket %s: %w", RequestBucket, err)
+		return nil, err
 	}
 
 	return &Store{kv: kv, fps: fps, requests: requests}, nil

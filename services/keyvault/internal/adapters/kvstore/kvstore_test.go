@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nodexsec/nodex/libs/testkit"
+	"github.com/nodexsec/nodex/services/keyvault/api"
 	"github.com/nodexsec/nodex/services/keyvault/internal/adapters/kvstore"
 	"github.com/nodexsec/nodex/services/keyvault/internal/domain"
 )
@@ -98,5 +99,48 @@ func TestRecordRequestOnce(t *testing.T) {
 	again, err := s.RecordRequest(ctx, "00ff")
 	if err != nil || again {
 		t.Errorf("replayed RecordRequest = %v, %v; want false, nil", again, err)
+	}
+}
+
+// TestOpenKeepsReplicas restarts the keyvault at one replica against a
+// cluster where its buckets have three. Every bucket must keep three
+// replicas and the history and TTL that Open sets.
+func TestOpenKeepsReplicas(t *testing.T) {
+	servers := testkit.NATSCluster(t, 3)
+	js := testkit.JetStream(t, servers[2])
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, replicas := range []int{3, 1} {
+		if _, err := kvstore.Open(ctx, js, kvstore.Options{Replicas: replicas}); err != nil {
+			t.Fatalf("opening the store at %d replicas: %v", replicas, err)
+		}
+	}
+
+	tests := []struct {
+		name    string
+		bucket  string
+		history int64
+		ttl     time.Duration
+	}{
+		{"keys", kvstore.Bucket, 1, 0},
+		{"fingerprints", api.FingerprintBucket, 1, 0},
+		{"requests", kvstore.RequestBucket, 1, kvstore.RequestTTL},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := js.Stream(ctx, "KV_"+tt.bucket)
+			if err != nil {
+				t.Fatalf("reading stream KV_%s: %v", tt.bucket, err)
+			}
+			cfg := s.CachedInfo().Config
+			if cfg.Replicas != 3 {
+				t.Errorf("KV_%s has %d replicas after a restart at 1, want 3",
+					tt.bucket, cfg.Replicas)
+			}
+			if cfg.MaxMsgsPerSubject != tt.history || cfg.MaxAge != tt.ttl {
+				t.Errorf("KV_%s has history %d, ttl %v, want %d, %v",
+					tt.bucket, cfg.MaxMsgsPerSubject, cfg.MaxAge, tt.history, tt.ttl)
+			}
+		})
 	}
 }
