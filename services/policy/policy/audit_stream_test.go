@@ -70,4 +70,3 @@ func TestRemoteDecisionEventLandsInStream(t *testing.T) {
 		}
 	}
 }
-
