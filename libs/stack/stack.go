@@ -120,7 +120,11 @@ func (s *Stack) prepare(ctx context.Context) error {
 		return err
 	}
 
-	deadline := time.Now().Add(10 * time.Second)
+	// The broker's view follows the registry bucket through a KV watch,
+	// which takes milliseconds when idle; the bound is generous because a
+	// starved host (tests under -race beside other suites) can take seconds.
+	const visibleWithin = 30 * time.Second
+	deadline := time.Now().Add(visibleWithin)
 	for _, id := range append([]string{identity.DemoAgentID, identity.OperatorID},
 		identity.Services...) {
 		for {
@@ -128,7 +132,8 @@ func (s *Stack) prepare(ctx context.Context) error {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("stack: identity %q not visible in the registry after 10s", id)
+				return fmt.Errorf("stack: identity %q not visible in the registry after %s",
+					id, visibleWithin)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
