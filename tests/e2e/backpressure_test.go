@@ -94,8 +94,10 @@ func TestBusyRunDeadlineGivesUp(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = a.Close(context.Background()) })
 
-	// Ten runs of 4 s hold every admission until the first two end.
-	ids := submitAll(t, a, sleeper("4"), admittedRuns)
+	// Twice as many 6 s runs as the runner admits keep it full for the
+	// first 6 s: a place freed by a queued run whose own deadline ended is
+	// taken again by one of the fill runs retrying after sandbox_busy.
+	ids := submitAll(t, a, sleeper("6"), 2*admittedRuns)
 	extra := submitAll(t, a, sleeper("0"), 1)[0]
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
@@ -104,9 +106,9 @@ func TestBusyRunDeadlineGivesUp(t *testing.T) {
 	for _, id := range ids {
 		wg.Go(func() { _, _ = a.Exec(fill, id) })
 	}
-	// The fill runs are admitted as they arrive. Until the runner has them
-	// all, the extra run may still be admitted, so it runs or times out in
-	// the queue. Once they are all in, it meets sandbox_busy until its
+	// The fill runs are admitted as they arrive. Until the runner is full,
+	// the extra run may still be admitted, so it runs or times out in the
+	// queue. Once it is full, the extra run meets sandbox_busy until its
 	// deadline.
 	var busy *agent.BusyError
 	end := time.Now().Add(30 * time.Second)
