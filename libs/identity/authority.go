@@ -18,9 +18,23 @@ type AuthorityWriter struct {
 	// normally the writer's own [View.Digest]. Without it, heartbeats prove
 	// liveness only and cannot reveal withheld records.
 	Digest func() []byte
+	// Delegation, if set, returns the delegation readers trust, normally
+	// the writer's own [View.Delegation]. [AuthorityWriter.RunHeartbeat]
+	// then checks it with [CheckDelegation] and reports an error wrapping
+	// ErrAuthorityExpiring or ErrNoAuthority at most once per
+	// DelegationReportEvery. The heartbeat is written either way.
+	Delegation func() (*Authority, error)
+	// WarnBefore is how long before expiry the delegation check starts to
+	// warn. Zero means DefaultWarnBefore.
+	WarnBefore time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
+
+// DelegationReportEvery is the minimum interval between two reports of the
+// same delegation problem by [AuthorityWriter.RunHeartbeat], so a warning
+// that lasts days does not fill the log at every heartbeat.
+const DelegationReportEvery = time.Hour
 
 // NewAuthorityWriter returns a writer signing with the authority key.
 func NewAuthorityWriter(kv jetstream.KeyValue, authority Signer) *AuthorityWriter {
@@ -60,16 +74,30 @@ func (w *AuthorityWriter) Heartbeat(ctx context.Context) error {
 
 // RunHeartbeat writes a heartbeat every interval until ctx ends. A failed
 // write is passed to onError (which may be nil) and retried at the next
-// tick. Readers go stale if failures last longer than their bound.
+// tick. Readers go stale if failures last longer than their bound. With
+// Delegation set, it also passes delegation problems to onError, rate
+// limited to one report per DelegationReportEvery.
 func (w *AuthorityWriter) RunHeartbeat(ctx context.Context, interval time.Duration,
 	onError func(error),
 ) {
+	if onError == nil {
+		onError = func(error) {}
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 
+	var reported time.Time
 	for {
-		if err := w.Heartbeat(ctx); err != nil && ctx.Err() == nil && onError != nil {
+		if err := w.Heartbeat(ctx); err != nil && ctx.Err() == nil {
 			onError(err)
+		}
+		if err := w.CheckDelegation(); err != nil {
+			if now := w.now(); reported.IsZero() || now.Sub(reported) >= DelegationReportEvery {
+				reported = now
+				onError(err)
+			}
+		} else {
+			reported = time.Time{}
 		}
 		select {
 		case <-ctx.Done():
@@ -77,6 +105,25 @@ func (w *AuthorityWriter) RunHeartbeat(ctx context.Context, interval time.Durati
 		case <-t.C:
 		}
 	}
+}
+
+// CheckDelegation checks the delegation returned by Delegation against the
+// writer's key with [CheckDelegation]. It returns nil when Delegation is
+// nil.
+func (w *AuthorityWriter) CheckDelegation() error {
+	if w.Delegation == nil {
+		return nil
+	}
+	warn := w.WarnBefore
+	if warn <= 0 {
+		warn = DefaultWarnBefore
+	}
+	d, err := w.Delegation()
+	if err != nil {
+		return err
+	}
+
+	return CheckDelegation(d, w.signer.Public(), w.now(), warn)
 }
 
 // Contain lowers the status of identity id to s (suspended or revoked)
