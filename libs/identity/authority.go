@@ -27,6 +27,17 @@ type AuthorityWriter struct {
 	// WarnBefore is how long before expiry the delegation check starts to
 	// warn. Zero means DefaultWarnBefore.
 	WarnBefore time.Duration
+	// Standby makes RunHeartbeat safe to run in several processes on one
+	// registry: one writes at a time, the others stand by and take over
+	// once no new heartbeat arrived for TakeoverAfter. False means every
+	// tick writes, so at most one writer may run per registry.
+	Standby bool
+	// TakeoverAfter is how long a standby writer waits without a new
+	// heartbeat before it writes one. Zero means three heartbeat
+	// intervals. The takeover interval plus one heartbeat interval must
+	// stay below the readers' StaleAfter, or readers go stale during a
+	// takeover. With the defaults that is 6 s + 2 s against 10 s.
+	TakeoverAfter time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -53,15 +64,11 @@ func (w *AuthorityWriter) now() time.Time {
 	return time.Now().UTC()
 }
 
-// Heartbeat writes one signed heartbeat. Its version is the time in
-// nanoseconds, so it rises without any stored counter.
+// Heartbeat writes one signed heartbeat, whatever other writer is
+// running. Its version is the time in nanoseconds, so it rises without
+// any stored counter.
 func (w *AuthorityWriter) Heartbeat(ctx context.Context) error {
-	now := w.now()
-	rec := &Record{Key: KeyHeartbeat, Version: uint64(now.UnixNano()), IssuedAt: now}
-	if w.Digest != nil {
-		rec.Digest = w.Digest()
-	}
-	e, err := w.signer.Sign(rec)
+	e, _, err := w.heartbeatEntry(0)
 	if err != nil {
 		return err
 	}
@@ -72,23 +79,51 @@ func (w *AuthorityWriter) Heartbeat(ctx context.Context) error {
 	return nil
 }
 
-// RunHeartbeat writes a heartbeat every interval until ctx ends. A failed
-// write is passed to onError (which may be nil) and retried at the next
-// tick. Readers go stale if failures last longer than their bound. With
-// Delegation set, it also passes delegation problems to onError, rate
-// limited to one report per DelegationReportEvery.
+// heartbeatEntry signs a heartbeat whose version is the time in
+// nanoseconds, or minVersion if that is higher.
+func (w *AuthorityWriter) heartbeatEntry(minVersion uint64) (Entry, uint64, error) {
+	now := w.now()
+	rec := &Record{Key: KeyHeartbeat, Version: max(uint64(now.UnixNano()), minVersion),
+		IssuedAt: now}
+	if w.Digest != nil {
+		rec.Digest = w.Digest()
+	}
+	e, err := w.signer.Sign(rec)
+	if err != nil {
+		return Entry{}, 0, err
+	}
+
+	return e, rec.Version, nil
+}
+
+// RunHeartbeat writes a heartbeat every interval until ctx ends, or with
+// Standby set, stands by while another writer holds the heartbeat lease.
+// A failed write is passed to onError (which may be nil) and retried at
+// the next tick. Readers go stale if failures last longer than their
+// bound. With Delegation set, it also passes delegation problems to
+// onError, rate limited to one report per DelegationReportEvery.
 func (w *AuthorityWriter) RunHeartbeat(ctx context.Context, interval time.Duration,
 	onError func(error),
 ) {
 	if onError == nil {
 		onError = func(error) {}
 	}
+	lease := &heartbeatLease{w: w, takeover: w.TakeoverAfter}
+	if lease.takeover <= 0 {
+		lease.takeover = 3 * interval
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 
 	var reported time.Time
 	for {
-		if err := w.Heartbeat(ctx); err != nil && ctx.Err() == nil {
+		var err error
+		if w.Standby {
+			_, err = lease.tick(ctx)
+		} else {
+			err = w.Heartbeat(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
 			onError(err)
 		}
 		if err := w.CheckDelegation(); err != nil {
