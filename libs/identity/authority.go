@@ -21,7 +21,7 @@ type AuthorityWriter struct {
 	// Delegation, if set, returns the delegation readers trust, normally
 	// the writer's own [View.Delegation]. [AuthorityWriter.RunHeartbeat]
 	// then checks it with [CheckDelegation] and reports an error wrapping
-	// ErrAuthorityExpiring or ErrNoAuthority at most once per
+	// ErrAuthorityExpiring or ErrNoAuthority, each at most once per
 	// DelegationReportEvery. The heartbeat is written either way.
 	Delegation func() (*Authority, error)
 	// WarnBefore is how long before expiry the delegation check starts to
@@ -116,6 +116,7 @@ func (w *AuthorityWriter) RunHeartbeat(ctx context.Context, interval time.Durati
 	defer t.Stop()
 
 	var reported time.Time
+	var reportedKind error
 	for {
 		var err error
 		if w.Standby {
@@ -127,12 +128,18 @@ func (w *AuthorityWriter) RunHeartbeat(ctx context.Context, interval time.Durati
 			onError(err)
 		}
 		if err := w.CheckDelegation(); err != nil {
-			if now := w.now(); reported.IsZero() || now.Sub(reported) >= DelegationReportEvery {
-				reported = now
+			// An expiry that follows a warning is reported at once.
+			kind := ErrAuthorityExpiring
+			if !errors.Is(err, kind) {
+				kind = ErrNoAuthority
+			}
+			now := w.now()
+			if kind != reportedKind || now.Sub(reported) >= DelegationReportEvery {
+				reported, reportedKind = now, kind
 				onError(err)
 			}
 		} else {
-			reported = time.Time{}
+			reportedKind = nil
 		}
 		select {
 		case <-ctx.Done():

@@ -201,16 +201,19 @@ func TestHeartbeatWriterWarnsNearExpiry(t *testing.T) {
 	}
 
 	var mu sync.Mutex
-	var warnings int
+	var warnings, expiries int
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		f.auth.RunHeartbeat(ctx, 5*time.Millisecond, func(err error) {
-			if errors.Is(err, identity.ErrAuthorityExpiring) {
-				mu.Lock()
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, identity.ErrAuthorityExpiring):
 				warnings++
-				mu.Unlock()
+			case errors.Is(err, identity.ErrNoAuthority):
+				expiries++
 			}
 		})
 	}()
@@ -226,6 +229,14 @@ func TestHeartbeatWriterWarnsNearExpiry(t *testing.T) {
 	}
 	clock.Advance(identity.DelegationReportEvery)
 	eventually(t, "second warning after the report interval", func() bool { return count() == 2 })
+
+	// The expiry is reported at once, although a warning came just before.
+	clock.Advance(identity.DefaultWarnBefore)
+	eventually(t, "expiry reported", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return expiries == 1
+	})
 
 	// The writer picks up the renewal from its view without a restart.
 	d, _ := renew(t, f)
