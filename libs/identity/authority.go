@@ -47,6 +47,11 @@ type AuthorityWriter struct {
 // that lasts days does not fill the log at every heartbeat.
 const DelegationReportEvery = time.Hour
 
+// DelegationGrace is how long [AuthorityWriter.RunHeartbeat] waits before
+// it reports that its view holds no delegation at all. A broker starts its
+// writer before `nodex dev` publishes the first delegation.
+const DelegationGrace = time.Minute
+
 // NewAuthorityWriter returns a writer signing with the authority key.
 func NewAuthorityWriter(kv jetstream.KeyValue, authority Signer) *AuthorityWriter {
 	if kv == nil || authority.Key == nil || authority.Name != SignerAuthority {
@@ -115,8 +120,7 @@ func (w *AuthorityWriter) RunHeartbeat(ctx context.Context, interval time.Durati
 	t := time.NewTicker(interval)
 	defer t.Stop()
 
-	var reported time.Time
-	var reportedKind error
+	var report delegationReport
 	for {
 		var err error
 		if w.Standby {
@@ -127,19 +131,8 @@ func (w *AuthorityWriter) RunHeartbeat(ctx context.Context, interval time.Durati
 		if err != nil && ctx.Err() == nil {
 			onError(err)
 		}
-		if err := w.CheckDelegation(); err != nil {
-			// An expiry that follows a warning is reported at once.
-			kind := ErrAuthorityExpiring
-			if !errors.Is(err, kind) {
-				kind = ErrNoAuthority
-			}
-			now := w.now()
-			if kind != reportedKind || now.Sub(reported) >= DelegationReportEvery {
-				reported, reportedKind = now, kind
-				onError(err)
-			}
-		} else {
-			reportedKind = nil
+		if err := report.due(w, w.now()); err != nil {
+			onError(err)
 		}
 		select {
 		case <-ctx.Done():
@@ -166,6 +159,56 @@ func (w *AuthorityWriter) CheckDelegation() error {
 	}
 
 	return CheckDelegation(d, w.signer.Public(), w.now(), warn)
+}
+
+// delegationReport rate-limits the delegation problems RunHeartbeat
+// reports. Only the goroutine running RunHeartbeat uses it.
+type delegationReport struct {
+	reported, missingSince time.Time
+	// kind is ErrAuthorityExpiring or ErrNoAuthority for the problem last
+	// reported, nil once the delegation is fine again.
+	kind error
+}
+
+// due checks w's delegation at now and returns the problem to report, or
+// nil if there is none or it was reported less than DelegationReportEvery
+// ago. An expiry that follows a warning is reported at once.
+func (r *delegationReport) due(w *AuthorityWriter, now time.Time) error {
+	err := w.CheckDelegation()
+	if err != nil && w.delegationMissing() {
+		if r.missingSince.IsZero() {
+			r.missingSince = now
+		}
+		if now.Sub(r.missingSince) < DelegationGrace {
+			err = nil
+		}
+	} else {
+		r.missingSince = time.Time{}
+	}
+	if err == nil {
+		r.kind = nil
+		return nil
+	}
+
+	kind := ErrAuthorityExpiring
+	if !errors.Is(err, kind) {
+		kind = ErrNoAuthority
+	}
+	if kind == r.kind && now.Sub(r.reported) < DelegationReportEvery {
+		return nil
+	}
+	r.reported, r.kind = now, kind
+
+	return err
+}
+
+func (w *AuthorityWriter) delegationMissing() bool {
+	if w.Delegation == nil {
+		return false
+	}
+	_, err := w.Delegation()
+
+	return err != nil
 }
 
 // Contain lowers the status of identity id to s (suspended or revoked)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,4 +247,36 @@ func TestHeartbeatWriterWarnsNearExpiry(t *testing.T) {
 	})
 	cancel()
 	<-done
+}
+
+// TestMissingDelegationReportedAfterGrace checks that a writer started
+// before the first delegation is published stays quiet for the grace
+// period, then reports the missing delegation.
+func TestMissingDelegationReportedAfterGrace(t *testing.T) {
+	f, clock, _ := newClockFixture(t)
+	f.auth.Delegation = func() (*identity.Authority, error) {
+		return nil, identity.ErrNoAuthority
+	}
+	var reports atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.auth.RunHeartbeat(ctx, 5*time.Millisecond, func(err error) {
+			if errors.Is(err, identity.ErrNoAuthority) {
+				reports.Add(1)
+			}
+		})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	time.Sleep(100 * time.Millisecond)
+	if got := reports.Load(); got != 0 {
+		t.Fatalf("%d reports within the grace period, want 0", got)
+	}
+	clock.Advance(identity.DelegationGrace)
+	eventually(t, "report after the grace period", func() bool { return reports.Load() == 1 })
 }
