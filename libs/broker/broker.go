@@ -271,6 +271,13 @@ func (b *Broker) startBackground() {
 	}
 	w := identity.NewAuthorityWriter(b.kv, *b.cfg.Authority)
 	w.Digest = b.view.Digest
+	// Reading the delegation from the view means a renewal written by the
+	// holder of the root key reaches the writer without a restart.
+	w.Delegation = b.view.Delegation
+	// Every node of a cluster holds the authority key, so the nodes share
+	// the heartbeat through its lease and a stopped node leaves readers
+	// fresh.
+	w.Standby = true
 	b.wg.Go(func() {
 		w.RunHeartbeat(ctx, interval, func(err error) { b.cfg.OnError(err) })
 	})

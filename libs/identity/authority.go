@@ -18,9 +18,39 @@ type AuthorityWriter struct {
 	// normally the writer's own [View.Digest]. Without it, heartbeats prove
 	// liveness only and cannot reveal withheld records.
 	Digest func() []byte
+	// Delegation, if set, returns the delegation readers trust, normally
+	// the writer's own [View.Delegation]. [AuthorityWriter.RunHeartbeat]
+	// then checks it with [CheckDelegation] and reports an error wrapping
+	// ErrAuthorityExpiring or ErrNoAuthority, each at most once per
+	// DelegationReportEvery. The heartbeat is written either way.
+	Delegation func() (*Authority, error)
+	// WarnBefore is how long before expiry the delegation check starts to
+	// warn. Zero means DefaultWarnBefore.
+	WarnBefore time.Duration
+	// Standby makes RunHeartbeat safe to run in several processes on one
+	// registry: one writes at a time, the others stand by and take over
+	// once no new heartbeat arrived for TakeoverAfter. False means every
+	// tick writes, so at most one writer may run per registry.
+	Standby bool
+	// TakeoverAfter is how long a standby writer waits without a new
+	// heartbeat before it writes one. Zero means three heartbeat
+	// intervals. The takeover interval plus one heartbeat interval must
+	// stay below the readers' StaleAfter, or readers go stale during a
+	// takeover. With the defaults that is 6 s + 2 s against 10 s.
+	TakeoverAfter time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
+
+// DelegationReportEvery is the minimum interval between two reports of the
+// same delegation problem by [AuthorityWriter.RunHeartbeat], so a warning
+// that lasts days does not fill the log at every heartbeat.
+const DelegationReportEvery = time.Hour
+
+// DelegationGrace is how long [AuthorityWriter.RunHeartbeat] waits before
+// it reports that its view holds no delegation at all. A broker starts its
+// writer before `nodex dev` publishes the first delegation.
+const DelegationGrace = time.Minute
 
 // NewAuthorityWriter returns a writer signing with the authority key.
 func NewAuthorityWriter(kv jetstream.KeyValue, authority Signer) *AuthorityWriter {
@@ -39,15 +69,11 @@ func (w *AuthorityWriter) now() time.Time {
 	return time.Now().UTC()
 }
 
-// Heartbeat writes one signed heartbeat. Its version is the time in
-// nanoseconds, so it rises without any stored counter.
+// Heartbeat writes one signed heartbeat, whatever other writer is
+// running. Its version is the time in nanoseconds, so it rises without
+// any stored counter.
 func (w *AuthorityWriter) Heartbeat(ctx context.Context) error {
-	now := w.now()
-	rec := &Record{Key: KeyHeartbeat, Version: uint64(now.UnixNano()), IssuedAt: now}
-	if w.Digest != nil {
-		rec.Digest = w.Digest()
-	}
-	e, err := w.signer.Sign(rec)
+	e, _, err := w.heartbeatEntry(0)
 	if err != nil {
 		return err
 	}
@@ -58,17 +84,54 @@ func (w *AuthorityWriter) Heartbeat(ctx context.Context) error {
 	return nil
 }
 
-// RunHeartbeat writes a heartbeat every interval until ctx ends. A failed
-// write is passed to onError (which may be nil) and retried at the next
-// tick. Readers go stale if failures last longer than their bound.
+// heartbeatEntry signs a heartbeat whose version is the time in
+// nanoseconds, or minVersion if that is higher.
+func (w *AuthorityWriter) heartbeatEntry(minVersion uint64) (Entry, uint64, error) {
+	now := w.now()
+	rec := &Record{Key: KeyHeartbeat, Version: max(uint64(now.UnixNano()), minVersion),
+		IssuedAt: now}
+	if w.Digest != nil {
+		rec.Digest = w.Digest()
+	}
+	e, err := w.signer.Sign(rec)
+	if err != nil {
+		return Entry{}, 0, err
+	}
+
+	return e, rec.Version, nil
+}
+
+// RunHeartbeat writes a heartbeat every interval until ctx ends, or with
+// Standby set, stands by while another writer holds the heartbeat lease.
+// A failed write is passed to onError (which may be nil) and retried at
+// the next tick. Readers go stale if failures last longer than their
+// bound. With Delegation set, it also passes delegation problems to
+// onError, rate limited to one report per DelegationReportEvery.
 func (w *AuthorityWriter) RunHeartbeat(ctx context.Context, interval time.Duration,
 	onError func(error),
 ) {
+	if onError == nil {
+		onError = func(error) {}
+	}
+	lease := &heartbeatLease{w: w, takeover: w.TakeoverAfter}
+	if lease.takeover <= 0 {
+		lease.takeover = 3 * interval
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 
+	var report delegationReport
 	for {
-		if err := w.Heartbeat(ctx); err != nil && ctx.Err() == nil && onError != nil {
+		var err error
+		if w.Standby {
+			_, err = lease.tick(ctx)
+		} else {
+			err = w.Heartbeat(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
+			onError(err)
+		}
+		if err := report.due(w, w.now()); err != nil {
 			onError(err)
 		}
 		select {
@@ -77,6 +140,75 @@ func (w *AuthorityWriter) RunHeartbeat(ctx context.Context, interval time.Durati
 		case <-t.C:
 		}
 	}
+}
+
+// CheckDelegation checks the delegation returned by Delegation against the
+// writer's key with [CheckDelegation]. It returns nil when Delegation is
+// nil.
+func (w *AuthorityWriter) CheckDelegation() error {
+	if w.Delegation == nil {
+		return nil
+	}
+	warn := w.WarnBefore
+	if warn <= 0 {
+		warn = DefaultWarnBefore
+	}
+	d, err := w.Delegation()
+	if err != nil {
+		return err
+	}
+
+	return CheckDelegation(d, w.signer.Public(), w.now(), warn)
+}
+
+// delegationReport rate-limits the delegation problems RunHeartbeat
+// reports. Only the goroutine running RunHeartbeat uses it.
+type delegationReport struct {
+	reported, missingSince time.Time
+	// kind is ErrAuthorityExpiring or ErrNoAuthority for the problem last
+	// reported, nil once the delegation is fine again.
+	kind error
+}
+
+// due checks w's delegation at now and returns the problem to report, or
+// nil if there is none or it was reported less than DelegationReportEvery
+// ago. An expiry that follows a warning is reported at once.
+func (r *delegationReport) due(w *AuthorityWriter, now time.Time) error {
+	err := w.CheckDelegation()
+	if err != nil && w.delegationMissing() {
+		if r.missingSince.IsZero() {
+			r.missingSince = now
+		}
+		if now.Sub(r.missingSince) < DelegationGrace {
+			err = nil
+		}
+	} else {
+		r.missingSince = time.Time{}
+	}
+	if err == nil {
+		r.kind = nil
+		return nil
+	}
+
+	kind := ErrAuthorityExpiring
+	if !errors.Is(err, kind) {
+		kind = ErrNoAuthority
+	}
+	if kind == r.kind && now.Sub(r.reported) < DelegationReportEvery {
+		return nil
+	}
+	r.reported, r.kind = now, kind
+
+	return err
+}
+
+func (w *AuthorityWriter) delegationMissing() bool {
+	if w.Delegation == nil {
+		return false
+	}
+	_, err := w.Delegation()
+
+	return err != nil
 }
 
 // Contain lowers the status of identity id to s (suspended or revoked)

@@ -20,8 +20,9 @@ const (
 	OperatorID  = "operator"
 )
 
-// AuthorityValidity is how long a bootstrap delegation of the authority key
-// lasts; Publish renews it when less than a third remains.
+// AuthorityValidity is how long a delegation of the authority key lasts.
+// Publish and [Admin.RenewAuthority] renew it when less than
+// DefaultRenewBefore remains.
 const AuthorityValidity = 90 * 24 * time.Hour
 
 // Setup is the local state of a development or single-host deployment: the
@@ -178,17 +179,10 @@ func (s *Setup) Publish(ctx context.Context, kv jetstream.KeyValue) error {
 }
 
 func (s *Setup) publishAuthority(ctx context.Context, admin *Admin) error {
-	rec, _, err := admin.current(ctx, KeyAuthority)
-	if err != nil {
-		return err
-	}
-	now := admin.now()
-	if rec != nil && rec.Authority.Key.Equal(s.Authority.Public()) &&
-		rec.Authority.NotAfter.Sub(now) > AuthorityValidity/3 {
-		return nil
-	}
+	_, _, err := admin.RenewAuthority(ctx, s.Authority.Public(), AuthorityValidity,
+		DefaultRenewBefore)
 
-	return admin.PublishAuthority(ctx, s.Authority.Public(), now.Add(AuthorityValidity))
+	return err
 }
 
 func (s *Setup) publishIdentity(ctx context.Context, admin *Admin, id string) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -139,8 +140,23 @@ func (v *View) Close() {
 func (v *View) run(loaded chan struct{}) {
 	defer close(v.done)
 
+	// The initial values arrive in stream order, so a renewed delegation
+	// comes after the downgrades signed under it. Entries that need a
+	// delegation not seen yet wait for the end of the initial values,
+	// because rejecting them would drop every contained identity and make
+	// each heartbeat digest mismatch. The heartbeat waits too, so that its
+	// digest is compared with the complete initial state.
+	var pending []jetstream.KeyValueEntry
+	loading := true
 	for e := range v.watcher.Updates() {
 		if e == nil {
+			loading = false
+			for _, p := range pending {
+				if err := v.apply(p.Key(), p.Value()); err != nil {
+					v.reject(err)
+				}
+			}
+			pending = nil
 			close(loaded)
 			continue
 		}
@@ -150,10 +166,41 @@ func (v *View) run(loaded chan struct{}) {
 			v.reject(fmt.Errorf("%w: %s of %q ignored", ErrBadRecord, e.Operation(), e.Key()))
 			continue
 		}
-		if err := v.apply(e.Key(), e.Value()); err != nil {
+		if loading && e.Key() == KeyHeartbeat {
+			pending = append(pending, e)
+			continue
+		}
+		err := v.apply(e.Key(), e.Value())
+		if loading && errors.Is(err, ErrNoAuthority) && !v.hasDelegation() {
+			pending = append(pending, e)
+			continue
+		}
+		if err != nil {
 			v.reject(err)
 		}
 	}
+}
+
+func (v *View) hasDelegation() bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+
+	return v.verifier.authority != nil
+}
+
+// Delegation returns the authority delegation this view trusts, whatever
+// its expiry, or an error wrapping ErrNoAuthority if it has seen none. The
+// heartbeat writer reads it to warn before the delegation expires.
+func (v *View) Delegation() (*Authority, error) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+
+	if v.verifier.authority == nil {
+		return nil, fmt.Errorf("%w: registry has no %q record", ErrNoAuthority, KeyAuthority)
+	}
+	d := *v.verifier.authority
+
+	return &d, nil
 }
 
 // OnChange registers fn to be called, from the watch goroutine, after every

@@ -36,6 +36,8 @@ const (
 	KeyDuration      = "duration"
 	KeyError         = "error"
 	KeyUnexpected    = "unexpected"
+	// KeyNotAfter is the expiry of a key, delegation or credential.
+	KeyNotAfter = "not_after"
 )
 
 // Options configure [New]. The zero value logs text at Info level.

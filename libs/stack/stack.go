@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nodexsec/nodex/libs/broker"
@@ -53,9 +54,22 @@ type Config struct {
 	// means the identity package's defaults.
 	HeartbeatInterval time.Duration
 	StaleAfter        time.Duration
+	// RenewCheckInterval is how often the stack, which holds the root key,
+	// checks the authority delegation and renews it once less than
+	// identity.DefaultRenewBefore remains. Zero means
+	// DefaultRenewCheckInterval.
+	RenewCheckInterval time.Duration
+	// Now returns the current time for delegation renewal; nil means
+	// time.Now.
+	Now func() time.Time
 	// Log receives the stack's own log lines; nil discards them.
 	Log *slog.Logger
 }
+
+// DefaultRenewCheckInterval is how often a stack checks whether the
+// authority delegation is due for renewal. An hour is small against the
+// 30-day renewal margin, so a failed check has hundreds of retries.
+const DefaultRenewCheckInterval = time.Hour
 
 // Stack is a running single-host deployment base.
 type Stack struct {
@@ -63,6 +77,9 @@ type Stack struct {
 	Setup  *identity.Setup
 	Broker *broker.Broker
 	Admin  *identity.Admin
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // Start creates or loads the state under cfg.Dir and starts the server. It
@@ -95,12 +112,44 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, err
 	}
 	s := &Stack{cfg: cfg, Setup: setup, Broker: b, Admin: identity.NewAdmin(b.Registry(), setup.Root)}
+	s.Admin.Now = cfg.Now
 	if err := s.prepare(ctx); err != nil {
 		b.Shutdown()
 		return nil, err
 	}
+	renewCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Go(func() { s.runRenewal(renewCtx) })
 
 	return s, nil
+}
+
+// runRenewal renews the authority delegation before it expires, until ctx
+// ends. Without it a stack that runs for more than 30 days would see the
+// delegation expire and every party fail closed.
+func (s *Stack) runRenewal(ctx context.Context) {
+	every := s.cfg.RenewCheckInterval
+	if every <= 0 {
+		every = DefaultRenewCheckInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d, renewed, err := s.Admin.RenewAuthority(ctx, s.Setup.Authority.Public(),
+			identity.AuthorityValidity, identity.DefaultRenewBefore)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.cfg.Log.Warn("authority renewal failed", logx.Err(err))
+		case renewed:
+			s.cfg.Log.Info("authority delegation renewed", logx.KeyNotAfter, d.NotAfter)
+		}
+	}
 }
 
 func (s *Stack) prepare(ctx context.Context) error {
@@ -195,7 +244,11 @@ func (s *Stack) Open(ctx context.Context, id string, withAuthz bool) (*party.Par
 
 // Close shuts the server down. Parties opened on the stack must be closed
 // first.
-func (s *Stack) Close() { s.Broker.Shutdown() }
+func (s *Stack) Close() {
+	s.cancel()
+	s.wg.Wait()
+	s.Broker.Shutdown()
+}
 
 // WaitForInterest polls until some connection in the NodeX account
 // subscribes to subject, or ctx ends. nodex dev uses it to know that a

@@ -1,5 +1,6 @@
 // Package testkit holds helpers that tests across NodeX share: an embedded
-// nats-server with JetStream in a temporary directory, and small assertions.
+// nats-server with JetStream in a temporary directory, a settable clock,
+// and small assertions.
 package testkit
 
 import (

@@ -217,6 +217,16 @@ func TestPrepareCluster(t *testing.T) {
 		}
 	}
 
+	// One node holds the heartbeat lease, and its heartbeats count only
+	// once the seeded delegation has reached it, so the first fresh one
+	// may come a heartbeat interval after prepare returns.
+	for deadline := time.Now().Add(15 * time.Second); nodes[2].View().Fresh() != nil; {
+		if time.Now().After(deadline) {
+			t.Fatalf("registry view of n3 not fresh 15s after prepare: %v",
+				nodes[2].View().Fresh())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for _, id := range []string{identity.DemoAgentID, identity.OperatorID, "codesec", "sandbox"} {
 		if _, err := nodes[2].View().Active(id); err != nil {
 			t.Errorf("identity %s not active in the seeded registry: %v", id, err)

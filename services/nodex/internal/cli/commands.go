@@ -8,6 +8,7 @@ func addCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(newInitCmd(g))
 	root.AddCommand(newKeysCmd(g))
 	root.AddCommand(newAgentCmd(g))
+	root.AddCommand(newAuthorityCmd(g))
 	root.AddCommand(newIncidentsCmd(g))
 	root.AddCommand(newThreatsCmd(g))
 	root.AddCommand(newEventsCmd(g))

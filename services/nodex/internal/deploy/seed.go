@@ -56,6 +56,11 @@ func ExportRegistry(ctx context.Context, kv jetstream.KeyValue, path string) (in
 // missing from kv, and returns how many it wrote. Existing keys keep their
 // values, so a restarted broker never rolls the registry back. Readers
 // verify every value against the root key, so the broker needs no key.
+//
+// TODO: a newer root-signed authority delegation in the seed is ignored
+// like any existing key. Once the delegation has expired, the broker
+// authorizes no client, so a deployment without the root key online then
+// has no way to write a renewal into the registry.
 func ImportRegistry(ctx context.Context, kv jetstream.KeyValue, path string) (int, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
