@@ -93,11 +93,16 @@ type Broker struct {
 	denials    *denialLimiter
 	denialMu   sync.Mutex
 	denialFns  []func(Denial)
+
+	// lateKeys limits the callouts waiting for the registry view to show
+	// an nkey it does not know yet; see [Broker.handleCallout].
+	lateKeys chan struct{}
 }
 
 // newBroker returns a broker around srv with its denial reporting set up.
 func newBroker(cfg Config, srv *server.Server, issuer nkeys.KeyPair, q *violationQueue) *Broker {
-	b := &Broker{cfg: cfg, srv: srv, issuer: issuer, conns: newConnTable(), violations: q}
+	b := &Broker{cfg: cfg, srv: srv, issuer: issuer, conns: newConnTable(), violations: q,
+		lateKeys: make(chan struct{}, maxLateKeyWaits)}
 	b.denials = newDenialLimiter(cfg.DenialInterval, b.reportDenial)
 
 	return b

@@ -27,10 +27,54 @@ func (b *Broker) handleCallout(msg *nats.Msg) {
 		return
 	}
 	req := &rc.AuthorizationRequest
+	userJWT, id, err := b.authorize(req)
+	if errors.Is(err, identity.ErrNotFound) {
+		// An identity created a moment ago can connect before the view's KV
+		// watch has delivered its record. The nonce signature is already
+		// verified, so only the holder of the nkey gets this wait, and the
+		// semaphore keeps made-up nkeys from holding up other connections:
+		// past it the connection is rejected at once.
+		select {
+		case b.lateKeys <- struct{}{}:
+			go func() {
+				defer func() { <-b.lateKeys }()
+				userJWT, id, err := b.authorizeLate(req)
+				b.respondCallout(msg, req, userJWT, id, err)
+			}()
+			return
+		default:
+		}
+	}
+	b.respondCallout(msg, req, userJWT, id, err)
+}
+
+// lateKeyWait bounds how long a callout waits for the registry view to
+// show an unknown nkey, well inside nats-server's default auth callout
+// timeout of 2 s. maxLateKeyWaits bounds how many wait at once.
+const (
+	lateKeyWait     = time.Second
+	maxLateKeyWaits = 16
+)
+
+// authorizeLate retries authorize while the view does not know the
+// connection's nkey, for up to lateKeyWait.
+func (b *Broker) authorizeLate(req *jwt.AuthorizationRequest) (string, string, error) {
+	deadline := time.Now().Add(lateKeyWait)
+	for {
+		time.Sleep(20 * time.Millisecond)
+		userJWT, id, err := b.authorize(req)
+		if !errors.Is(err, identity.ErrNotFound) || time.Now().After(deadline) {
+			return userJWT, id, err
+		}
+	}
+}
+
+// respondCallout sends the callout reply: the user JWT, or a rejection
+// whose cause goes to OnError and the denial report.
+func (b *Broker) respondCallout(msg *nats.Msg, req *jwt.AuthorizationRequest, userJWT, id string,
+	err error) {
 	resp := jwt.NewAuthorizationResponseClaims(req.UserNkey)
 	resp.Audience = req.Server.ID
-
-	userJWT, id, err := b.authorize(req)
 	if err != nil {
 		b.cfg.OnError(err)
 		resp.Error = "not authorized"
