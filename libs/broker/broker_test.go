@@ -50,8 +50,22 @@ func startEnv(t testing.TB, opts ...func(*broker.Config)) *env {
 		t.Fatalf("Publish: %v", err)
 	}
 	e := &env{b: b, setup: setup, admin: identity.NewAdmin(b.Registry(), setup.Root)}
+	// Each distinct error of the view is logged once, so that a start that
+	// never becomes fresh shows why.
+	var lastMsg string
 	waitFor(t, "bootstrap identities in the broker view", func() bool {
 		_, err := b.View().Active(identity.DemoAgentID)
+		msg := ""
+		if err != nil {
+			// A stale view's message carries the heartbeat's age; drop it.
+			msg, _, _ = strings.Cut(err.Error(), "last heartbeat")
+		}
+		if err != nil && msg != lastMsg {
+			lastMsg = msg
+			rejected, rejectErr := b.View().Rejected()
+			t.Logf("broker view: %v (rejected %d, last rejection %v, mismatched heartbeats %d)",
+				err, rejected, rejectErr, b.View().Mismatched())
+		}
 		return err == nil
 	})
 
@@ -64,13 +78,14 @@ func waitFor(t testing.TB, what string, cond func() bool) time.Duration {
 	start := time.Now()
 	// Generous: under -race beside other suites a KV watch can take
 	// seconds to deliver.
-	for time.Since(start) < 30*time.Second {
+	const bound = 30 * time.Second
+	for time.Since(start) < bound {
 		if cond() {
 			return time.Since(start)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatalf("%s: not true after 5s", what)
+	t.Fatalf("%s: not true after %s", what, bound)
 
 	return 0
 }
