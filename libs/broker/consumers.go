@@ -3,20 +3,21 @@ package broker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-
-	"github.com/nodexsec/nodex/libs/identity"
 )
 
 // apiAuditSubject is where the server reports every JetStream API request
 // of the NODEX account, with the requesting client and the request body.
 const apiAuditSubject = "$JS.EVENT.ADVISORY.API"
+
+// brokerUsers are the password users of the server configuration's
+// auth_users, which the broker itself connects as.
+var brokerUsers = map[string]bool{"nodex-admin": true, "nodex-auth": true, "nodex-sys": true}
 
 // NATS permissions see only the subject of a consumer create request, not
 // its body, so they cannot stop a stream reader from creating a push
@@ -57,8 +58,13 @@ func (b *Broker) onAPIAudit(msg *nats.Msg) {
 		return // not a push consumer, or not created from this body
 	}
 	id := clientIdentity(*audit.Client)
-	if _, err := b.view.Identity(id); errors.Is(err, identity.ErrNotFound) {
-		return // the broker's own users
+	// The broker's own users bypass the callout and are not in the
+	// registry; every other user is a registry identity. A view lookup
+	// cannot tell them apart: while the view waits for a heartbeat it
+	// fails with ErrStale for everyone, and the broker then deleted its
+	// own registry watch when nats.go recreated that ordered consumer.
+	if brokerUsers[id] {
+		return
 	}
 	if strings.HasPrefix(req.Config.DeliverSubject, InboxPrefix(id)+".") {
 		return

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -52,5 +53,52 @@ func TestPushConsumerOutsideInboxDeleted(t *testing.T) {
 	waitFor(t, "flood consumer deleted", func() bool { return !exists("flood") })
 	if !exists("own-inbox") {
 		t.Error("the consumer delivering to the agent's own inbox was deleted")
+	}
+}
+
+// TestBrokerConsumerKeptWhileViewStale creates a push consumer as the
+// broker's own admin user before any heartbeat, while every view lookup
+// fails with ErrStale. It is the broker's, so it must stay, as nats.go's
+// recreated registry watch must.
+func TestBrokerConsumerKeptWhileViewStale(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	setup, err := identity.Bootstrap(t.TempDir())
+	if err != nil {
+		t.Fatalf("Bootstrap: %v", err)
+	}
+	// No authority key: no heartbeat is ever written, so the view stays
+	// stale for the whole test.
+	b, err := broker.Start(ctx, broker.Config{DataDir: t.TempDir(), Root: setup.Root.Public(),
+		OnError: func(err error) { t.Logf("broker: %v", err) }})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(b.Shutdown)
+	if _, err := b.View().Identity(identity.DemoAgentID); !errors.Is(err, identity.ErrStale) {
+		t.Fatalf("view lookup: got %v, want ErrStale", err)
+	}
+	stream := "KV_" + identity.Bucket
+	body := fmt.Sprintf(`{"stream_name":%q,"config":{"name":"broker-watch",`+
+		`"deliver_subject":"_INBOX.broker-watch","ack_policy":"none","deliver_policy":"all"}}`,
+		stream)
+	reply, err := b.AdminConn().RequestWithContext(ctx,
+		"$JS.API.CONSUMER.CREATE."+stream+".broker-watch", []byte(body))
+	if err != nil {
+		t.Fatalf("creating consumer: %v", err)
+	}
+	if strings.Contains(string(reply.Data), `"error"`) {
+		t.Fatalf("creating consumer: %s", reply.Data)
+	}
+	// The audit advisory arrives within milliseconds; a deletion would
+	// follow it at once.
+	time.Sleep(time.Second)
+	reply, err = b.AdminConn().RequestWithContext(ctx,
+		"$JS.API.CONSUMER.INFO."+stream+".broker-watch", nil)
+	if err != nil {
+		t.Fatalf("consumer info: %v", err)
+	}
+	if strings.Contains(string(reply.Data), `"error"`) {
+		t.Errorf("the broker deleted its own consumer: %s", reply.Data)
 	}
 }
