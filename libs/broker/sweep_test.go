@@ -27,7 +27,10 @@ func TestSweepClosesUntrackedConnection(t *testing.T) {
 	if err := setup.Publish(ctx, b.Registry()); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	// The default heartbeat interval is 2 s, and the first heartbeat that
+	// refreshes the view follows the registry's publication; the bound is
+	// generous for a loaded host.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, err := b.View().Active(identity.DemoAgentID)
 		if err == nil {
