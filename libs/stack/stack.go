@@ -170,8 +170,9 @@ func (s *Stack) prepare(ctx context.Context) error {
 	}
 
 	// The broker's view follows the registry bucket through a KV watch,
-	// which takes milliseconds when idle; the bound is generous because a
-	// starved host (tests under -race beside other suites) can take seconds.
+	// which takes milliseconds on an idle host. The bound is generous,
+	// because a starved host (tests under -race beside other suites) can
+	// take seconds.
 	const visibleWithin = 30 * time.Second
 	deadline := time.Now().Add(visibleWithin)
 	for _, id := range append([]string{identity.DemoAgentID, identity.OperatorID},

@@ -95,8 +95,8 @@ func TestBusyRunDeadlineGivesUp(t *testing.T) {
 	t.Cleanup(func() { _ = a.Close(context.Background()) })
 
 	// Twice as many 6 s runs as the runner admits keep it full for the
-	// first 6 s: a place freed by a queued run whose own deadline ended is
-	// taken again by one of the fill runs retrying after sandbox_busy.
+	// first 6 s. A queued run whose own deadline ended frees its place, and
+	// one of the fill runs retrying after sandbox_busy takes it again.
 	ids := submitAll(t, a, sleeper("6"), 2*admittedRuns)
 	extra := submitAll(t, a, sleeper("0"), 1)[0]
 	var wg sync.WaitGroup
