@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/nodexsec/nodex/libs/envelope"
+	"github.com/nodexsec/nodex/libs/ratelimit"
 )
 
 // Defaults for the zero values of [Config].
@@ -61,7 +62,7 @@ type Client struct {
 	asyncJS jetstream.JetStream // for PublishAsync; its acks time out after RequestTimeout
 	codec   *envelope.Codec
 	cfg     Config
-	limiter *senderLimiter
+	limiter *ratelimit.PerKey
 
 	inboxOnce sync.Once
 	inboxErr  error
@@ -147,7 +148,7 @@ func New(cfg Config) (*Client, error) {
 
 	return &Client{
 		nc: cfg.Conn, js: js, asyncJS: asyncJS, codec: cfg.Codec, cfg: cfg,
-		limiter: newSenderLimiter(cfg.RequestsPerSecond, cfg.RequestBurst,
+		limiter: ratelimit.New(cfg.RequestsPerSecond, cfg.RequestBurst,
 			DefaultRateLimitSenders, cfg.Now),
 		pending: make(map[string]chan *nats.Msg),
 	}, nil

@@ -130,7 +130,7 @@ func (c *Client) serve(m *nats.Msg, h Handler, received time.Time) {
 	// The peer is the authenticated sender, known only after the open.
 	span.SetAttributes(attribute.String(attrPeer, opened.Sender.ID))
 	var result any
-	if !c.limiter.allow(opened.Sender.ID) {
+	if !c.limiter.Allow(opened.Sender.ID) {
 		result = errs.RateLimited
 	} else {
 		req := &Request{

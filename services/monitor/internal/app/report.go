@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/nodexsec/nodex/libs/events"
+	"github.com/nodexsec/nodex/libs/ratelimit"
 	"github.com/nodexsec/nodex/services/monitor/internal/domain"
 )
 
@@ -78,18 +78,10 @@ var reportTokenRE = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
 // Reporter turns agents' reports into stored security events. It is safe
 // for concurrent use.
 type Reporter struct {
-	sink  ReportSink
-	rate  float64
-	burst float64
-	now   func() time.Time
-
-	mu      sync.Mutex
-	buckets map[string]*reportBucket
-}
-
-type reportBucket struct {
-	tokens float64
-	last   time.Time
+	sink    ReportSink
+	rate    float64
+	now     func() time.Time
+	limiter *ratelimit.PerKey
 }
 
 // maxReportBuckets bounds the per-agent buckets kept; full ones are
@@ -108,8 +100,8 @@ func NewReporter(sink ReportSink, ratePerSecond float64, burst int,
 		now = time.Now
 	}
 
-	return &Reporter{sink: sink, rate: ratePerSecond, burst: float64(burst), now: now,
-		buckets: make(map[string]*reportBucket)}
+	return &Reporter{sink: sink, rate: ratePerSecond, now: now,
+		limiter: ratelimit.New(ratePerSecond, burst, maxReportBuckets, now)}
 }
 
 // Report validates r from the authenticated identity sender of kind
@@ -124,7 +116,7 @@ func (p *Reporter) Report(ctx context.Context, sender, senderKind string, bodyBy
 		return ReportReply{}, fmt.Errorf("%w: body is %d bytes, max %d", ErrReportInvalid,
 			bodyBytes, MaxReportBodyBytes)
 	}
-	if !p.allow(sender) {
+	if !p.limiter.Allow(sender) {
 		return ReportReply{}, fmt.Errorf("%w: %s may report %g events per second",
 			ErrReportRateLimited, sender, p.rate)
 	}
@@ -206,32 +198,4 @@ func BuildReportEvent(sender string, r Report, at time.Time) (events.SecurityEve
 	}
 
 	return ev, nil
-}
-
-// allow takes one token from sender's bucket and reports whether one was
-// there.
-func (p *Reporter) allow(sender string) bool {
-	now := p.now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	b, ok := p.buckets[sender]
-	if !ok {
-		if len(p.buckets) >= maxReportBuckets {
-			for id, old := range p.buckets {
-				if old.tokens+now.Sub(old.last).Seconds()*p.rate >= p.burst {
-					delete(p.buckets, id)
-				}
-			}
-		}
-		b = &reportBucket{tokens: p.burst, last: now}
-		p.buckets[sender] = b
-	}
-	b.tokens = min(p.burst, b.tokens+now.Sub(b.last).Seconds()*p.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-
-	return true
 }
