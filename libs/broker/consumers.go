@@ -11,8 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// apiAuditSubject is where the server reports every JetStream API request
-// of the NODEX account, with the requesting client and the request body.
+// apiAuditSubject is the subject of the server's audit advisories: one for
+// every JetStream API request of the NODEX account, with the requesting
+// client and the request body.
 const apiAuditSubject = "$JS.EVENT.ADVISORY.API"
 
 // brokerUsers are the password users of the server configuration's

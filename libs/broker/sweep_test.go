@@ -27,9 +27,9 @@ func TestSweepClosesUntrackedConnection(t *testing.T) {
 	if err := setup.Publish(ctx, b.Registry()); err != nil {
 		t.Fatal(err)
 	}
-	// The default heartbeat interval is 2 s, and the first heartbeat that
-	// refreshes the view follows the registry's publication; the bound is
-	// generous for a loaded host.
+	// The default heartbeat interval is 2 s, and only a heartbeat after the
+	// registry's publication refreshes the view. The bound is generous for
+	// a loaded host.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, err := b.View().Active(identity.DemoAgentID)

@@ -53,7 +53,8 @@ type PublisherOptions struct {
 	MaxBatch int
 	// Linger is how long a batch for an [AsyncSink] waits for more events
 	// after its first one, unless the previous batch was full or Close was
-	// called; default 5ms, negative for no wait. A batch wakes one worker
+	// called. The default is 5ms, and a negative value means no wait. A
+	// batch wakes one worker
 	// and lets the connection send its events in fewer socket writes. The
 	// sealing work then overlaps fewer of the audited requests.
 	Linger time.Duration
@@ -158,7 +159,7 @@ func setDefaults(o *PublisherOptions) {
 }
 
 // Publish queues ev for an asynchronous publish. When the queue is full it
-// waits up to [PublisherOptions.EnqueueTimeout] for room; ctx does not cut
+// waits up to [PublisherOptions.EnqueueTimeout] for room. ctx does not cut
 // that wait short, because the fact being audited has already happened. An
 // event that cannot be queued or persisted is counted in Lost and passed to
 // OnLost, never dropped silently. The publish span is a child of ctx's
@@ -247,7 +248,7 @@ func (p *Publisher) Pending() int64 { return p.pending.Load() }
 
 // Close stops accepting events and waits, up to ctx's deadline, for queued
 // and in-flight events to be acknowledged. When ctx ends first, Close
-// returns an error naming how many events are still pending; the workers
+// returns an error naming how many events are still pending. The workers
 // keep publishing them, and each one is still counted as published or lost.
 func (p *Publisher) Close(ctx context.Context) error {
 	p.mu.Lock()

@@ -198,7 +198,7 @@ func (s *Service) clamp(l bundle.Limits) executor.Limits {
 
 // finish validates the outputs, reports violations, and signs and stores the
 // receipt. The receipt must be stored before the reply goes out.
-// A non-empty killCause says the run was killed because its caller was
+// A non-empty killCause means the run was killed because its caller was
 // contained, and goes into the sandbox.exec event.
 func (s *Service) finish(ctx context.Context, c Caller, m *bundle.Manifest, res executor.Result,
 	killCause string, started time.Time) (*ExecReply, error) {

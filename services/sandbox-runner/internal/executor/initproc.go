@@ -28,7 +28,7 @@ type sandboxProc struct {
 	// exited is closed when proc has exited and been waited for; execute
 	// starts the wait.
 	exited chan struct{}
-	// replace tells cleanUp to prepare a new init for slot.
+	// replace makes cleanUp prepare a new init for slot.
 	replace bool
 	slot    int
 }

@@ -39,7 +39,7 @@ type Prepare struct {
 	// for that run alone.
 	Layers Layers `json:"layers"`
 
-	// TraceSteps asks for [Status.Steps].
+	// TraceSteps requests [Status.Steps].
 	TraceSteps bool `json:"trace_steps,omitempty"`
 }
 
