@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,12 @@ type Config struct {
 	Log *slog.Logger
 	// Busy is the backoff of runs rejected with sandbox_busy.
 	Busy Backoff
+	// NATSOptions are extra connection options, for example nats.RootCAs
+	// with a deployment's CA certificate for a tls:// URL; without one, TLS
+	// trusts the system roots (SSL_CERT_FILE). A nats.ClosedHandler here
+	// has no effect, because the SDK sets its own to notice a closed
+	// connection.
+	NATSOptions []nats.Option
 }
 
 // Agent is a connected agent. It is safe for concurrent use.
@@ -98,8 +105,9 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	closed := make(chan struct{})
 	var closeOnce sync.Once
 	onClosed := nats.ClosedHandler(func(*nats.Conn) { closeOnce.Do(func() { close(closed) }) })
+	opts := append(slices.Clone(cfg.NATSOptions), onClosed)
 	p, err := openParty(ctx, party.Config{URL: cfg.URL, Creds: creds, Log: cfg.Log,
-		NATSOptions: []nats.Option{onClosed}})
+		NATSOptions: opts})
 	if err != nil {
 		return nil, fmt.Errorf("agent: connecting %q to %s: %w", creds.ID, cfg.URL, err)
 	}
