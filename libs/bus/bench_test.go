@@ -309,3 +309,43 @@ func connect(b *testing.B, url string) *nats.Conn {
 
 	return nc
 }
+
+// BenchmarkRequestReply measures only the request/reply round trips of
+// BenchmarkSecureBus: raw NATS p50, secure p50 and the median full crypto
+// floor, timed before the round trips. Each iteration runs rtts round trips
+// of each kind, so interleaved runs of two builds take a few seconds each.
+func BenchmarkRequestReply(b *testing.B) {
+	const rtts = 2_000
+	srv := testkit.NATSServer(b)
+	ctx := context.Background()
+	ws, err := NewWrapStore(ctx, testkit.JetStream(b, srv), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := envtest.NewWorld(ws)
+	sender := w.AddParty(b, "agent-1", "agent", "agent")
+	receiver := w.AddParty(b, "codesec-1", "service", "service:codesec")
+	body, _ := json.Marshal(benchBody{Data: strings.Repeat("x", 1024-12)})
+
+	var (
+		rawP50, secP50, floorP50 time.Duration
+		rawCPU, secCPU           time.Duration
+	)
+	for b.Loop() {
+		_, _, floorP50 = cryptoFloor(b, sender, body)
+		cpu0 := processCPU()
+		rawP50, _ = rawRoundTrips(b, srv.ClientURL(), body, rtts)
+		cpu1 := processCPU()
+		secP50, _ = secureRoundTrips(b, srv, sender, receiver, body, rtts)
+		rawCPU, secCPU = (cpu1-cpu0)/rtts, (processCPU()-cpu1)/rtts
+	}
+	// CPU time is the whole process's per round trip: both clients, the
+	// embedded server and the Go scheduler's idle spinning.
+	b.ReportMetric(float64(rawCPU.Nanoseconds())/1e3, "raw_cpu_us/rtt")
+	b.ReportMetric(float64(secCPU.Nanoseconds())/1e3, "secure_cpu_us/rtt")
+	b.ReportMetric(float64(rawP50.Microseconds()), "raw_p50_us")
+	b.ReportMetric(float64(secP50.Microseconds()), "secure_p50_us")
+	b.ReportMetric(float64(floorP50.Nanoseconds())/1e3, "full_floor_p50_us")
+	b.ReportMetric(float64((secP50-rawP50).Nanoseconds())/float64(floorP50.Nanoseconds()),
+		"p50_delta/full_floor")
+}
