@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,5 +130,105 @@ func TestHandlerContextDeadline(t *testing.T) {
 				t.Errorf("deadline = received + %v, want received + %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestTimedOutHandlerKeepsSlot runs a handler that ignores ctx on a client
+// with one handler slot. The requester gets one coded timeout reply, the
+// handler's late result is never sent as a second reply, the slot stays
+// taken until the handler returns, and Drain waits for it.
+func TestTimedOutHandlerKeepsSlot(t *testing.T) {
+	srv := testkit.NATSServer(t)
+	w := newWorld(t, srv)
+	var timeoutReports atomic.Int32
+	svc := newClient(t, srv, w.AddParty(t, "codesec-1", "service", "service:codesec"),
+		func(c *Config) {
+			c.HandlerConcurrency = 1
+			c.OnError = func(_ context.Context, _ string, err error) {
+				if errors.Is(err, context.DeadlineExceeded) {
+					timeoutReports.Add(1)
+				}
+			}
+		})
+	agent := newClient(t, srv, w.AddParty(t, "agent-1", "agent", "agent"), nil)
+	var entered atomic.Int32
+	release := make(chan struct{})
+	returned := make(chan struct{})
+	err := svc.Handle("nodex.v1.codesec.submit", "codesec", func(context.Context,
+		*Request) (any, error) {
+		if entered.Add(1) == 1 {
+			<-release
+			close(returned)
+		}
+		return echo{Text: "late"}, nil
+	})
+	if err != nil {
+		t.Fatalf("handling: %v", err)
+	}
+	// A plain subscriber receives every reply, including any the requester
+	// would drop after accepting the first.
+	replies := make(chan *nats.Msg, 64)
+	if _, err := testkit.Connect(t, srv).ChanSubscribe("_INBOX.>", replies); err != nil {
+		t.Fatalf("subscribing to replies: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err = agent.Request(ctx, "nodex.v1.codesec.submit", "service:codesec", echo{}, nil)
+	var coded *errs.Error
+	if !errors.As(err, &coded) || coded.Code != errs.Timeout.Code {
+		t.Fatalf("first request error = %v, want the coded %s reply", err, errs.Timeout.Name)
+	}
+
+	// The one slot is still taken, so a second request is not handled.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	err = agent.Request(ctx2, "nodex.v1.codesec.submit", "service:codesec", echo{}, nil)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("second request error = %v, want the requester's own timeout", err)
+	}
+	if n := entered.Load(); n != 1 {
+		t.Errorf("handler entered %d times while its only slot was taken, want 1", n)
+	}
+
+	drained := make(chan error, 1)
+	go func() { drained <- svc.Drain(context.Background()) }()
+	select {
+	case err := <-drained:
+		t.Fatalf("Drain returned %v while a timed-out handler was running", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	<-returned
+	if err := <-drained; err != nil {
+		t.Errorf("Drain: %v", err)
+	}
+	if err := agent.NATS().Flush(); err != nil {
+		t.Fatalf("flushing: %v", err)
+	}
+	// Both requests get exactly one reply each: the first its timeout, the
+	// second its result once the slot was free. The subscriber also receives
+	// JetStream API replies, which go to other inboxes.
+	perSubject := map[string]int{}
+	for quiet := false; !quiet; {
+		select {
+		case m := <-replies:
+			if strings.HasPrefix(m.Subject, agent.inbox+".") {
+				perSubject[m.Subject]++
+			}
+		case <-time.After(200 * time.Millisecond):
+			quiet = true
+		}
+	}
+	if len(perSubject) != 2 {
+		t.Errorf("replies went to %d request subjects, want 2: %v", len(perSubject), perSubject)
+	}
+	for subject, n := range perSubject {
+		if n != 1 {
+			t.Errorf("%d replies on %s, want 1", n, subject)
+		}
+	}
+	if n := timeoutReports.Load(); n != 1 {
+		t.Errorf("OnError got %d timeout reports, want 1", n)
 	}
 }
