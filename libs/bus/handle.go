@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -130,18 +129,36 @@ func (c *Client) serve(m *nats.Msg, h Handler, received time.Time) {
 	}
 	// The peer is the authenticated sender, known only after the open.
 	span.SetAttributes(attribute.String(attrPeer, opened.Sender.ID))
+	var result any
 	if !c.limiter.Allow(opened.Sender.ID) {
-		spanErr = c.sendResult(ctx, m.Subject, opened, errs.RateLimited, nil)
-		return
+		result = errs.RateLimited
+	} else {
+		req := &Request{
+			Subject: m.Subject, Sender: opened.Sender.ID, SenderKind: opened.Sender.Kind,
+			SenderRoles: opened.Sender.Roles, Body: opened.Body, opened: opened,
+		}
+		hctx, cancel := handlerContext(ctx, m.Header, c.cfg.RequestTimeout, received,
+			opened.Header.Timestamp)
+		var wait func()
+		result, wait, err = runHandler(hctx, h, req)
+		// The handler keeps its slot until it returns, even after a timeout
+		// reply, so HandlerConcurrency and Drain still count it.
+		defer func() { wait(); cancel() }()
+		if errors.Is(err, envelope.ErrSchema) {
+			err = errs.InvalidRequest.Wrap(err)
+		}
+		if err != nil {
+			coded := errs.From(err)
+			if coded.Code == errs.Internal.Code || coded.Unwrap() != nil {
+				c.reportError(ctx, m.Subject, err)
+			}
+			result = coded.Public()
+			spanErr = coded
+		}
 	}
-	req := &Request{
-		Subject: m.Subject, Sender: opened.Sender.ID, SenderKind: opened.Sender.Kind,
-		SenderRoles: opened.Sender.Roles, Body: opened.Body, opened: opened,
+	if err := c.reply(ctx, opened, result); err != nil {
+		c.reportError(ctx, m.Subject, err)
 	}
-	hctx, cancel := handlerContext(ctx, m.Header, c.cfg.RequestTimeout, received,
-		opened.Header.Timestamp)
-	defer cancel()
-	spanErr = c.runHandler(ctx, hctx, h, req)
 }
 
 // handlerContext returns the context a handler runs under. Its deadline is
@@ -162,68 +179,39 @@ func handlerContext(ctx context.Context, h nats.Header, fallback time.Duration,
 	return context.WithDeadline(ctx, received.Add(budget-spent-margin))
 }
 
-// runHandler runs h in the calling goroutine and sends one reply: h's
-// result, or errs.Timeout once hctx ends while h is still running. It
-// returns only after h has returned and the reply was sent, so the caller
-// keeps its HandlerConcurrency slot and its Drain count until then, even
-// after a timeout reply. It returns the coded error of the reply sent, or
-// nil. Running h inline, with the timeout reply sent from a goroutine that
-// starts only at the deadline, spares each request a goroutine start and a
-// channel hand-off.
-func (c *Client) runHandler(ctx, hctx context.Context, h Handler, req *Request) error {
-	// claimed is set by whichever of h's return and the deadline comes
-	// first, and only that one sends a reply.
-	var (
-		claimed    atomic.Bool
-		timeoutErr error
-	)
-	timeoutSent := make(chan struct{})
-	stop := context.AfterFunc(hctx, func() {
-		defer close(timeoutSent)
-		if claimed.CompareAndSwap(false, true) {
-			timeoutErr = c.sendResult(ctx, req.Subject, req.opened, nil,
-				errs.Timeout.Wrap(fmt.Errorf("handler timed out: %w", hctx.Err())))
+// runHandler runs h and returns its result, or errs.Timeout when ctx ends
+// first. wait blocks until h has returned.
+func runHandler(ctx context.Context, h Handler, req *Request) (any, func(), error) {
+	type outcome struct {
+		result any
+		err    error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		result, err := h(ctx, req)
+		done <- outcome{result, err}
+	}()
+	finished := func(o outcome) (any, func(), error) {
+		wait := func() {}
+		if o.err != nil && errs.From(o.err).Code == errs.Internal.Code &&
+			errors.Is(o.err, context.DeadlineExceeded) {
+			return nil, wait, errs.Timeout.Wrap(o.err)
 		}
-	})
-	result, err := h(hctx, req)
-	// A result that arrived with the deadline still counts when it claims
-	// the reply before the timeout does.
-	if stop() || claimed.CompareAndSwap(false, true) {
-		if err != nil && errs.From(err).Code == errs.Internal.Code &&
-			errors.Is(err, context.DeadlineExceeded) {
-			result, err = nil, errs.Timeout.Wrap(err)
-		}
-		return c.sendResult(ctx, req.Subject, req.opened, result, err)
+		return o.result, wait, o.err
 	}
-	<-timeoutSent
-
-	return timeoutErr
-}
-
-// sendResult sends result, or err as a coded error, as the reply to opened.
-// Uncoded errors and coded ones with a cause go to Config.OnError, and the
-// requester gets only the public code. It returns the coded error, or nil.
-func (c *Client) sendResult(ctx context.Context, subject string, opened *envelope.Opened,
-	result any, err error) error {
-	if errors.Is(err, envelope.ErrSchema) {
-		err = errs.InvalidRequest.Wrap(err)
+	select {
+	case o := <-done:
+		return finished(o)
+	case <-ctx.Done():
 	}
-	var coded *errs.Error
-	if err != nil {
-		coded = errs.From(err)
-		if coded.Code == errs.Internal.Code || coded.Unwrap() != nil {
-			c.reportError(ctx, subject, err)
-		}
-		result = coded.Public()
+	// A result that arrived with the deadline still counts.
+	select {
+	case o := <-done:
+		return finished(o)
+	default:
+		return nil, func() { <-done }, errs.Timeout.Wrap(fmt.Errorf("handler timed out: %w",
+			ctx.Err()))
 	}
-	if err := c.reply(ctx, opened, result); err != nil {
-		c.reportError(ctx, subject, err)
-	}
-	if coded == nil {
-		return nil
-	}
-
-	return coded
 }
 
 // reply seals result as the reply to opened and publishes it.
