@@ -51,6 +51,7 @@ func TestDeployment(t *testing.T) {
 		{"two replicas share work", scenarioReplicas},
 		{"down then up keeps state", scenarioDownUp},
 		{"hostile job contained", scenarioHostile},
+		{"service killed mid-load", scenarioServiceKilled},
 		// Last, so that the incidents of the hostile job are among the
 		// records that must survive the partition.
 		{"node partitioned", scenarioPartition},

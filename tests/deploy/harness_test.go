@@ -127,6 +127,9 @@ func runnerName(index int) string { return fmt.Sprintf("%s_sandbox-runner_%d", p
 
 func brokerName(index int) string { return fmt.Sprintf("%s_broker-%d_1", project, index) }
 
+// serviceName is the container of the first replica of compose service name.
+func serviceName(name string) string { return fmt.Sprintf("%s_%s_1", project, name) }
+
 // up starts the deployment and removes every container, network and volume
 // of the project when the test ends.
 func (d *deployment) up(t testing.TB) {
