@@ -151,6 +151,7 @@ func (e *Engine) decide(ctx context.Context, in *Input) (Decision, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
 	defer cancel()
 
+	growStack()
 	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(inputValue(in)))
 	if err != nil {
 		if ctx.Err() != nil {
