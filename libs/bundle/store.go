@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -73,17 +74,37 @@ func (s *Store) Put(ctx context.Context, id string, b *Bundle) error {
 
 // Get loads and parses the bundle stored under id. It returns an error
 // wrapping [ErrNotFound] when there is none. The bundle is not verified.
+//
+// The object's metadata is read with a direct get, which any replica of
+// the store may serve, and a follower can lag the acknowledgement codesec
+// waited for before it returned the bundle id. So an id that is not found
+// is read again with a growing pause for up to [MissWait] (or until ctx
+// ends) before Get reports it missing.
 func (s *Store) Get(ctx context.Context, id string) (*Bundle, error) {
 	if err := CheckID(id); err != nil {
 		return nil, err
 	}
-	data, err := s.objects.GetBytes(ctx, id)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil, fmt.Errorf("%w: bundle %q", ErrNotFound, id)
+	deadline := time.Now().Add(MissWait)
+	pause := 10 * time.Millisecond
+	for {
+		data, err := s.objects.GetBytes(ctx, id)
+		switch {
+		case err == nil:
+			return Parse(data)
+		case !errors.Is(err, jetstream.ErrObjectNotFound):
+			return nil, fmt.Errorf("loading bundle %q: %w", id, err)
+		case !time.Now().Add(pause).Before(deadline):
+			return nil, fmt.Errorf("%w: bundle %q", ErrNotFound, id)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: bundle %q", ErrNotFound, id)
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 200*time.Millisecond)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("loading bundle %q: %w", id, err)
-	}
-
-	return Parse(data)
 }
+
+// MissWait bounds how long [Store.Get] reads a bundle id again that no
+// replica has yet.
+const MissWait = 2 * time.Second

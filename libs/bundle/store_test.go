@@ -41,6 +41,49 @@ func TestStorePutGet(t *testing.T) {
 	}
 }
 
+// TestStoreGetWaitsForLaggingPut stands in for a replica that has not yet
+// applied a put: the bundle appears only after Get has started, and Get
+// must still return it instead of not found.
+func TestStoreGetWaitsForLaggingPut(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	js := testkit.JetStream(t, testkit.NATSServer(t))
+	store, err := OpenStore(ctx, js, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newFixture(t).seal(t, testManifest("b-late"))
+
+	put := make(chan error, 1)
+	go func() {
+		time.Sleep(150 * time.Millisecond)
+		put <- store.Put(ctx, "b-late", b)
+	}()
+	started := time.Now()
+	got, err := store.Get(ctx, "b-late")
+	if err != nil {
+		t.Fatalf("Get of a bundle put 150ms later: %v", err)
+	}
+	if err := <-put; err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if !bytes.Equal(got.Marshal(), b.Marshal()) {
+		t.Error("bundle read after the retry differs from the one put")
+	}
+	if waited := time.Since(started); waited > MissWait {
+		t.Errorf("Get waited %s, more than MissWait %s", waited, MissWait)
+	}
+
+	// An id that never appears is reported missing once MissWait is spent.
+	started = time.Now()
+	if _, err := store.Get(ctx, "b-never"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get of an id never put: error = %v, want %v", err, ErrNotFound)
+	}
+	if waited := time.Since(started); waited < MissWait/2 {
+		t.Errorf("Get gave up on a missing id after %s, want about MissWait %s", waited, MissWait)
+	}
+}
+
 func TestRevocationReachesWatcher(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
