@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -125,5 +126,26 @@ func TestPreparedReplyKeepsChecks(t *testing.T) {
 	}
 	if !bytes.Equal(opened.Body, []byte(`{"ok":true}`)) {
 		t.Errorf("reply body = %q, want %q", opened.Body, `{"ok":true}`)
+	}
+}
+
+func TestReasonCodeNamesEveryReason(t *testing.T) {
+	seen := map[string]bool{}
+	for _, r := range Reasons {
+		code, ok := ReasonCode(fmt.Errorf("opening: %w", r))
+		if !ok || code == "" {
+			t.Errorf("ReasonCode(%v) = %q, %v; want a name", r, code, ok)
+			continue
+		}
+		if seen[code] {
+			t.Errorf("reason code %q names two reasons", code)
+		}
+		seen[code] = true
+	}
+	if got := ReasonCodes(); len(got) != len(Reasons) {
+		t.Errorf("ReasonCodes() has %d names, want %d", len(got), len(Reasons))
+	}
+	if code, ok := ReasonCode(errors.New("not an envelope error")); ok {
+		t.Errorf("ReasonCode of a foreign error = %q, true; want false", code)
 	}
 }

@@ -35,3 +35,50 @@ var Reasons = []error{
 	ErrNotFresh, ErrReplay, ErrWrapMissing, ErrWrapInvalid, ErrKeyCommitment,
 	ErrDecrypt, ErrSchema,
 }
+
+// reasonCodes are the snake_case names of the rejection reasons, which
+// security events carry and monitor rules match on.
+var reasonCodes = map[error]string{
+	ErrTooLarge:          "too_large",
+	ErrMalformed:         "malformed",
+	ErrUnknownVersion:    "unknown_version",
+	ErrTooManyRecipients: "too_many_recipients",
+	ErrStale:             "stale_registry",
+	ErrUnknownSender:     "unknown_sender",
+	ErrSenderSuspended:   "suspended_sender",
+	ErrSenderRevoked:     "revoked_sender",
+	ErrRetiredKey:        "retired_key",
+	ErrCompromisedKey:    "compromised_key",
+	ErrBadSignature:      "bad_signature",
+	ErrSubjectMismatch:   "subject_mismatch",
+	ErrNotAddressed:      "not_addressed",
+	ErrNotFresh:          "not_fresh",
+	ErrReplay:            "replay",
+	ErrWrapMissing:       "wrap_missing",
+	ErrWrapInvalid:       "wrap_invalid",
+	ErrKeyCommitment:     "key_commitment",
+	ErrDecrypt:           "decrypt",
+	ErrSchema:            "schema",
+}
+
+// ReasonCode returns the snake_case name of the first reason in [Reasons]
+// that err wraps, or false when it wraps none.
+func ReasonCode(err error) (string, bool) {
+	for _, r := range Reasons {
+		if errors.Is(err, r) {
+			return reasonCodes[r], true
+		}
+	}
+
+	return "", false
+}
+
+// ReasonCodes returns every name [ReasonCode] can return, in check order.
+func ReasonCodes() []string {
+	codes := make([]string, 0, len(Reasons))
+	for _, r := range Reasons {
+		codes = append(codes, reasonCodes[r])
+	}
+
+	return codes
+}

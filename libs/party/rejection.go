@@ -1,7 +1,6 @@
 package party
 
 import (
-	"errors"
 	"strconv"
 	"strings"
 
@@ -58,38 +57,11 @@ func truncate(s string) string {
 	return s
 }
 
-// reasonCodes are the snake_case names of the envelope rejection reasons
-// that monitor rules match on.
-var reasonCodes = map[error]string{
-	envelope.ErrTooLarge:          "too_large",
-	envelope.ErrTooManyRecipients: "too_many_recipients",
-	envelope.ErrMalformed:         "malformed",
-	envelope.ErrUnknownVersion:    "unknown_version",
-	envelope.ErrStale:             "stale_registry",
-	envelope.ErrUnknownSender:     "unknown_sender",
-	envelope.ErrSenderSuspended:   "suspended_sender",
-	envelope.ErrSenderRevoked:     "revoked_sender",
-	envelope.ErrRetiredKey:        "retired_key",
-	envelope.ErrCompromisedKey:    "compromised_key",
-	envelope.ErrBadSignature:      "bad_signature",
-	envelope.ErrSubjectMismatch:   "subject_mismatch",
-	envelope.ErrNotAddressed:      "not_addressed",
-	envelope.ErrNotFresh:          "not_fresh",
-	envelope.ErrReplay:            "replay",
-	envelope.ErrWrapMissing:       "wrap_missing",
-	envelope.ErrWrapInvalid:       "wrap_invalid",
-	envelope.ErrKeyCommitment:     "key_commitment",
-	envelope.ErrDecrypt:           "decrypt",
-	envelope.ErrSchema:            "schema",
-}
-
 // ReasonCode returns the snake_case name of an envelope rejection reason,
 // or "unknown".
 func ReasonCode(reason error) string {
-	for sentinel, code := range reasonCodes {
-		if errors.Is(reason, sentinel) {
-			return code
-		}
+	if code, ok := envelope.ReasonCode(reason); ok {
+		return code
 	}
 
 	return "unknown"

@@ -43,41 +43,11 @@ func (o EnvelopeOpener) Open(ctx context.Context, msg *app.Message) (app.Opened,
 	return out, nil
 }
 
-// rejectionReasons names each envelope rejection for the reason metadata
-// of envelope.rejected and monitor.event_rejected events.
-var rejectionReasons = []struct {
-	err  error
-	name string
-}{
-	{envelope.ErrTooLarge, "too_large"},
-	{envelope.ErrTooManyRecipients, "too_many_recipients"},
-	{envelope.ErrMalformed, "malformed"},
-	{envelope.ErrUnknownVersion, "unknown_version"},
-	{envelope.ErrStale, "stale_registry"},
-	{envelope.ErrUnknownSender, "unknown_sender"},
-	{envelope.ErrSenderSuspended, "suspended_sender"},
-	{envelope.ErrSenderRevoked, "revoked_sender"},
-	{envelope.ErrRetiredKey, "retired_key"},
-	{envelope.ErrCompromisedKey, "compromised_key"},
-	{envelope.ErrBadSignature, "bad_signature"},
-	{envelope.ErrSubjectMismatch, "subject_mismatch"},
-	{envelope.ErrNotAddressed, "not_addressed"},
-	{envelope.ErrNotFresh, "not_fresh"},
-	{envelope.ErrReplay, "replay"},
-	{envelope.ErrWrapMissing, "wrap_missing"},
-	{envelope.ErrWrapInvalid, "wrap_invalid"},
-	{envelope.ErrKeyCommitment, "key_commitment"},
-	{envelope.ErrDecrypt, "decrypt"},
-	{envelope.ErrSchema, "schema"},
-}
-
 // RejectionReason returns the snake_case reason name of an envelope error,
 // or "invalid" for an error that wraps no envelope sentinel.
 func RejectionReason(err error) string {
-	for _, r := range rejectionReasons {
-		if errors.Is(err, r.err) {
-			return r.name
-		}
+	if code, ok := envelope.ReasonCode(err); ok {
+		return code
 	}
 
 	return "invalid"
@@ -85,10 +55,5 @@ func RejectionReason(err error) string {
 
 // RejectionReasonNames returns every name [RejectionReason] can return.
 func RejectionReasonNames() []string {
-	names := make([]string, 0, len(rejectionReasons)+1)
-	for _, r := range rejectionReasons {
-		names = append(names, r.name)
-	}
-
-	return append(names, "invalid")
+	return append(envelope.ReasonCodes(), "invalid")
 }
