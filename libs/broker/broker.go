@@ -18,7 +18,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -180,6 +182,9 @@ authorization {
   }
 }
 `
+	if err := checkListenAddr(cfg.Host, cfg.Port); err != nil {
+		return nil, err
+	}
 	opts := &server.Options{}
 	if err := opts.ProcessConfigString(conf); err != nil {
 		return nil, fmt.Errorf("building nats-server options: %w", err)
@@ -210,6 +215,35 @@ authorization {
 	}
 
 	return srv, nil
+}
+
+// ErrListen reports that the NATS server's client address cannot be
+// listened on; the error that wraps it also wraps the cause.
+var ErrListen = errors.New("nats-server cannot listen")
+
+// checkListenAddr fails when host:port cannot be listened on, for example
+// because another process uses the port. nats-server reports a listen
+// error only to its log and then never becomes ready, so without this check
+// the start would fail after 10 s without the cause. A process that takes
+// the port between this check and the server's own listen still leads to
+// that slow failure. Port 0 needs no check.
+func checkListenAddr(host string, port int) error {
+	if port == 0 {
+		return nil
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		// The *net.OpError repeats the address; its Err is the cause alone,
+		// such as "bind: address already in use".
+		var opErr *net.OpError
+		if errors.As(err, &opErr) {
+			err = opErr.Err
+		}
+		return fmt.Errorf("%w on %s: %w", ErrListen, addr, err)
+	}
+
+	return ln.Close()
 }
 
 func (b *Broker) start(ctx context.Context, u internalUsers) error {

@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/nodexsec/nodex/libs/broker"
 	"github.com/nodexsec/nodex/libs/identity"
 	"github.com/nodexsec/nodex/libs/logx"
 	"github.com/nodexsec/nodex/services/nodex/devrun"
@@ -40,11 +43,17 @@ Stop it with Ctrl-C; services drain before the server shuts down.`,
 			}
 			home := g.homeDir()
 
-			return devrun.Run(cmd.Context(), devrun.Config{
+			err = devrun.Run(cmd.Context(), devrun.Config{
 				Home: home, Host: host, Port: port, MetricsAddr: metrics,
 				InsecureNoSandbox: insecure, Log: log, Getenv: g.getenv,
 				Ready: func(url string) { printDevBanner(g, home, url) },
 			})
+			if errors.Is(err, broker.ErrListen) && errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("%w; stop the process that uses it, or pass --port 0 to pick "+
+					"a free port", err)
+			}
+
+			return err
 		},
 	}
 	f := cmd.Flags()
