@@ -170,7 +170,7 @@ func (s *Service) approve(ctx context.Context, actor string, req UpdateRequest,
 	}
 	inc, _, err = s.d.Store.Get(ctx, inc.ID)
 	if err != nil {
-		return nil, fmt.Errorf("loading incident %s: %w", req.ID, err)
+		return nil, err
 	}
 	if req.Verb == VerbContain && inc.State != domain.StateContained {
 		return inc, fmt.Errorf("%w: incident %s stays assessed: %s", ErrNotContained, inc.ID,
@@ -265,7 +265,7 @@ func (s *Service) reopen(ctx context.Context, actor string, req UpdateRequest,
 ) (*domain.Incident, error) {
 	inc, _, err := s.d.Store.Get(ctx, req.ID)
 	if err != nil {
-		return nil, fmt.Errorf("loading incident %s: %w", req.ID, err)
+		return nil, err
 	}
 	if err := domain.CheckTransition(inc.ID, inc.State, domain.StateOpen); err != nil {
 		return inc, err
@@ -295,7 +295,7 @@ func (s *Service) liftByOperator(ctx context.Context, actor string, req UpdateRe
 ) (*domain.Incident, error) {
 	inc, _, err := s.d.Store.Get(ctx, req.ID)
 	if err != nil {
-		return nil, fmt.Errorf("loading incident %s: %w", req.ID, err)
+		return nil, err
 	}
 	a, err := inc.Action(req.ActionID)
 	if err != nil {

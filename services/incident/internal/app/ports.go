@@ -15,8 +15,9 @@ import (
 
 // Store errors that adapters return and the app branches on.
 var (
-	// ErrNotFound marks a missing incident or open-incident slot.
-	ErrNotFound = errors.New("incident: not found")
+	// ErrNotFound marks a missing incident or open-incident slot. Adapters
+	// wrap it after the item, as in "incident inc-1 not found".
+	ErrNotFound = errors.New("not found")
 	// ErrConflict marks a compare-and-set that lost to a concurrent write.
 	ErrConflict = errors.New("incident: revision conflict")
 )
@@ -25,7 +26,8 @@ var (
 // per (type, identity) that makes a second open incident for the same attack
 // impossible even across replicas.
 type Store interface {
-	// Get returns the incident and its revision, or ErrNotFound.
+	// Get returns the incident and its revision, or ErrNotFound. Every
+	// error names the incident, so callers return it without adding the id.
 	Get(ctx context.Context, id string) (*domain.Incident, uint64, error)
 	// Create stores a new incident; ErrConflict if the id exists.
 	Create(ctx context.Context, inc *domain.Incident) (uint64, error)

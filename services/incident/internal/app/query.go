@@ -24,7 +24,7 @@ type ListFilter struct {
 func (s *Service) Get(ctx context.Context, id string) (*domain.Incident, error) {
 	inc, _, err := s.d.Store.Get(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("loading incident %s: %w", id, err)
+		return nil, err
 	}
 
 	return inc, nil

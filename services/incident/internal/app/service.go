@@ -259,7 +259,7 @@ func (s *Service) mutate(ctx context.Context, id string, fn func(*domain.Inciden
 		}
 		inc, rev, err := s.d.Store.Get(ctx, id)
 		if err != nil {
-			return nil, fmt.Errorf("loading incident %s: %w", id, err)
+			return nil, err
 		}
 		if err := fn(inc); errors.Is(err, errUnchanged) {
 			return inc, nil

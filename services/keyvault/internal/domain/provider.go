@@ -88,7 +88,7 @@ func (p Provider) ValidateKey(value []byte) error {
 		shapes = append(shapes, f.Describe())
 	}
 
-	return fmt.Errorf("%w: a %s key has one of these shapes: %s; "+
+	return fmt.Errorf("%w: a key of provider %s has one of these shapes: %s; "+
 		"check that the whole key was pasted, with no spaces or line breaks",
 		ErrMalformedKey, p.ID, strings.Join(shapes, "; "))
 }

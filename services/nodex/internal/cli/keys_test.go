@@ -93,3 +93,13 @@ func TestKeysGetAsAgentDenied(t *testing.T) {
 		t.Errorf("denied get printed the key value")
 	}
 }
+
+func TestKeysStoreMalformedMessage(t *testing.T) {
+	r := nodex(t, "not-a-key", "keys", "store", "cli-malformed", "--provider", "openai")
+	if r.code == ExitOK {
+		t.Fatal("keys store accepted a malformed openai key")
+	}
+	if strings.Contains(r.err, "a openai") || !strings.Contains(r.err, "a key of provider openai") {
+		t.Errorf("stderr = %q, want a key of provider openai", r.err)
+	}
+}

@@ -78,7 +78,7 @@ func openKey(typ domain.Type, identity string) string {
 
 func validID(id string) error {
 	if id == "" || strings.ContainsAny(id, ".*> \t\n") || len(id) > 128 {
-		return fmt.Errorf("incident id %q is invalid: %w", id, app.ErrNotFound)
+		return fmt.Errorf("incident %q %w: the id is invalid", id, app.ErrNotFound)
 	}
 
 	return nil
@@ -91,7 +91,7 @@ func (s *Store) Get(ctx context.Context, id string) (*domain.Incident, uint64, e
 	}
 	e, err := s.kv.Get(ctx, incidentPrefix+id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, fmt.Errorf("incident %s: %w", id, app.ErrNotFound)
+		return nil, 0, fmt.Errorf("incident %s %w", id, app.ErrNotFound)
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("reading incident %s: %w", id, err)
@@ -174,7 +174,7 @@ func (s *Store) Revisions(ctx context.Context, id string) ([]app.Revision, error
 	}
 	entries, err := s.kv.History(ctx, incidentPrefix+id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, fmt.Errorf("incident %s: %w", id, app.ErrNotFound)
+		return nil, fmt.Errorf("incident %s %w", id, app.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading revisions of incident %s: %w", id, err)
@@ -215,7 +215,7 @@ func (s *Store) ClaimOpen(ctx context.Context, typ domain.Type, identity, id str
 func (s *Store) OpenID(ctx context.Context, typ domain.Type, identity string) (string, error) {
 	e, err := s.kv.Get(ctx, openKey(typ, identity))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", fmt.Errorf("open incident of %s for %q: %w", typ, identity, app.ErrNotFound)
+		return "", fmt.Errorf("open incident of %s for %q %w", typ, identity, app.ErrNotFound)
 	}
 	if err != nil {
 		return "", fmt.Errorf("reading open incident of %s for %q: %w", typ, identity, err)
@@ -299,7 +299,7 @@ func (s *Store) ThreatIncident(ctx context.Context, threatID string) (string, in
 	key := threatPrefix + identityToken(threatID)
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", 0, fmt.Errorf("threat %s: %w", threatID, app.ErrNotFound)
+		return "", 0, fmt.Errorf("threat %s %w", threatID, app.ErrNotFound)
 	}
 	if err != nil {
 		return "", 0, fmt.Errorf("reading threat %s: %w", threatID, err)
