@@ -177,7 +177,7 @@ Give the file only to that agent: it holds the agent's private keys.`,
 			}
 			path := filepath.Join(outDir, id+".creds")
 			if _, err := os.Stat(path); err == nil && !force {
-				return usageError{fmt.Errorf("%s exists: pass --force to overwrite it", path)}
+				return fmt.Errorf("%s exists: pass --force to overwrite it", path)
 			}
 			all := append([]string{identity.RoleAgent}, roles...)
 			slices.Sort(all)

@@ -27,7 +27,7 @@ func TestAgentLifecycle(t *testing.T) {
 	if mode := info.Mode().Perm(); mode != 0o600 {
 		t.Errorf("credentials file mode = %o, want 600", mode)
 	}
-	mustRun(t, ExitUsage, "", "agent", "create", "cli-bot", "--out", out)
+	mustRun(t, ExitError, "", "agent", "create", "cli-bot", "--out", out)
 
 	r = mustRun(t, ExitOK, "", "agent", "list")
 	if !strings.Contains(r.out, "cli-bot") || !strings.Contains(r.out, "key-reader:openai") {

@@ -116,7 +116,7 @@ func (g *globals) backup(path string, force bool) error {
 	}
 	f, err := os.OpenFile(path, flags, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return usageError{fmt.Errorf("%s exists: pass --force to overwrite it", path)}
+		return fmt.Errorf("%s exists: pass --force to overwrite it", path)
 	}
 	if err != nil {
 		return fmt.Errorf("creating backup file: %w", err)
@@ -272,8 +272,8 @@ func moveAside(home string, force bool) error {
 			continue
 		}
 		if !force {
-			return usageError{fmt.Errorf("%s exists: pass --force to keep it aside as %s and restore",
-				p, name+suffix)}
+			return fmt.Errorf("%s exists: pass --force to keep it aside as %s and restore",
+				p, name+suffix)
 		}
 		if err := os.Rename(p, p+suffix); err != nil {
 			return fmt.Errorf("moving %s aside: %w", p, err)

@@ -189,7 +189,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 		t.Errorf("backup file mode = %o, want 600", info.Mode().Perm())
 	}
 
-	mustRunAt(t, home, ExitUsage, "", "restore", file)
+	mustRunAt(t, home, ExitError, "", "restore", file)
 	for _, p := range []string{"jetstream", "keyvault.kek"} {
 		if err := os.RemoveAll(filepath.Join(home, p)); err != nil {
 			t.Fatal(err)
@@ -234,11 +234,15 @@ func TestRestoreRejectsOtherDeployment(t *testing.T) {
 	dev.stop(t)
 	file := filepath.Join(t.TempDir(), "nodex.backup")
 	mustRunAt(t, home, ExitOK, "", "backup", file)
+	r := mustRunAt(t, home, ExitError, "", "backup", file)
+	if !strings.Contains(r.err, "exists: pass --force") {
+		t.Errorf("backup onto an existing file: stderr = %q, want the --force hint", r.err)
+	}
 
 	other := filepath.Join(t.TempDir(), "other")
 	dev = startDev(t, other)
 	dev.stop(t)
-	r := mustRunAt(t, other, ExitError, "", "--creds",
+	r = mustRunAt(t, other, ExitError, "", "--creds",
 		filepath.Join(home, "identities", "creds", "operator.creds"), "restore", file, "--force")
 	if !strings.Contains(r.err, "another root key") {
 		t.Errorf("stderr = %q, want the root key mismatch", r.err)
