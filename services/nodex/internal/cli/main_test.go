@@ -144,3 +144,30 @@ func mustRun(t *testing.T, want int, stdin string, args ...string) result {
 func testLog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
+
+func TestUnknownCommandUsageError(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bogus"}, `unknown command "bogus" for "nodex"`},
+		{[]string{"kyes"}, "Did you mean this?\n\tkeys"},
+		{[]string{"keys", "bogus"}, `unknown command "bogus" for "nodex keys"`},
+		{[]string{"keys", "lst"}, "\tlist\n"},
+		{[]string{"incidents", "open", "inc-1"}, `unknown command "open" for "nodex incidents"`},
+	}
+	for _, c := range cases {
+		r := nodex(t, "", c.args...)
+		if r.code != ExitUsage {
+			t.Errorf("nodex %s: exit code %d, want %d", strings.Join(c.args, " "), r.code, ExitUsage)
+		}
+		if !strings.Contains(r.err, c.want) {
+			t.Errorf("nodex %s: stderr = %q, want %q", strings.Join(c.args, " "), r.err, c.want)
+		}
+	}
+
+	r := mustRun(t, ExitOK, "", "keys")
+	if !strings.Contains(r.out, "Available Commands") {
+		t.Errorf("nodex keys: stdout = %q, want the group's help", r.out)
+	}
+}

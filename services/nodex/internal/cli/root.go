@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
@@ -129,6 +130,49 @@ program's own exit status; see nodex run --help.`,
 
 	root.AddCommand(newVersionCmd(g))
 	addCommands(root, g)
+	rejectUnknownSubcommands(root)
 
 	return root
+}
+
+// rejectUnknownSubcommands makes every command that only groups
+// subcommands, the root included, fail with a usage error when its first
+// argument names no subcommand. Without a run function cobra prints the
+// group's help and exits 0 for `nodex keys bogus`, and the root's own
+// check returns an error that is not marked as a usage error.
+func rejectUnknownSubcommands(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		rejectUnknownSubcommands(sub)
+	}
+	if !cmd.HasSubCommands() || cmd.Runnable() {
+		return
+	}
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+
+		return unknownCommand(cmd, args[0])
+	}
+}
+
+// unknownCommand returns the usage error for name under cmd, with cobra's
+// suggestions of similar command names.
+func unknownCommand(cmd *cobra.Command, name string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "unknown command %q for %q", name, cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		// cobra's own default, which it sets only on its internal path.
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if suggestions := cmd.SuggestionsFor(name); len(suggestions) > 0 {
+		b.WriteString("\n\nDid you mean this?\n")
+		for _, s := range suggestions {
+			fmt.Fprintf(&b, "\t%s\n", s)
+		}
+	}
+	fmt.Fprintf(&b, "\nRun '%s --help' for usage.", cmd.CommandPath())
+
+	return usageError{errors.New(b.String())}
 }
