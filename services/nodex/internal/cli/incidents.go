@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nodexsec/nodex/libs/identity"
+	"github.com/nodexsec/nodex/services/incident/incident"
 )
 
 // Incident service subjects and the role that serves them.
@@ -144,6 +146,13 @@ verb names the state it needs, and every change records --reason and the actor.`
 	return cmd
 }
 
+// incidentStates lists the lifecycle states in their order, for checks.
+var incidentStates = []string{
+	string(incident.StateOpen), string(incident.StateAssessed), string(incident.StateContained),
+	string(incident.StateInvestigating), string(incident.StateRemediated),
+	string(incident.StateClosed),
+}
+
 func newIncidentsListCmd(g *globals) *cobra.Command {
 	var req incidentListRequest
 	cmd := &cobra.Command{
@@ -151,6 +160,16 @@ func newIncidentsListCmd(g *globals) *cobra.Command {
 		Short: "List incidents, most recently updated first",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The incident service matches the filters exactly, so a
+			// misspelt value would list nothing instead of failing.
+			if req.State != "" && !slices.Contains(incidentStates, req.State) {
+				return usageError{fmt.Errorf("invalid --state %q: use one of %v", req.State,
+					incidentStates)}
+			}
+			if req.Type != "" && !isThreatType(req.Type) {
+				return usageError{fmt.Errorf("invalid --type %q: use one of %v", req.Type,
+					threatTypes)}
+			}
 			var reply incidentListReply
 			err := g.request(cmd.Context(), identity.OperatorID, subjectIncidentList, roleIncident,
 				req, &reply)
@@ -165,7 +184,7 @@ func newIncidentsListCmd(g *globals) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.State, "state", "", "only incidents in this state: open, assessed, contained, investigating, remediated or closed")
-	f.StringVar(&req.Type, "type", "", "only incidents of this type, e.g. CODE_INJECTION")
+	f.StringVar(&req.Type, "type", "", "only incidents of this type: UNAUTHORIZED_ACCESS, SYSTEM_COMPROMISE, CODE_INJECTION, DATA_BREACH or API_ABUSE")
 	f.StringVar(&req.Identity, "identity", "", "only incidents about this identity id")
 	f.BoolVar(&req.Open, "open", false, "only incidents that are not closed")
 

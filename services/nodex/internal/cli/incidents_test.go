@@ -132,3 +132,25 @@ func TestParseSince(t *testing.T) {
 		t.Error("parseSince(-5m) succeeded")
 	}
 }
+
+func TestIncidentsListInvalidFilter(t *testing.T) {
+	r := mustRun(t, ExitUsage, "", "incidents", "list", "--state", "bogus")
+	if !strings.Contains(r.err, `invalid --state "bogus"`) || !strings.Contains(r.err, "investigating") {
+		t.Errorf("stderr = %q, want the value and the valid states", r.err)
+	}
+	r = mustRun(t, ExitUsage, "", "incidents", "list", "--type", "PHISHING")
+	if !strings.Contains(r.err, `invalid --type "PHISHING"`) || !strings.Contains(r.err, "CODE_INJECTION") {
+		t.Errorf("stderr = %q, want the value and the valid types", r.err)
+	}
+	mustRun(t, ExitOK, "", "incidents", "list", "--state", "closed", "--type", "API_ABUSE")
+}
+
+func TestIncidentNotFoundMessage(t *testing.T) {
+	r := mustRun(t, ExitNotFound, "", "incidents", "show", "inc-nosuch")
+	if n := strings.Count(r.err, "inc-nosuch"); n != 1 {
+		t.Errorf("stderr = %q names the incident %d times, want once", r.err, n)
+	}
+	if !strings.Contains(r.err, "incident inc-nosuch not found") {
+		t.Errorf("stderr = %q, want incident inc-nosuch not found", r.err)
+	}
+}
