@@ -86,7 +86,9 @@ type Agent struct {
 }
 
 // Open loads the credentials, connects to NATS as the agent and waits for
-// the verified registry view. Close releases it.
+// the verified registry view. Close releases it. When the broker rejects
+// the credentials, Open fails at once with an error that matches
+// nats.ErrAuthorization.
 func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	creds := cfg.Creds
 	if creds == nil {
@@ -106,10 +108,16 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	var closeOnce sync.Once
 	onClosed := nats.ClosedHandler(func(*nats.Conn) { closeOnce.Do(func() { close(closed) }) })
 	opts := append(slices.Clone(cfg.NATSOptions), onClosed)
-	p, err := openParty(ctx, party.Config{URL: cfg.URL, Creds: creds, Log: cfg.Log,
+	// A rejected connection is not retried. The broker itself waits up to
+	// a second for the record of an identity created a moment ago, so a
+	// rejection means the identity is suspended, revoked or unknown, or
+	// the broker's registry view is stale; in each case an immediate retry
+	// is rejected again. party.Open's connection errors name the URL and
+	// the identity.
+	p, err := party.Open(ctx, party.Config{URL: cfg.URL, Creds: creds, Log: cfg.Log,
 		NATSOptions: opts})
 	if err != nil {
-		return nil, fmt.Errorf("agent: connecting %q to %s: %w", creds.ID, cfg.URL, err)
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 	if err := awaitFresh(ctx, p.View); err != nil {
 		_ = p.Close(context.WithoutCancel(ctx))
@@ -118,29 +126,6 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 
 	return &Agent{p: p, tracer: otel.Tracer(tracerName), backoff: cfg.Busy.withDefaults(),
 		closed: closed}, nil
-}
-
-// authRetryTimeout bounds how long Open retries a rejected connection.
-const authRetryTimeout = 5 * time.Second
-
-// openParty opens the party, retrying while the server rejects the
-// credentials. The broker admits an identity once its own registry watch
-// has the record, which can trail the write that created it, so a newly
-// created agent may be rejected for a moment. A suspended or revoked
-// agent stays rejected and fails after authRetryTimeout.
-func openParty(ctx context.Context, cfg party.Config) (*party.Party, error) {
-	deadline := time.Now().Add(authRetryTimeout)
-	for {
-		p, err := party.Open(ctx, cfg)
-		if err == nil || !errors.Is(err, nats.ErrAuthorization) || time.Now().After(deadline) {
-			return p, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
 }
 
 // freshTimeout bounds the wait for a fresh registry view: a few heartbeat

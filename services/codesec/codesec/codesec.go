@@ -16,6 +16,7 @@ import (
 	"github.com/nodexsec/nodex/libs/bus"
 	"github.com/nodexsec/nodex/libs/identity"
 	"github.com/nodexsec/nodex/services/codesec/internal/app"
+	"github.com/nodexsec/nodex/services/codesec/internal/domain"
 	"github.com/nodexsec/nodex/services/codesec/internal/ports"
 	"github.com/nodexsec/nodex/services/codesec/internal/scan"
 )
@@ -27,6 +28,14 @@ const (
 	SubjectGet    = ports.SubjectGet
 	// Role is the role that serves requests to codesec.
 	Role = ports.Role
+)
+
+// Maximum run limits a submission may request; a larger value is rejected
+// with invalid_request. The sandbox-runner lowers a limit further to its
+// own configured maximum.
+const (
+	MaxWallTimeMillis = domain.MaxWallTimeMillis
+	MaxMemoryBytes    = domain.MaxMemoryBytes
 )
 
 // Defaults for zero Config fields.

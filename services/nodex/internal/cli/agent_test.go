@@ -83,3 +83,43 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestSuspendedAgentRejected checks that a suspended agent's commands fail
+// at once with one line that names the likely causes, and that nodex run
+// does not retry the rejected connection.
+func TestSuspendedAgentRejected(t *testing.T) {
+	out := t.TempDir()
+	mustRun(t, ExitOK, "", "agent", "create", "cli-suspended", "--out", out)
+	creds := filepath.Join(out, "cli-suspended.creds")
+	mustRun(t, ExitOK, "", "agent", "suspend", "cli-suspended")
+
+	var r result
+	waitFor(t, func() bool {
+		r = nodex(t, "", "--creds", creds, "keys", "list")
+		return strings.Contains(r.err, "rejected the credentials")
+	})
+	if r.code != ExitDenied {
+		t.Errorf("exit code = %d, want %d (denied)", r.code, ExitDenied)
+	}
+	if strings.Count(r.err, "\n") != 1 {
+		t.Errorf("stderr = %q, want one line", r.err)
+	}
+	if strings.Count(r.err, "cli-suspended") != 1 {
+		t.Errorf("stderr = %q, want the identity named once", r.err)
+	}
+	for _, want := range []string{"suspended or revoked", "out of date", "nodex agent list"} {
+		if !strings.Contains(r.err, want) {
+			t.Errorf("stderr = %q, want %q", r.err, want)
+		}
+	}
+
+	path := writeProgram(t, "hello.py", "print('hello')\n")
+	start := time.Now()
+	r = mustRun(t, ExitRunRefused, "", "--creds", creds, "run", path)
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
+		t.Errorf("nodex run took %s, want no retries after the rejection", elapsed)
+	}
+	if strings.Count(r.err, "\n") != 1 || !strings.Contains(r.err, "rejected the credentials") {
+		t.Errorf("run stderr = %q, want one line saying the credentials were rejected", r.err)
+	}
+}

@@ -33,8 +33,13 @@ func (g *globals) openParty(ctx context.Context, defaultID string, opts ...nats.
 		return nil, fmt.Errorf("loading credentials %s: %w", g.credsPath(defaultID), err)
 	}
 	p, err := party.Open(ctx, party.Config{URL: url, Creds: creds, NATSOptions: opts})
+	if errors.Is(err, nats.ErrAuthorization) {
+		return nil, credentialsRejected{url: url, id: creds.ID}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s as %q: %w", url, creds.ID, err)
+		// party.Open's connection errors already name the URL and the
+		// identity.
+		return nil, err
 	}
 	if err := awaitFresh(ctx, p.View); err != nil {
 		_ = p.Close(context.WithoutCancel(ctx))
@@ -43,6 +48,21 @@ func (g *globals) openParty(ctx context.Context, defaultID string, opts ...nats.
 
 	return p, nil
 }
+
+// credentialsRejected reports a connection that the broker rejected. The
+// server tells the client only "Authorization Violation"; the broker logs
+// the reason, so the message lists the likely causes and where to look.
+type credentialsRejected struct{ url, id string }
+
+func (e credentialsRejected) Error() string {
+	return fmt.Sprintf("the broker at %s rejected the credentials of %q: the identity may be "+
+		"suspended or revoked, or its credentials file out of date; the operator can check "+
+		"its status with nodex agent list", e.url, e.id)
+}
+
+// Unwrap makes errors.Is(err, nats.ErrAuthorization) hold, which selects
+// the exit code.
+func (e credentialsRejected) Unwrap() error { return nats.ErrAuthorization }
 
 // failOnPermission returns a connection option that ends ctx, through
 // cancel, with the first permission violation the server reports. A denied
@@ -144,11 +164,13 @@ func joinOr(items []string) string {
 }
 
 // exactArgs is cobra.ExactArgs with a usage error, so a wrong argument
-// count exits with ExitUsage.
+// count exits with ExitUsage. The message names the command without the
+// "nodex" that Main prints before every error.
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
-		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
-			return usageError{fmt.Errorf("%s: %w", cmd.CommandPath(), err)}
+		if len(args) != n {
+			return usageError{fmt.Errorf("%s takes %s, got %d; usage: %s", commandName(cmd),
+				plural(n, "argument", "arguments"), len(args), cmd.UseLine())}
 		}
 
 		return nil
@@ -158,13 +180,28 @@ func exactArgs(n int) cobra.PositionalArgs {
 // noArgs is cobra.NoArgs with a usage error.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.CommandPath(), args)}
+		return usageError{fmt.Errorf("%s takes no arguments, got %q", commandName(cmd), args)}
 	}
 
 	return nil
 }
 
+// commandName returns cmd's path below the root, such as "receipts verify".
+func commandName(cmd *cobra.Command) string {
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+}
+
 // writeJSONLine writes v as one line of JSON.
 func writeJSONLine(w io.Writer, v any) error {
 	return json.NewEncoder(w).Encode(v)
+}
+
+// plural returns n with the singular or the plural noun, as in "1 finding"
+// and "2 findings".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+
+	return fmt.Sprintf("%d %s", n, many)
 }

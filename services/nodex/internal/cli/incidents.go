@@ -236,9 +236,11 @@ func printIncident(w io.Writer, raw json.RawMessage) error {
 		in.Severity, in.Score)
 	fmt.Fprintf(w, "identity: %s (%s, %s), incident %d of this identity\n", in.Identity.ID,
 		in.Identity.Kind, in.Identity.Status, in.Offense)
-	fmt.Fprintf(w, "opened %s, updated %s, %d threats, %d evidence events, %d reopens\n",
-		formatTime(in.OpenedAt), formatTime(in.UpdatedAt), len(in.Threats), len(in.Evidence),
-		in.Reopens)
+	fmt.Fprintf(w, "opened %s, updated %s, %s, %s, %s\n",
+		formatTime(in.OpenedAt), formatTime(in.UpdatedAt),
+		plural(len(in.Threats), "threat", "threats"),
+		plural(len(in.Evidence), "evidence event", "evidence events"),
+		plural(in.Reopens, "reopen", "reopens"))
 	if len(in.ScoreFactors) > 0 {
 		fmt.Fprintf(w, "score factors: %s\n", strings.Join(in.ScoreFactors, ", "))
 	}

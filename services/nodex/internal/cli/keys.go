@@ -253,8 +253,8 @@ func newKeysDeleteCmd(g *globals) *cobra.Command {
 			}
 
 			return g.output(reply, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "deleted %s (%d versions destroyed)\n",
-					reply.Name, reply.VersionsDestroyed)
+				_, err := fmt.Fprintf(w, "deleted %s (%s destroyed)\n",
+					reply.Name, plural(reply.VersionsDestroyed, "version", "versions"))
 				return err
 			})
 		},

@@ -48,3 +48,17 @@ func TestReceiptsVerify(t *testing.T) {
 	}
 	mustRun(t, ExitUsage, "{}", "receipts", "verify", "-")
 }
+
+func TestArgCountMessage(t *testing.T) {
+	r := mustRun(t, ExitUsage, "", "receipts", "verify")
+	if strings.Contains(r.err, "nodex: nodex") {
+		t.Errorf("stderr = %q, want the nodex prefix once", r.err)
+	}
+	if !strings.Contains(r.err, "receipts verify takes 1 argument, got 0") {
+		t.Errorf("stderr = %q, want the expected and actual argument count", r.err)
+	}
+	r = mustRun(t, ExitUsage, "", "incidents", "list", "extra")
+	if strings.Contains(r.err, "nodex: nodex") {
+		t.Errorf("stderr = %q, want the nodex prefix once", r.err)
+	}
+}

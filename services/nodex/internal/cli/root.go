@@ -21,9 +21,9 @@ import (
 // status (see run.go). Scripts may rely on them.
 const (
 	ExitOK       = 0 // the command did what it was asked
-	ExitError    = 1 // NodeX or the connection failed; the message says why
+	ExitError    = 1 // NodeX or the connection failed, or the request conflicts with the current state
 	ExitUsage    = 2 // the command line is wrong
-	ExitDenied   = 3 // policy or validation refused the request
+	ExitDenied   = 3 // policy, validation or the broker's authentication refused the request
 	ExitNotFound = 4 // the named item does not exist
 )
 
@@ -89,7 +89,7 @@ func exitFor(err error) int {
 	if errors.As(err, &ue) {
 		return ExitUsage
 	}
-	if errors.Is(err, nats.ErrPermissionViolation) {
+	if errors.Is(err, nats.ErrPermissionViolation) || errors.Is(err, nats.ErrAuthorization) {
 		return ExitDenied
 	}
 	var ce *errs.Error
@@ -116,8 +116,9 @@ Connection settings come from --server and --creds, then the environment
 (NATS_URL, NODEX_CREDS, NODEX_HOME), then the development defaults in ./.nodex/.
 
 Exit codes: 0 success, 1 NodeX or connection error, 2 bad command line,
-3 refused by policy or validation, 4 not found. nodex run also passes on the
-program's own exit status; see nodex run --help.`,
+3 refused by policy or validation, or credentials the broker rejected, 4 not
+found. nodex run also passes on the program's own exit status; see nodex run
+--help.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

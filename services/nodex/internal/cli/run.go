@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,20 +12,22 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/nodexsec/nodex/libs/agent"
 	"github.com/nodexsec/nodex/libs/bundle"
 	"github.com/nodexsec/nodex/libs/errs"
 	"github.com/nodexsec/nodex/libs/identity"
+	"github.com/nodexsec/nodex/services/codesec/codesec"
 )
 
 // Exit codes of `nodex run` beyond the program's own status. They follow
 // GNU timeout(1) and the shell: 124 stopped, 125 own failure, 126 refused.
 const (
-	ExitRunLimit   = 124 // the sandbox stopped the program: a limit or a blocked system call
+	ExitRunLimit   = 124 // the sandbox stopped the program: a limit or a killing seccomp rule
 	ExitRunError   = 125 // NodeX, the connection or reading FILE failed; nothing ran
-	ExitRunRefused = 126 // codesec or the policy refused the code; nothing ran
+	ExitRunRefused = 126 // codesec, the policy or the broker refused; nothing ran
 )
 
 // languageOf maps a file extension to a submission language.
@@ -48,7 +51,7 @@ func newRunCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run FILE [--lang LANG] [--module NAME]... [--timeout DURATION] [--memory MIB]",
 		Short: "Check FILE with codesec, run it in the sandbox and print its output",
-		Long: `run submits FILE as the demo agent (or --creds): codesec scans it and decides
+		Long: fmt.Sprintf(`run submits FILE as the demo agent (or --creds): codesec scans it and decides
 with the policy, then the sandbox runs the sealed bundle. The program's standard
 output and error are printed as they were captured, then a summary line (how
 the run ended, CPU and wall time, peak memory, violations) on standard error.
@@ -57,22 +60,37 @@ JSON object instead. While every sandbox slot and queue place is taken
 (sandbox_busy), run sends the run again after a growing random wait, until
 --timeout plus a minute has passed (320 s without --timeout); then it exits 125.
 
+Limits: codesec accepts --timeout up to %s and --memory up to %d MiB; a larger
+value is a usage error. The sandbox-runner then lowers each limit to its own
+maximum (-max-wall-time, default 10s, and -max-memory-bytes, default 256 MiB),
+and run says so on standard error. Each maximum is also the limit of a run
+without the flag.
+
 Exit codes:
   the program's own status   the program ran and exited (128+N if signal N ended it)
   124                        the sandbox stopped it: time, CPU, memory, process or
-                             output limit, or a blocked system call
+                             output limit, or a system call that the seccomp
+                             filter kills on (another architecture or x32
+                             number, kexec, module and reboot calls); a call
+                             the sandbox denies with EPERM, such as socket, is
+                             listed under violations and the program's own
+                             status is passed on
   125                        NodeX or the connection failed, or FILE could not be
                              read; nothing ran
-  126                        codesec or the policy refused the code; nothing ran
-  2                          a flag or the argument count is wrong (as for every
-                             nodex command); nothing ran`,
+  126                        codesec or the policy refused the code, or the broker
+                             rejected the credentials; nothing ran
+  2                          a flag, a limit or the argument count is wrong (as
+                             for every nodex command); nothing ran`, maxRunTimeout, maxRunMemoryMiB),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return usageError{fmt.Errorf("nodex run takes one FILE, got %d arguments", len(args))}
+				return usageError{fmt.Errorf("run takes one FILE, got %d arguments", len(args))}
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkRunLimits(f); err != nil {
+				return err
+			}
 			code := g.run(cmd.Context(), args[0], f)
 			if code == ExitOK {
 				return nil
@@ -86,8 +104,8 @@ Exit codes:
 	fl.StringArrayVar(&f.modules, "module", nil, "third-party module the program imports (repeatable)")
 	fl.StringArrayVar(&f.args, "arg", nil, "argument passed to the program (repeatable)")
 	fl.StringVar(&f.stdinFile, "stdin", "", "file passed to the program as standard input (default: empty)")
-	fl.DurationVar(&f.timeout, "timeout", 0, "wall-clock time limit of the run, e.g. 5s (default and maximum: the sandbox-runner's -max-wall-time, 10s unless configured)")
-	fl.Int64Var(&f.memoryMiB, "memory", 0, "memory limit of the run in MiB (default and maximum: the sandbox-runner's -max-memory-bytes, 256 MiB unless configured)")
+	fl.DurationVar(&f.timeout, "timeout", 0, fmt.Sprintf("wall-clock time limit of the run, e.g. 5s, at most %s; the sandbox-runner lowers a larger value to its -max-wall-time (default 10s), which is also the default", maxRunTimeout))
+	fl.Int64Var(&f.memoryMiB, "memory", 0, fmt.Sprintf("memory limit of the run in MiB, at most %d; the sandbox-runner lowers a larger value to its -max-memory-bytes (default 256 MiB), which is also the default", maxRunMemoryMiB))
 
 	return cmd
 }
@@ -106,7 +124,17 @@ func (g *globals) run(ctx context.Context, path string, f runFlags) int {
 		fmt.Fprintln(g.stdio.Err, "nodex run:", err)
 		return ExitRunError
 	}
-	a, err := agent.Open(ctx, agent.Config{URL: url, CredsFile: g.credsPath(identity.DemoAgentID)})
+	creds, err := g.loadCreds(identity.DemoAgentID)
+	if err != nil {
+		fmt.Fprintf(g.stdio.Err, "nodex run: loading credentials %s: %v\n",
+			g.credsPath(identity.DemoAgentID), err)
+		return ExitRunError
+	}
+	a, err := agent.Open(ctx, agent.Config{URL: url, Creds: creds})
+	if errors.Is(err, nats.ErrAuthorization) {
+		fmt.Fprintln(g.stdio.Err, "nodex run:", credentialsRejected{url: url, id: creds.ID})
+		return ExitRunRefused
+	}
 	if err != nil {
 		fmt.Fprintln(g.stdio.Err, "nodex run:", err)
 		return ExitRunError
@@ -126,11 +154,68 @@ func (g *globals) run(ctx context.Context, path string, f runFlags) int {
 		if err := printJSON(g.stdio.Out, res); err != nil {
 			return ExitRunError
 		}
+		reportLoweredLimits(g.stdio.Err, f, res.Exec)
 		return runExitCode(res.Exec)
 	}
 	printRun(g, res)
+	reportLoweredLimits(g.stdio.Err, f, res.Exec)
 
 	return runExitCode(res.Exec)
+}
+
+// The largest limits codesec accepts in a submission. The sandbox-runner
+// lowers each to its own configured maximum, which the client cannot know
+// before the run; the receipt shows the applied limits.
+const (
+	maxRunTimeout   = time.Duration(codesec.MaxWallTimeMillis) * time.Millisecond
+	maxRunMemoryMiB = codesec.MaxMemoryBytes >> 20
+)
+
+// checkRunLimits returns a usage error for a --timeout or --memory that
+// codesec would reject.
+func checkRunLimits(f runFlags) error {
+	switch {
+	case f.timeout < 0 || (f.timeout > 0 && f.timeout < time.Millisecond):
+		return usageError{fmt.Errorf("invalid --timeout %s: use at least 1ms and at most %s",
+			f.timeout, maxRunTimeout)}
+	case f.timeout > maxRunTimeout:
+		return usageError{fmt.Errorf("invalid --timeout %s: the maximum is %s", f.timeout,
+			maxRunTimeout)}
+	case f.memoryMiB < 0:
+		return usageError{fmt.Errorf("invalid --memory %d: use a positive number of MiB, "+
+			"at most %d", f.memoryMiB, maxRunMemoryMiB)}
+	case f.memoryMiB > maxRunMemoryMiB:
+		return usageError{fmt.Errorf("invalid --memory %d: the maximum is %d MiB", f.memoryMiB,
+			maxRunMemoryMiB)}
+	}
+
+	return nil
+}
+
+// reportLoweredLimits notes on stderr each requested limit that the
+// sandbox-runner lowered to its own maximum. The applied limits come from
+// the run's receipt; a receipt that cannot be decoded is skipped, since
+// receipts verify checks receipts.
+func reportLoweredLimits(w io.Writer, f runFlags, r *agent.ExecReply) {
+	var s signedReceipt
+	var body struct {
+		Limits struct {
+			WallTimeMs  int64 `json:"wall_time_ms"`
+			MemoryBytes int64 `json:"memory_bytes"`
+		} `json:"limits"`
+	}
+	if json.Unmarshal(r.Receipt, &s) != nil || json.Unmarshal(s.Body, &body) != nil {
+		return
+	}
+	applied := body.Limits
+	if f.timeout > 0 && applied.WallTimeMs > 0 && applied.WallTimeMs < f.timeout.Milliseconds() {
+		fmt.Fprintf(w, "nodex: the sandbox lowered --timeout %s to its maximum of %s\n", f.timeout,
+			time.Duration(applied.WallTimeMs)*time.Millisecond)
+	}
+	if f.memoryMiB > 0 && applied.MemoryBytes > 0 && applied.MemoryBytes < f.memoryMiB<<20 {
+		fmt.Fprintf(w, "nodex: the sandbox lowered --memory %d to its maximum of %d MiB\n",
+			f.memoryMiB, applied.MemoryBytes>>20)
+	}
 }
 
 // buildSubmission reads the program and turns the flags into a submission.
@@ -149,9 +234,6 @@ func buildSubmission(g *globals, path string, f runFlags) (agent.Submission, err
 	}
 	if !utf8.Valid(code) {
 		return agent.Submission{}, fmt.Errorf("%s is not UTF-8 text", path)
-	}
-	if f.timeout < 0 || f.memoryMiB < 0 {
-		return agent.Submission{}, errors.New("--timeout and --memory must not be negative")
 	}
 	name := filepath.Base(path)
 	sub := agent.Submission{
@@ -218,17 +300,18 @@ func printRun(g *globals, res *agent.Result) {
 	fmt.Fprintf(g.stdio.Err, "nodex: %s; cpu %d ms, wall %d ms, peak memory %.1f MiB; run %s\n",
 		end, r.CPUTimeMs, r.WallTimeMs, float64(r.PeakMemoryBytes)/(1<<20), r.RunID)
 	if r.BusyRetries > 0 {
-		fmt.Fprintf(g.stdio.Err, "nodex: the sandbox was busy; the run started after %d retries\n",
-			r.BusyRetries)
+		fmt.Fprintf(g.stdio.Err, "nodex: the sandbox was busy; the run started after %s\n",
+			plural(r.BusyRetries, "retry", "retries"))
 	}
 	if len(r.Violations) > 0 {
 		fmt.Fprintf(g.stdio.Err, "nodex: violations: %s\n", strings.Join(r.Violations, "; "))
 	}
 	if r.Redactions > 0 {
-		fmt.Fprintf(g.stdio.Err, "nodex: %d secrets redacted from the output\n", r.Redactions)
+		fmt.Fprintf(g.stdio.Err, "nodex: %s redacted from the output\n",
+			plural(r.Redactions, "secret", "secrets"))
 	}
 	if len(res.Submit.Findings) > 0 {
-		fmt.Fprintf(g.stdio.Err, "nodex: codesec accepted the code with %d findings (%s)\n",
-			len(res.Submit.Findings), joinOr(res.Submit.Flags))
+		fmt.Fprintf(g.stdio.Err, "nodex: codesec accepted the code with %s (%s)\n",
+			plural(len(res.Submit.Findings), "finding", "findings"), joinOr(res.Submit.Flags))
 	}
 }

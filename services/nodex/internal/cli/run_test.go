@@ -106,3 +106,55 @@ func TestRunRefusalOpensIncident(t *testing.T) {
 		return r.code == ExitOK && strings.Contains(r.out, "CODE_INJECTION")
 	})
 }
+
+func TestRunLimitOutOfRange(t *testing.T) {
+	path := writeProgram(t, "hello.py", "print('hello')\n")
+	cases := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--timeout", "1h"}, []string{"--timeout 1h0m0s", "5m0s"}},
+		{[]string{"--timeout", "-1s"}, []string{"--timeout -1s"}},
+		{[]string{"--memory", "2048"}, []string{"--memory 2048", "1024 MiB"}},
+		{[]string{"--memory", "-1"}, []string{"--memory -1"}},
+	}
+	for _, c := range cases {
+		r := mustRun(t, ExitUsage, "", append([]string{"run", path}, c.args...)...)
+		for _, want := range c.want {
+			if !strings.Contains(r.err, want) {
+				t.Errorf("run %v: stderr = %q, want %q", c.args, r.err, want)
+			}
+		}
+	}
+}
+
+// TestRunLoweredLimitsNoted relies on the shared stack's sandbox-runner
+// defaults of 10 s wall time and 256 MiB memory.
+func TestRunLoweredLimitsNoted(t *testing.T) {
+	path := writeProgram(t, "hello.py", "print('hello')\n")
+	r := mustRun(t, ExitOK, "", "run", path, "--timeout", "60s", "--memory", "512")
+	if !strings.Contains(r.err, "lowered --timeout 1m0s to its maximum of 10s") {
+		t.Errorf("stderr = %q, want the lowered timeout noted", r.err)
+	}
+	if !strings.Contains(r.err, "lowered --memory 512 to its maximum of 256 MiB") {
+		t.Errorf("stderr = %q, want the lowered memory limit noted", r.err)
+	}
+
+	r = mustRun(t, ExitOK, "", "run", path, "--timeout", "5s", "--memory", "128")
+	if strings.Contains(r.err, "lowered") {
+		t.Errorf("stderr = %q, want no note for limits within the maximum", r.err)
+	}
+}
+
+func TestRunHelpStatesLimits(t *testing.T) {
+	r := mustRun(t, ExitOK, "", "run", "--help")
+	for _, want := range []string{"up to 5m0s", "up to 1024 MiB", "-max-wall-time", "seccomp",
+		"EPERM"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("run --help lacks %q", want)
+		}
+	}
+	if strings.Contains(r.out, "default and maximum") {
+		t.Error("run --help still calls the sandbox default the maximum")
+	}
+}

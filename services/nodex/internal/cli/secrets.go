@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -25,7 +26,7 @@ emptyDir that the service container then mounts read-only.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if from == "" || to == "" {
-				return usageError{fmt.Errorf("nodex secrets install needs --from and --to")}
+				return usageError{errors.New("secrets install needs --from and --to")}
 			}
 			names, err := deploy.InstallSecrets(from, to)
 			if err != nil {
