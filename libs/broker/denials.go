@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -187,8 +186,17 @@ func installViolationLog(srv *server.Server, q *violationQueue, debug, trace boo
 var _ server.Logger = violationLog{}
 
 var (
-	cidPattern       = regexp.MustCompile(` - cid:(\d+)`)
-	violationPattern = regexp.MustCompile(`(Publish|Subscription) Violation - (?:Subject|Reply) ("(?:[^"\\]|\\.)*")`)
+	cidPattern = regexp.MustCompile(` - cid:(\d+)`)
+	// subscribePattern finds the subject in the text of a subscription
+	// violation, which the server formats itself before logging it.
+	subscribePattern = regexp.MustCompile(`Subscription Violation - Subject ("(?:[^"\\]|\\.)*")`)
+)
+
+// Formats that nats-server 2.15 logs publish violations with; the subject
+// or reply subject is the call's only argument.
+const (
+	publishViolation = "Publish Violation - Subject %q"
+	replyViolation   = "Publish Violation - Reply %q"
 )
 
 func (l violationLog) Errorf(format string, v ...any) {
@@ -198,27 +206,11 @@ func (l violationLog) Errorf(format string, v ...any) {
 	if !strings.Contains(format, " Violation - ") {
 		return
 	}
-
-	line := fmt.Sprintf(format, v...)
-	m := violationPattern.FindStringSubmatch(line)
-	if m == nil {
+	d, ok := parseViolation(format, v)
+	if !ok {
 		return
 	}
-	subject, err := strconv.Unquote(m[2])
-	if err != nil {
-		subject = m[2]
-	}
-
-	d := Denial{Kind: DenialPublish, Subject: subject, Server: l.serverID}
-	if m[1] == "Subscription" {
-		d.Kind = DenialSubscribe
-	}
-	if c := cidPattern.FindStringSubmatch(line); c != nil {
-		d.ConnID, _ = strconv.ParseUint(c[1], 10, 64)
-	}
-	if host, _, ok := strings.Cut(line, " - "); ok {
-		d.Host = host
-	}
+	d.Server = l.serverID
 	// The server may hold the client's lock here, so the identity lookup,
 	// which lists connections, runs on the broker's own goroutine.
 	select {
@@ -226,6 +218,53 @@ func (l violationLog) Errorf(format string, v ...any) {
 	default:
 		l.q.dropped.Add(1)
 	}
+}
+
+// parseViolation reads a permission violation from the format and
+// arguments of a server log call, never from the formatted line. The
+// server writes the client's connection name, which the client chooses,
+// into the format itself, so a name holding verbs such as %d would shift
+// the arguments, and a name holding violation text could pose as the
+// subject. So the subject comes from the last argument, or for a
+// subscription from the last match in the format, and the host and
+// connection id from the literal prefix before the name.
+func parseViolation(format string, v []any) (Denial, bool) {
+	var d Denial
+	switch {
+	case strings.HasSuffix(format, publishViolation) || strings.HasSuffix(format, replyViolation):
+		if len(v) == 0 {
+			return d, false
+		}
+		d.Kind = DenialPublish
+		switch subject := v[len(v)-1].(type) {
+		case []byte:
+			d.Subject = string(subject)
+		case string:
+			d.Subject = subject
+		default:
+			return d, false
+		}
+	default:
+		all := subscribePattern.FindAllStringSubmatch(format, -1)
+		if all == nil {
+			return d, false
+		}
+		quoted := all[len(all)-1][1]
+		subject, err := strconv.Unquote(quoted)
+		if err != nil {
+			subject = quoted
+		}
+		d.Kind = DenialSubscribe
+		d.Subject = subject
+	}
+	if c := cidPattern.FindStringSubmatch(format); c != nil {
+		d.ConnID, _ = strconv.ParseUint(c[1], 10, 64)
+	}
+	if host, _, ok := strings.Cut(format, " - "); ok {
+		d.Host = host
+	}
+
+	return d, true
 }
 
 func (l violationLog) Noticef(format string, v ...any) {

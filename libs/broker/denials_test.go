@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/nodexsec/nodex/libs/broker"
 	"github.com/nodexsec/nodex/libs/identity"
 )
@@ -80,6 +82,43 @@ func TestSubscribeViolationReported(t *testing.T) {
 	d := nextDenial(t, denials, broker.DenialSubscribe)
 	if d.Identity != identity.DemoAgentID || d.Subject != "nodex.v1.keyvault.retrieve" {
 		t.Errorf("got denial %+v, want subscribe by %s", d, identity.DemoAgentID)
+	}
+}
+
+// TestViolationNameCannotHideSubject connects with a connection name that
+// holds format verbs and a decoy violation. The server writes that name
+// into its log format, so parsing the formatted line would lose or forge
+// the subject.
+func TestViolationNameCannotHideSubject(t *testing.T) {
+	e := startEnv(t)
+	denials := denialsOf(e)
+	const name = `%d %q - Publish Violation - Subject "decoy" - Subscription Violation - Subject "decoy"`
+	nc, err := broker.Connect(context.Background(), e.b.ClientURL(),
+		e.setup.Creds[identity.DemoAgentID], nats.Name(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+
+	const published = "nodex.v1.events.codesec.forged"
+	if err := nc.Publish(published, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	d := nextDenial(t, denials, broker.DenialPublish)
+	if d.Subject != published {
+		t.Errorf("publish denial names subject %q, want %q", d.Subject, published)
+	}
+	if d.Identity != identity.DemoAgentID {
+		t.Errorf("publish denial names identity %q, want %q", d.Identity, identity.DemoAgentID)
+	}
+
+	const subscribed = "nodex.v1.keyvault.retrieve"
+	if _, err := nc.SubscribeSync(subscribed); err != nil {
+		t.Fatal(err)
+	}
+	d = nextDenial(t, denials, broker.DenialSubscribe)
+	if d.Subject != subscribed {
+		t.Errorf("subscribe denial names subject %q, want %q", d.Subject, subscribed)
 	}
 }
 
