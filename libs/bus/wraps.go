@@ -31,7 +31,17 @@ type WrapStore struct {
 	legacy bool
 	// missWait bounds how long Get retries a key that is not found.
 	missWait time.Duration
+	// retrying holds a token per Get that is waiting for a missing key.
+	retrying chan struct{}
 }
+
+// maxRetryingMisses bounds how many Gets of one store wait for a missing
+// wrap at once. An authenticated sender that names wraps that do not
+// exist could otherwise hold every handler slot of a service for the
+// whole miss wait, before its rate limit applies. Past the bound a miss
+// is reported at once, so under such a flood a wrap that a lagging
+// replica has not yet applied can fail the request that needs it.
+const maxRetryingMisses = 4
 
 var _ envelope.WrapStore = (*WrapStore)(nil)
 
@@ -98,7 +108,8 @@ func OpenWrapStore(ctx context.Context, js jetstream.JetStream, o WrapStoreOptio
 			"set allow_direct on stream KV_%s", envelope.WrapBucket, envelope.WrapBucket)
 	}
 
-	return &WrapStore{js: js, legacy: true, missWait: o.MissWait}, nil
+	return &WrapStore{js: js, legacy: true, missWait: o.MissWait,
+		retrying: make(chan struct{}, maxRetryingMisses)}, nil
 }
 
 // wrapBucketConfig is the configuration of a new wrap bucket.
@@ -118,7 +129,8 @@ func wrapBucketConfig(maxAge time.Duration, replicas int) jetstream.KeyValueConf
 // read its stream info. A missing bucket shows as an error of the first
 // Get or Create.
 func BindWrapStore(js jetstream.JetStream) *WrapStore {
-	return &WrapStore{js: js, missWait: DefaultWrapMissWait}
+	return &WrapStore{js: js, missWait: DefaultWrapMissWait,
+		retrying: make(chan struct{}, maxRetryingMisses)}
 }
 
 // wrapSubject returns the KV subject of key.
@@ -146,6 +158,12 @@ func (s *WrapStore) Create(ctx context.Context, key envelope.WrapKey, wrap []byt
 func (s *WrapStore) Get(ctx context.Context, key envelope.WrapKey) ([]byte, error) {
 	deadline := time.Now().Add(s.missWait)
 	pause := 10 * time.Millisecond
+	waiting := false
+	defer func() {
+		if waiting {
+			<-s.retrying
+		}
+	}()
 	for {
 		v, err := s.get(ctx, key.String())
 		if errors.Is(err, envelope.ErrNotFound) && s.legacy {
@@ -159,6 +177,15 @@ func (s *WrapStore) Get(ctx context.Context, key envelope.WrapKey) ([]byte, erro
 		}
 		if !time.Now().Add(pause).Before(deadline) {
 			return nil, fmt.Errorf("getting wrap %s: %w", key, envelope.ErrNotFound)
+		}
+		if !waiting {
+			select {
+			case s.retrying <- struct{}{}:
+				waiting = true
+			default:
+				return nil, fmt.Errorf("getting wrap %s: %w (%d other reads already waiting)",
+					key, envelope.ErrNotFound, maxRetryingMisses)
+			}
 		}
 		select {
 		case <-ctx.Done():

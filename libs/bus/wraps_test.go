@@ -63,6 +63,42 @@ func TestWrapGetMissing(t *testing.T) {
 	}
 }
 
+// TestWrapMissesWaitBounded starts more concurrent Gets of missing wraps
+// than may wait at once: the extra ones must report the miss at once
+// instead of each holding its caller for the whole miss wait.
+func TestWrapMissesWaitBounded(t *testing.T) {
+	srv := testkit.NATSServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const wait = 2 * time.Second
+	ws, err := OpenWrapStore(ctx, testkit.JetStream(t, srv), WrapStoreOptions{MissWait: wait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const gets = 3 * maxRetryingMisses
+	took := make(chan time.Duration, gets)
+	for i := range gets {
+		go func() {
+			start := time.Now()
+			_, err := ws.Get(ctx, testWrapKey(byte(100+i)))
+			if !errors.Is(err, envelope.ErrNotFound) {
+				t.Errorf("get %d: error %v, want envelope.ErrNotFound", i, err)
+			}
+			took <- time.Since(start)
+		}()
+	}
+	fast := 0
+	for range gets {
+		if <-took < wait/2 {
+			fast++
+		}
+	}
+	if want := gets - maxRetryingMisses; fast < want {
+		t.Errorf("%d of %d missing-wrap reads returned before half the miss wait, want at least %d",
+			fast, gets, want)
+	}
+}
+
 // TestOpenWrapStoreReplicas creates the wrap bucket at three replicas and
 // reopens it with the default setting, which must not lower it.
 func TestOpenWrapStoreReplicas(t *testing.T) {
