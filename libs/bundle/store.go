@@ -41,7 +41,15 @@ func CheckID(id string) error {
 // concurrent use.
 type Store struct {
 	objects jetstream.ObjectStore
+	// retrying holds a token per Get that is waiting for a missing id.
+	retrying chan struct{}
 }
+
+// maxRetryingMisses bounds how many Gets wait for a missing bundle at
+// once, so that requests naming ids that do not exist cannot hold every
+// handler slot of the sandbox-runner for [MissWait]. Past the bound a
+// miss is reported at once.
+const maxRetryingMisses = 4
 
 // OpenStore creates the [BundlesBucket] Object Store with replicas (zero
 // means 1) if it does not exist, and returns a [Store] on it. An existing
@@ -57,7 +65,19 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, replicas int) (*Stor
 		return nil, err
 	}
 
-	return &Store{objects: objects}, nil
+	return &Store{objects: objects, retrying: make(chan struct{}, maxRetryingMisses)}, nil
+}
+
+// BindStore binds the existing [BundlesBucket] Object Store without
+// creating or changing it, for parties such as the sandbox-runner that
+// may only read bundles.
+func BindStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	objects, err := js.ObjectStore(ctx, BundlesBucket)
+	if err != nil {
+		return nil, fmt.Errorf("binding object store %s: %w", BundlesBucket, err)
+	}
+
+	return &Store{objects: objects, retrying: make(chan struct{}, maxRetryingMisses)}, nil
 }
 
 // Put stores b under id, returning once JetStream has acknowledged it.
@@ -79,13 +99,19 @@ func (s *Store) Put(ctx context.Context, id string, b *Bundle) error {
 // the store may serve, and a follower can lag the acknowledgement codesec
 // waited for before it returned the bundle id. So an id that is not found
 // is read again with a growing pause for up to [MissWait] (or until ctx
-// ends) before Get reports it missing.
+// ends) before Get reports it missing, by at most a few Gets at once.
 func (s *Store) Get(ctx context.Context, id string) (*Bundle, error) {
 	if err := CheckID(id); err != nil {
 		return nil, err
 	}
 	deadline := time.Now().Add(MissWait)
 	pause := 10 * time.Millisecond
+	waiting := false
+	defer func() {
+		if waiting {
+			<-s.retrying
+		}
+	}()
 	for {
 		data, err := s.objects.GetBytes(ctx, id)
 		switch {
@@ -95,6 +121,14 @@ func (s *Store) Get(ctx context.Context, id string) (*Bundle, error) {
 			return nil, fmt.Errorf("loading bundle %q: %w", id, err)
 		case !time.Now().Add(pause).Before(deadline):
 			return nil, fmt.Errorf("%w: bundle %q", ErrNotFound, id)
+		}
+		if !waiting {
+			select {
+			case s.retrying <- struct{}{}:
+				waiting = true
+			default:
+				return nil, fmt.Errorf("%w: bundle %q", ErrNotFound, id)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -135,7 +135,7 @@ func newService(ctx context.Context, d Deps, cfg Config, log *slog.Logger) (*app
 	js := d.Client.JetStream()
 	// codesec creates the bundle store and the revocation list; until it has,
 	// the runner waits.
-	store, err := retry(ctx, log, "binding the bundle store", func() (*bundles.Store, error) {
+	store, err := retry(ctx, log, "binding the bundle store", func() (*bundle.Store, error) {
 		return bundles.BindStore(ctx, js)
 	})
 	if err != nil {

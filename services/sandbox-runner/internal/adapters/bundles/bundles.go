@@ -13,33 +13,11 @@ import (
 	"github.com/nodexsec/nodex/libs/bundle"
 )
 
-// Store reads bundles from the NODEX_BUNDLES object store.
-type Store struct {
-	objects jetstream.ObjectStore
-}
-
-// BindStore binds the existing bundle object store.
-func BindStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	obj, err := js.ObjectStore(ctx, bundle.BundlesBucket)
-	if err != nil {
-		return nil, fmt.Errorf("binding object store %s: %w", bundle.BundlesBucket, err)
-	}
-	return &Store{objects: obj}, nil
-}
-
-// Get loads and parses a bundle; it wraps bundle.ErrNotFound when absent.
-func (s *Store) Get(ctx context.Context, id string) (*bundle.Bundle, error) {
-	if err := bundle.CheckID(id); err != nil {
-		return nil, err
-	}
-	data, err := s.objects.GetBytes(ctx, id)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil, fmt.Errorf("%w: bundle %q", bundle.ErrNotFound, id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("loading bundle %q: %w", id, err)
-	}
-	return bundle.Parse(data)
+// BindStore binds the existing bundle object store, read-only. Its Get
+// reads an id that a lagging replica does not have yet again for up to
+// [bundle.MissWait].
+func BindStore(ctx context.Context, js jetstream.JetStream) (*bundle.Store, error) {
+	return bundle.BindStore(ctx, js)
 }
 
 // Revocations mirrors the NODEX_REVOKED bucket in memory. Revoked fails
