@@ -180,6 +180,12 @@ func (r *run) execute(ctx context.Context, sp *sandboxProc) (Result, error) {
 	r.steps.mark("limits_set")
 	r.e.register(r)
 	defer r.e.unregister(r.spec.RunID)
+	// A run cancelled while it waited for its slot, as when its identity
+	// is suspended, must not start the program at all.
+	if err := ctx.Err(); err != nil {
+		_ = unix.PidfdSendSignal(sp.pidfd, unix.SIGKILL, nil, 0)
+		return res, fmt.Errorf("run %s cancelled before it started: %w", r.spec.RunID, err)
+	}
 	if err := sp.sendConfig(&r.cfg); err != nil {
 		_ = unix.PidfdSendSignal(sp.pidfd, unix.SIGKILL, nil, 0)
 		return res, err
