@@ -41,14 +41,12 @@ func CheckID(id string) error {
 // concurrent use.
 type Store struct {
 	objects jetstream.ObjectStore
-	// retrying holds a token per Get that is waiting for a missing id.
-	retrying chan struct{}
+	// misses reads an id that is not found again.
+	misses *bus.MissRetry
 }
 
 // maxRetryingMisses bounds how many Gets wait for a missing bundle at
-// once, so that requests naming ids that do not exist cannot hold every
-// handler slot of the sandbox-runner for [MissWait]. Past the bound a
-// miss is reported at once.
+// once (see [bus.MissRetry]).
 const maxRetryingMisses = 4
 
 // OpenStore creates the [BundlesBucket] Object Store with replicas (zero
@@ -65,7 +63,7 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, replicas int) (*Stor
 		return nil, err
 	}
 
-	return &Store{objects: objects, retrying: make(chan struct{}, maxRetryingMisses)}, nil
+	return &Store{objects: objects, misses: bus.NewMissRetry(MissWait, maxRetryingMisses)}, nil
 }
 
 // BindStore binds the existing [BundlesBucket] Object Store without
@@ -77,7 +75,7 @@ func BindStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 		return nil, fmt.Errorf("binding object store %s: %w", BundlesBucket, err)
 	}
 
-	return &Store{objects: objects, retrying: make(chan struct{}, maxRetryingMisses)}, nil
+	return &Store{objects: objects, misses: bus.NewMissRetry(MissWait, maxRetryingMisses)}, nil
 }
 
 // Put stores b under id, returning once JetStream has acknowledged it.
@@ -104,39 +102,20 @@ func (s *Store) Get(ctx context.Context, id string) (*Bundle, error) {
 	if err := CheckID(id); err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(MissWait)
-	pause := 10 * time.Millisecond
-	waiting := false
-	defer func() {
-		if waiting {
-			<-s.retrying
-		}
-	}()
-	for {
-		data, err := s.objects.GetBytes(ctx, id)
-		switch {
-		case err == nil:
-			return Parse(data)
-		case !errors.Is(err, jetstream.ErrObjectNotFound):
-			return nil, fmt.Errorf("loading bundle %q: %w", id, err)
-		case !time.Now().Add(pause).Before(deadline):
-			return nil, fmt.Errorf("%w: bundle %q", ErrNotFound, id)
-		}
-		if !waiting {
-			select {
-			case s.retrying <- struct{}{}:
-				waiting = true
-			default:
-				return nil, fmt.Errorf("%w: bundle %q", ErrNotFound, id)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: bundle %q", ErrNotFound, id)
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, 200*time.Millisecond)
+	var data []byte
+	err := s.misses.Do(ctx, func() error {
+		var err error
+		data, err = s.objects.GetBytes(ctx, id)
+		return err
+	}, func(err error) bool { return errors.Is(err, jetstream.ErrObjectNotFound) })
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		return nil, fmt.Errorf("%w: bundle %q", ErrNotFound, id)
+	case err != nil:
+		return nil, fmt.Errorf("loading bundle %q: %w", id, err)
 	}
+
+	return Parse(data)
 }
 
 // MissWait bounds how long [Store.Get] reads a bundle id again that no

@@ -29,18 +29,15 @@ type WrapStore struct {
 	js jetstream.JetStream
 	// legacy also looks a missing key up under [envelope.WrapKey.LegacyString].
 	legacy bool
-	// missWait bounds how long Get retries a key that is not found.
-	missWait time.Duration
-	// retrying holds a token per Get that is waiting for a missing key.
-	retrying chan struct{}
+	// misses reads a key that is not found again.
+	misses *MissRetry
 }
 
 // maxRetryingMisses bounds how many Gets of one store wait for a missing
-// wrap at once. An authenticated sender that names wraps that do not
-// exist could otherwise hold every handler slot of a service for the
-// whole miss wait, before its rate limit applies. Past the bound a miss
-// is reported at once, so under such a flood a wrap that a lagging
-// replica has not yet applied can fail the request that needs it.
+// wrap at once. The wrap lookup runs inside Open, before the sender's rate
+// limit applies, so under a flood of requests naming wraps that do not
+// exist a wrap that a lagging replica has not yet applied can fail the
+// request that needs it.
 const maxRetryingMisses = 4
 
 var _ envelope.WrapStore = (*WrapStore)(nil)
@@ -108,8 +105,8 @@ func OpenWrapStore(ctx context.Context, js jetstream.JetStream, o WrapStoreOptio
 			"set allow_direct on stream KV_%s", envelope.WrapBucket, envelope.WrapBucket)
 	}
 
-	return &WrapStore{js: js, legacy: true, missWait: o.MissWait,
-		retrying: make(chan struct{}, maxRetryingMisses)}, nil
+	return &WrapStore{js: js, legacy: true,
+		misses: NewMissRetry(o.MissWait, maxRetryingMisses)}, nil
 }
 
 // wrapBucketConfig is the configuration of a new wrap bucket.
@@ -129,8 +126,7 @@ func wrapBucketConfig(maxAge time.Duration, replicas int) jetstream.KeyValueConf
 // read its stream info. A missing bucket shows as an error of the first
 // Get or Create.
 func BindWrapStore(js jetstream.JetStream) *WrapStore {
-	return &WrapStore{js: js, missWait: DefaultWrapMissWait,
-		retrying: make(chan struct{}, maxRetryingMisses)}
+	return &WrapStore{js: js, misses: NewMissRetry(DefaultWrapMissWait, maxRetryingMisses)}
 }
 
 // wrapSubject returns the KV subject of key.
@@ -153,47 +149,23 @@ func (s *WrapStore) Create(ctx context.Context, key envelope.WrapKey, wrap []byt
 }
 
 // Get implements [envelope.WrapStore]. A key that is not found is read
-// again with a growing pause until the store's miss wait has passed, so a
-// lagging replica does not turn a valid message into a rejected one.
+// again (see [MissRetry]), so a lagging replica does not turn a valid
+// message into a rejected one.
 func (s *WrapStore) Get(ctx context.Context, key envelope.WrapKey) ([]byte, error) {
-	deadline := time.Now().Add(s.missWait)
-	pause := 10 * time.Millisecond
-	waiting := false
-	defer func() {
-		if waiting {
-			<-s.retrying
-		}
-	}()
-	for {
-		v, err := s.get(ctx, key.String())
+	var v []byte
+	err := s.misses.Do(ctx, func() error {
+		var err error
+		v, err = s.get(ctx, key.String())
 		if errors.Is(err, envelope.ErrNotFound) && s.legacy {
 			v, err = s.get(ctx, key.LegacyString())
 		}
-		if err == nil {
-			return v, nil
-		}
-		if !errors.Is(err, envelope.ErrNotFound) {
-			return nil, fmt.Errorf("getting wrap %s: %w", key, err)
-		}
-		if !time.Now().Add(pause).Before(deadline) {
-			return nil, fmt.Errorf("getting wrap %s: %w", key, envelope.ErrNotFound)
-		}
-		if !waiting {
-			select {
-			case s.retrying <- struct{}{}:
-				waiting = true
-			default:
-				return nil, fmt.Errorf("getting wrap %s: %w (%d other reads already waiting)",
-					key, envelope.ErrNotFound, maxRetryingMisses)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("getting wrap %s: %w", key, envelope.ErrNotFound)
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, 200*time.Millisecond)
+		return err
+	}, func(err error) bool { return errors.Is(err, envelope.ErrNotFound) })
+	if err != nil {
+		return nil, fmt.Errorf("getting wrap %s: %w", key, err)
 	}
+
+	return v, nil
 }
 
 // get reads the last value of one KV key with a direct get. A reply with
