@@ -41,8 +41,8 @@ func TestStorePutGet(t *testing.T) {
 	}
 }
 
-// TestStoreGetWaitsForLaggingPut stands in for a replica that has not yet
-// applied a put: the bundle appears only after Get has started, and Get
+// TestStoreGetWaitsForLaggingPut simulates a replica that has not yet
+// applied a put. The bundle appears only after Get has started, and Get
 // must still return it instead of not found.
 func TestStoreGetWaitsForLaggingPut(t *testing.T) {
 	t.Parallel()

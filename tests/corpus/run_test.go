@@ -165,7 +165,7 @@ func (w *worker) run(ctx context.Context, it Item) result {
 			}
 			return res
 		case res.outcome == Wrong && transient(res.refusal) && attempt < 3:
-			// A timeout or an unavailable dependency tells nothing about
+			// A timeout or an unavailable dependency shows nothing about
 			// the item, so it is retried after a pause, and the report
 			// lists it.
 			w.r.mu.Lock()

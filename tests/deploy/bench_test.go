@@ -161,7 +161,7 @@ func benchPut(b *testing.B, js jetstream.JetStream, replicas int) {
 	}
 	b.StopTimer()
 	// The brokers raise every stream below three replicas within seconds,
-	// so the count at the end tells whether an R1 figure stayed R1.
+	// so the count at the end shows whether an R1 figure stayed R1.
 	if s, err := js.Stream(ctx, "KV_"+name); err == nil {
 		b.ReportMetric(float64(s.CachedInfo().Config.Replicas), "replicas_at_end")
 	}

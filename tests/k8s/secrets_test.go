@@ -20,7 +20,7 @@ import (
 // secretDir is where every service reads its credentials and keys.
 const secretDir = "/run/secrets/nodex"
 
-// secretFiles says how a container's secretDir is filled: straight from a
+// secretFiles describes how a container's secretDir is filled: straight from a
 // Secret volume, or by an init container that copies one.
 type secretFiles struct {
 	volume corev1.Volume     // the Secret volume

@@ -203,7 +203,7 @@ func BenchmarkDecide(b *testing.B) {
 }
 
 // lostReasons counts lost audit events by the text of their error, so
-// that a run that loses events says why.
+// that a run that loses events reports why.
 type lostReasons struct {
 	mu     sync.Mutex
 	counts map[string]int

@@ -50,8 +50,8 @@ func (g *globals) openParty(ctx context.Context, defaultID string, opts ...nats.
 }
 
 // credentialsRejected reports a connection that the broker rejected. The
-// server tells the client only "Authorization Violation"; the broker logs
-// the reason, so the message lists the likely causes and where to look.
+// server sends the client only "Authorization Violation" and the broker
+// logs the reason, so the message lists the likely causes and where to look.
 type credentialsRejected struct{ url, id string }
 
 func (e credentialsRejected) Error() string {
