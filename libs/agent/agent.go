@@ -86,9 +86,9 @@ type Agent struct {
 }
 
 // Open loads the credentials, connects to NATS as the agent and waits for
-// the verified registry view. Close releases it. When the broker rejects
-// the credentials, Open fails at once with an error that matches
-// nats.ErrAuthorization.
+// the verified registry view. Close releases it. When the broker keeps
+// rejecting the credentials for authRetryTimeout, Open fails with an error
+// that matches nats.ErrAuthorization.
 func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	creds := cfg.Creds
 	if creds == nil {
@@ -108,13 +108,8 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	var closeOnce sync.Once
 	onClosed := nats.ClosedHandler(func(*nats.Conn) { closeOnce.Do(func() { close(closed) }) })
 	opts := append(slices.Clone(cfg.NATSOptions), onClosed)
-	// A rejected connection is not retried. The broker itself waits up to
-	// a second for the record of an identity created a moment ago, so a
-	// rejection means the identity is suspended, revoked or unknown, or
-	// the broker's registry view is stale; in each case an immediate retry
-	// is rejected again. party.Open's connection errors name the URL and
-	// the identity.
-	p, err := party.Open(ctx, party.Config{URL: cfg.URL, Creds: creds, Log: cfg.Log,
+	// party.Open's connection errors name the URL and the identity.
+	p, err := openParty(ctx, party.Config{URL: cfg.URL, Creds: creds, Log: cfg.Log,
 		NATSOptions: opts})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -126,6 +121,30 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 
 	return &Agent{p: p, tracer: otel.Tracer(tracerName), backoff: cfg.Busy.withDefaults(),
 		closed: closed}, nil
+}
+
+// authRetryTimeout bounds how long Open retries a rejected connection.
+const authRetryTimeout = 5 * time.Second
+
+// openParty opens the party, retrying while the server rejects the
+// credentials. A rejection is not always final: while a broker node
+// fails over, the others can fail closed for some seconds until the
+// registry heartbeat is written again, and a broker admits a just-created
+// identity only once its registry watch has the record. A suspended or
+// revoked agent stays rejected and fails after authRetryTimeout.
+func openParty(ctx context.Context, cfg party.Config) (*party.Party, error) {
+	deadline := time.Now().Add(authRetryTimeout)
+	for {
+		p, err := party.Open(ctx, cfg)
+		if err == nil || !errors.Is(err, nats.ErrAuthorization) || time.Now().After(deadline) {
+			return p, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // freshTimeout bounds the wait for a fresh registry view: a few heartbeat
