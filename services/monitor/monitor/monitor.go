@@ -122,7 +122,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 			defer cancel()
 			_ = pub.Close(cctx)
 		}()
-		if err := serveReports(deps.Bus, pub, cfg, log); err != nil {
+		if err := serveReports(deps.Bus, pub, det, cfg, log); err != nil {
 			return err
 		}
 	}

@@ -30,9 +30,12 @@ const MaxReportSeverity = app.MaxReportSeverity
 
 // serveReports serves nodex.v1.monitor.report in queue group monitor. Each
 // report is stored through pub, which must wait for the stream's ack, so
-// the reply's id names a stored event.
-func serveReports(c *bus.Client, pub *events.Publisher, cfg Config, log *slog.Logger) error {
+// the reply's id names a stored event. Reports rejected for rate are
+// counted by det as the reporter's flood.
+func serveReports(c *bus.Client, pub *events.Publisher, det *app.Detector, cfg Config,
+	log *slog.Logger) error {
 	reporter := app.NewReporter(pub, cfg.ReportRatePerSecond, cfg.ReportBurst, nil)
+	reporter.OnShed(det.ShedReport)
 	h := func(ctx context.Context, req *bus.Request) (any, error) {
 		var r Report
 		if err := req.Decode(&r); err != nil {

@@ -57,6 +57,8 @@ type Detector struct {
 	threats ThreatStore
 	metrics Metrics
 	opts    DetectorOptions
+	// selfToken is opts.Self as it appears in event subjects.
+	selfToken string
 
 	mu          sync.Mutex
 	engine      *domain.Engine
@@ -102,6 +104,7 @@ func NewDetector(log *slog.Logger, rules []domain.Rule, opener Opener, sink Thre
 		seen: seen, threats: threats, metrics: metrics, opts: opts, engine: engine,
 		flood:  newFloodLimiter(opts.FloodRatePerSecond, opts.FloodBurst),
 		recent: newRecentIDs(recentIDsMax), unpublished: &threatQueue{},
+		selfToken: strings.ReplaceAll(opts.Self, "-", "_"),
 	}, nil
 }
 
@@ -185,12 +188,42 @@ func (d *Detector) Admit(msg *Message) bool {
 	defer d.mu.Unlock()
 
 	source := sourceToken(msg.Subject)
+	if d.relayedReport(source, msg.Subject) {
+		// The relay admitted this report within the reporter's own rate
+		// and counted every report it rejected through ShedReport, so the
+		// reporters are limited one by one, not as the monitor's source.
+		return true
+	}
 	if d.flood.allow(source, msg.Stored) {
 		return true
 	}
 	d.metrics.Shed(source, 1)
 
 	return false
+}
+
+// relayedReport reports whether subject, whose emitter token is source,
+// carries a report the monitor relayed for an agent. Only the monitor's
+// own connection may publish under its token, so the subject alone is
+// trusted here; Open still checks the signature and the reporter.
+func (d *Detector) relayedReport(source, subject string) bool {
+	if source != d.selfToken {
+		return false
+	}
+	rest := strings.TrimPrefix(subject, events.SubjectPrefix+source+".")
+
+	return strings.HasPrefix(rest, domain.ReportedTypeSource+".")
+}
+
+// ShedReport counts one report from reporter that the relay rejected at
+// at because it exceeded the reporter's rate. The count is reported as a
+// source_flood naming the reporter, like events shed from a flooding
+// source, at most once per FloodReportInterval.
+func (d *Detector) ShedReport(reporter string, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.flood.countShed(reporter, at)
+	d.metrics.Shed(reporter, 1)
 }
 
 // Opening is the result of [Detector.Open].
@@ -220,6 +253,9 @@ func (d *Detector) Open(ctx context.Context, msg *Message) *Opening {
 		// so the rules see the agent as the signer of an event about
 		// itself, and its identity is the only one they can attribute.
 		obs.Sender, obs.SenderKind = opened.Event.Source, "agent"
+		// The report came in on the agent's own authenticated connection,
+		// not on the monitor's, which only stored it.
+		obs.Origin = "connection:" + opened.Event.Source
 	} else {
 		err = domain.CheckEvent(msg.Subject, opened.Sender, &opened.Event)
 	}

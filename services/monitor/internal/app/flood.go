@@ -59,6 +59,20 @@ func (l *floodLimiter) allow(source string, at time.Time) bool {
 	return false
 }
 
+// countShed counts one message of source shed elsewhere (the relay's
+// per-reporter limit), so that it is reported with the others.
+func (l *floodLimiter) countShed(source string, at time.Time) {
+	b := l.buckets[source]
+	if b == nil {
+		if len(l.buckets) >= maxTrackedSources {
+			clear(l.buckets)
+		}
+		b = &bucket{tokens: l.burst, last: at}
+		l.buckets[source] = b
+	}
+	b.shed++
+}
+
 // takeReport returns the count shed from source since its last report, when
 // a report is due (at most one per interval per source), and resets it.
 func (l *floodLimiter) takeReport(source string, at time.Time, interval time.Duration) int {

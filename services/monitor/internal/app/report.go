@@ -82,6 +82,7 @@ type Reporter struct {
 	rate    float64
 	now     func() time.Time
 	limiter *ratelimit.PerKey
+	shed    func(reporter string, at time.Time)
 }
 
 // maxReportBuckets bounds the per-agent buckets kept; full ones are
@@ -104,6 +105,11 @@ func NewReporter(sink ReportSink, ratePerSecond float64, burst int,
 		limiter: ratelimit.New(ratePerSecond, burst, maxReportBuckets, now)}
 }
 
+// OnShed sets the function that counts each report rejected for exceeding
+// its reporter's rate, so the rejections are reported as that reporter's
+// flood ([Detector.ShedReport]). Call it before serving reports.
+func (p *Reporter) OnShed(fn func(reporter string, at time.Time)) { p.shed = fn }
+
 // Report validates r from the authenticated identity sender of kind
 // senderKind, stores it as an event whose source and subject are sender,
 // and returns its id. bodyBytes is the size of the request's JSON.
@@ -117,6 +123,9 @@ func (p *Reporter) Report(ctx context.Context, sender, senderKind string, bodyBy
 			bodyBytes, MaxReportBodyBytes)
 	}
 	if !p.limiter.Allow(sender) {
+		if p.shed != nil {
+			p.shed(sender, p.now())
+		}
 		return ReportReply{}, fmt.Errorf("%w: %s may report %g events per second",
 			ErrReportRateLimited, sender, p.rate)
 	}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/nodexsec/nodex/libs/events"
 	"github.com/nodexsec/nodex/libs/testkit"
@@ -40,8 +43,8 @@ rules:
     group_by: [identity]
 `
 
-func reportDetector(t *testing.T, signer, kind string) (*app.Detector, *memorySink,
-	*countingMetrics) {
+func reportDetector(t *testing.T, signer, kind string, opts ...app.DetectorOptions,
+) (*app.Detector, *memorySink, *countingMetrics) {
 	t.Helper()
 	ctx := context.Background()
 	js := testkit.JetStream(t, testkit.NATSServer(t))
@@ -58,9 +61,13 @@ func reportDetector(t *testing.T, signer, kind string) (*app.Detector, *memorySi
 		t.Fatal(err)
 	}
 	sink, metrics := &memorySink{}, &countingMetrics{}
+	var o app.DetectorOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	o.Self = "monitor"
 	det, err := app.NewDetector(slog.New(slog.DiscardHandler), ruleSet,
-		signerOpener{signer: signer, kind: kind}, sink, seen, open, metrics,
-		app.DetectorOptions{Self: "monitor"})
+		signerOpener{signer: signer, kind: kind}, sink, seen, open, metrics, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,6 +112,85 @@ func TestReportedEventNamesOnlyReporter(t *testing.T) {
 	if len(th.Resources) != 0 {
 		t.Errorf("threat resources = %v, want none: an agent may name anyone's bundle",
 			th.Resources)
+	}
+	if th.Origin != "connection:agent-a" {
+		t.Errorf("threat origin = %q, want the reporter's connection:agent-a", th.Origin)
+	}
+}
+
+// Reports that many agents send, each within its own rate at the relay,
+// all arrive under the monitor's emitter token. They must not be shed as
+// the monitor's flood, while the monitor's own events still are.
+func TestRelayedReportsNotShedAsMonitorFlood(t *testing.T) {
+	det, _, metrics := reportDetector(t, "monitor", "service",
+		app.DetectorOptions{FloodRatePerSecond: 1, FloodBurst: 5})
+	ctx := context.Background()
+	start := time.Now()
+	for i := range 50 {
+		ev, err := app.BuildReportEvent(fmt.Sprintf("agent-%d", i), app.Report{Type: "note"},
+			start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := det.Process(ctx, reportMessage(t, ev, "monitor")); err != nil {
+			t.Fatalf("Process: %v", err)
+		}
+	}
+	if metrics.shed != 0 || metrics.events != 50 {
+		t.Errorf("50 relayed reports: %d shed, %d processed; want 0 and 50",
+			metrics.shed, metrics.events)
+	}
+	for range 10 {
+		ev := events.SecurityEvent{ID: uuid.NewString(), Time: start,
+			Type: "monitor.rules_reloaded", Source: "monitor", Status: "success",
+			Severity: "info"}
+		if err := det.Process(ctx, reportMessage(t, ev, "monitor")); err != nil {
+			t.Fatalf("Process: %v", err)
+		}
+	}
+	if metrics.shed != 5 {
+		t.Errorf("10 of the monitor's own events past burst 5: %d shed, want 5", metrics.shed)
+	}
+}
+
+// A report rejected at the relay for its rate is a flood of that reporter:
+// the source_flood event names the agent, not the monitor.
+func TestRejectedReportsFloodNamesReporter(t *testing.T) {
+	f := newFixture(t, app.DetectorOptions{FloodReportInterval: time.Second})
+	now := time.Unix(1_700_000_000, 0)
+	rep := app.NewReporter(&memoryReportSink{}, 1, 2, func() time.Time { return now })
+	rep.OnShed(f.det.ShedReport)
+	ctx := context.Background()
+
+	rejected := 0
+	for range 12 {
+		_, err := rep.Report(ctx, "agent-a", "agent", 0, app.Report{Type: "note"})
+		if errors.Is(err, app.ErrReportRateLimited) {
+			rejected++
+		}
+	}
+	if rejected != 10 || f.metrics.shed != 10 {
+		t.Fatalf("rejected %d reports and counted %d shed, want 10 and 10", rejected,
+			f.metrics.shed)
+	}
+
+	if err := f.det.Flush(ctx, now.Add(time.Second)); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+
+	var found bool
+	for _, th := range f.sink.threats {
+		if th.RuleID != "source-flood" {
+			continue
+		}
+		found = true
+		if th.Group != `metadata.source="agent-a"` || th.Origin != "connection:agent-a" {
+			t.Errorf("flood threat group %s origin %q, want agent-a for both", th.Group,
+				th.Origin)
+		}
+	}
+	if !found {
+		t.Fatalf("no source-flood threat after 10 rejected reports; threats: %v", f.sink.threats)
 	}
 }
 
