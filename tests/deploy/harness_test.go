@@ -10,6 +10,8 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -28,9 +30,25 @@ import (
 	"github.com/nodexsec/nodex/libs/identity"
 )
 
-// project is the compose project name; containers, the network and the
-// volumes all carry it, so cleanup removes exactly what the tests created.
-const project = "nodexdeploytest"
+// projectPrefix starts the compose project name of every run.
+const projectPrefix = "nodexdeploytest"
+
+// project is this run's compose project name; containers, the network and
+// the volumes all carry it, so cleanup removes exactly what this run
+// created. It is new for every run: when Docker fails to remove a network
+// (an endpoint the engine still counts after its container is gone), the
+// next run must not depend on that name being free.
+var project = projectPrefix + "-" + runSuffix()
+
+// runSuffix is eight random hex digits.
+func runSuffix() string {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+
+	return hex.EncodeToString(b[:])
+}
 
 // clientURL lists the three brokers' ports that compose publishes on loopback.
 const clientURL = "tls://127.0.0.1:14221,tls://127.0.0.1:14222,tls://127.0.0.1:14223"
@@ -134,7 +152,7 @@ func serviceName(name string) string { return fmt.Sprintf("%s_%s_1", project, na
 // of the project when the test ends.
 func (d *deployment) up(t testing.TB) {
 	t.Helper()
-	d.down(t, true)
+	sweepEarlierRuns(t)
 	t.Cleanup(func() { d.down(t, true) })
 	d.composeCmd(t, "up", "-d")
 	d.startRunner(t, 1)
@@ -205,7 +223,70 @@ func (d *deployment) down(t testing.TB, removeVolumes bool) {
 	if removeVolumes {
 		args = append(args, "-v")
 	}
-	d.composeCmd(t, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	_, err := run(ctx, d.compose[0], append(append([]string{}, d.compose[1:]...), args...)...)
+	if err == nil {
+		return
+	}
+	// Docker sometimes keeps an endpoint of a removed container and then
+	// refuses to remove the network. That network holds no container and
+	// no port, and the next run uses another project name, so it is
+	// logged; anything else left running fails the test.
+	left, lerr := run(ctx, "docker", "ps", "-aq", "--filter",
+		"label=com.docker.compose.project="+project)
+	if lerr != nil || strings.TrimSpace(left) != "" ||
+		!strings.Contains(err.Error(), "active endpoints") {
+		t.Fatal(err)
+	}
+	t.Logf("network %s_nodex stays after down (restarting dockerd frees it): %v", project, err)
+}
+
+// sweepEarlierRuns removes the containers, volumes and networks that
+// earlier runs left behind (a run killed before its cleanup keeps its
+// brokers on the published ports). A network Docker refuses to remove is
+// logged with its name and left: it takes no port, and this run's network
+// has another name.
+func sweepEarlierRuns(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	list := func(args ...string) []string {
+		out, err := run(ctx, "docker", args...)
+		if err != nil {
+			t.Fatalf("listing earlier deployments: %v", err)
+		}
+
+		return strings.Fields(out)
+	}
+	label := "label=com.docker.compose.project"
+	var containers []string
+	for _, c := range list("ps", "-a", "--filter", label, "--format",
+		`{{.ID}}/{{.Label "com.docker.compose.project"}}`) {
+		id, name, _ := strings.Cut(c, "/")
+		if strings.HasPrefix(name, projectPrefix) {
+			containers = append(containers, id)
+		}
+	}
+	if len(containers) > 0 {
+		if _, err := run(ctx, "docker", append([]string{"rm", "-f", "-v"},
+			containers...)...); err != nil {
+			t.Fatalf("removing %d containers of earlier deployments: %v", len(containers), err)
+		}
+		t.Logf("removed %d containers of earlier deployments", len(containers))
+	}
+	for _, v := range list("volume", "ls", "-q", "--filter", "name="+projectPrefix) {
+		if _, err := run(ctx, "docker", "volume", "rm", v); err != nil {
+			t.Logf("volume %s of an earlier deployment stays: %v", v, err)
+		}
+	}
+	for _, n := range list("network", "ls", "--format", "{{.Name}}", "--filter",
+		"name="+projectPrefix) {
+		if _, err := run(ctx, "docker", "network", "rm", n); err != nil {
+			t.Logf("network %s of an earlier deployment stays (restarting dockerd "+
+				"frees it): %v", n, err)
+		}
+	}
 }
 
 // waitReady waits until a benign nodex run succeeds end to end.
