@@ -61,4 +61,5 @@ exec docker run -d --name "${project}_sandbox-runner_$index" \
 	-e SSL_CERT_FILE=/run/secrets/nodex/ca.crt \
 	-e NODEX_CREDS=/run/secrets/nodex/sandbox.creds \
 	-e NODEX_SANDBOX_REPLICAS=3 \
+	-e NODEX_REGISTRY_STALE_AFTER=20s \
 	"nodex-sandbox-runner:${NODEX_TAG:-dev}"

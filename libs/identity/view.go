@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
 	"maps"
 	"slices"
 	"sort"
@@ -26,6 +27,41 @@ const (
 	DefaultHeartbeatInterval = 2 * time.Second
 	DefaultStaleAfter        = 10 * time.Second
 )
+
+// StaleAfterEnv names the environment variable that sets the StaleAfter of
+// every [View] whose options leave it zero, so one setting reaches the
+// brokers, the services and the clients of a deployment. A cluster needs a
+// longer bound than DefaultStaleAfter: after a node is lost, nats-server
+// elects the registry stream's new leader 4 to 9 s later (its raft election
+// timeouts), and until then no heartbeat can be written.
+const StaleAfterEnv = "NODEX_REGISTRY_STALE_AFTER"
+
+// Bounds of the value of [StaleAfterEnv]. Below two heartbeat intervals a
+// view goes stale between heartbeats. Above the max, a hostile NATS server
+// could hide a suspension for longer than an operator would expect.
+const (
+	MinStaleAfter = 2 * DefaultHeartbeatInterval
+	MaxStaleAfter = 2 * time.Minute
+)
+
+// StaleAfterFromEnv returns the StaleAfter set by [StaleAfterEnv] through
+// getenv, or DefaultStaleAfter when it is unset. A value that is not a
+// duration within [MinStaleAfter, MaxStaleAfter] is an error, so a typo
+// does not silently change how long a view may be trusted.
+func StaleAfterFromEnv(getenv func(string) string) (time.Duration, error) {
+	raw := getenv(StaleAfterEnv)
+	if raw == "" {
+		return DefaultStaleAfter, nil
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d < MinStaleAfter || d > MaxStaleAfter {
+		return 0, fmt.Errorf("invalid %s=%q: set a duration from %s to %s such as 20s, "+
+			"or unset it for %s", StaleAfterEnv, raw, MinStaleAfter, MaxStaleAfter,
+			DefaultStaleAfter)
+	}
+
+	return d, nil
+}
 
 // EnsureBucket creates the registry bucket with file storage if it is
 // missing and returns it. It requests one replica, and an existing bucket
@@ -47,7 +83,8 @@ func EnsureBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyVal
 // ViewOptions tune a [View]. The zero value uses the defaults.
 type ViewOptions struct {
 	// StaleAfter is the maximum age of the newest fresh heartbeat. Past it,
-	// every lookup fails with ErrStale. Zero means DefaultStaleAfter.
+	// every lookup fails with ErrStale. Zero means the value of
+	// [StaleAfterEnv], or DefaultStaleAfter when that is unset.
 	StaleAfter time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -97,7 +134,11 @@ func Watch(ctx context.Context, kv jetstream.KeyValue, root ed25519.PublicKey,
 			len(root), ed25519.PublicKeySize)
 	}
 	if opts.StaleAfter <= 0 {
-		opts.StaleAfter = DefaultStaleAfter
+		d, err := StaleAfterFromEnv(os.Getenv)
+		if err != nil {
+			return nil, fmt.Errorf("watching registry: %w", err)
+		}
+		opts.StaleAfter = d
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

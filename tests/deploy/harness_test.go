@@ -310,7 +310,9 @@ func (d *deployment) nodexCmd(ctx context.Context, creds string, args ...string,
 ) (string, error) {
 	cmd := exec.CommandContext(ctx, d.nodex, append(args, "--server", clientURL,
 		"--creds", creds, "--home", d.secrets)...)
-	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+filepath.Join(d.secrets, "tls", "ca.crt"))
+	// The cluster's stale bound, as the deployment's own parties use it.
+	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+filepath.Join(d.secrets, "tls", "ca.crt"),
+		identity.StaleAfterEnv+"=20s")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
