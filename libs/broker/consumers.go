@@ -17,7 +17,8 @@ import (
 const apiAuditSubject = "$JS.EVENT.ADVISORY.API"
 
 // brokerUsers are the password users of the server configuration's
-// auth_users, which the broker itself connects as.
+// auth_users, which the broker itself connects as. No registry identity
+// can have these names: identity.ValidateID reserves their prefix.
 var brokerUsers = map[string]bool{"nodex-admin": true, "nodex-auth": true, "nodex-sys": true}
 
 // NATS permissions see only the subject of a consumer create request, not

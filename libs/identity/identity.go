@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -83,12 +84,22 @@ var (
 	rolePattern = regexp.MustCompile(`^[a-z][a-z0-9-]*(:[a-z0-9][a-z0-9_-]*)?$`)
 )
 
+// ReservedIDPrefix starts the names of the broker's own NATS users
+// (nodex-admin, nodex-auth, nodex-sys). The broker tells those users from
+// registry identities by name, so no identity may carry the prefix.
+const ReservedIDPrefix = "nodex-"
+
 // ValidateID checks that id is a lowercase token: a letter, then up to 62
-// letters, digits or dashes. Ids appear in NATS subjects and KV keys, so
-// dots, wildcards and upper case are rejected.
+// letters, digits or dashes, not starting with [ReservedIDPrefix]. Ids
+// appear in NATS subjects and KV keys, so dots, wildcards and upper case
+// are rejected.
 func ValidateID(id string) error {
 	if !idPattern.MatchString(id) {
 		return fmt.Errorf("%w: %q must match %s", ErrInvalidID, id, idPattern)
+	}
+	if strings.HasPrefix(id, ReservedIDPrefix) {
+		return fmt.Errorf("%w: %q starts with %q, which is reserved for the broker's own "+
+			"users; choose another id", ErrInvalidID, id, ReservedIDPrefix)
 	}
 
 	return nil

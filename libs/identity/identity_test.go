@@ -644,6 +644,13 @@ func TestAdminListAndSetRoles(t *testing.T) {
 	if _, err := f.admin.Create(ctx, "Bad.ID", identity.KindAgent, nil); !errors.Is(err, identity.ErrInvalidID) {
 		t.Errorf("Create of an invalid id: err = %v, want ErrInvalidID", err)
 	}
+	// The broker's own users are told apart by these names.
+	for _, id := range []string{"nodex-admin", "nodex-auth", "nodex-sys", "nodex-x"} {
+		if _, err := f.admin.Create(ctx, id, identity.KindAgent, nil); !errors.Is(err,
+			identity.ErrInvalidID) {
+			t.Errorf("Create of reserved id %s: err = %v, want ErrInvalidID", id, err)
+		}
+	}
 	if err := f.auth.Contain(ctx, "nobody", identity.StatusSuspended); !errors.Is(err, identity.ErrNotFound) {
 		t.Errorf("Contain of a missing id: err = %v, want ErrNotFound", err)
 	}
