@@ -98,7 +98,8 @@ type Broker struct {
 
 	// lateKeys limits the callouts waiting for the registry view to show
 	// an nkey it does not know yet; see [Broker.handleCallout].
-	lateKeys chan struct{}
+	lateKeys     chan struct{}
+	lateKeyHosts hostSlots
 }
 
 // newBroker returns a broker around srv with its denial reporting set up.

@@ -3,6 +3,8 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -376,6 +378,69 @@ func TestConnectBeforeViewHasIdentity(t *testing.T) {
 	}
 	if err := <-connected; err != nil {
 		t.Fatalf("connecting while the identity was being registered: %v", err)
+	}
+}
+
+// TestLateKeyWaitNotTakenByOneHost fills the callout's waits for unknown
+// nkeys from 127.0.0.1 with made-up identities while an identity that is
+// being registered connects from 127.0.0.2: it must still get its wait.
+func TestLateKeyWaitNotTakenByOneHost(t *testing.T) {
+	ctx := context.Background()
+	e := startEnv(t)
+
+	stop := make(chan struct{})
+	var flood sync.WaitGroup
+	for i := range 24 {
+		flood.Add(1)
+		go func() {
+			defer flood.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := identity.NewCredentials(fmt.Sprintf("agent-made-up-%d-%d", i, n),
+					identity.KindAgent, e.setup.Root.Public())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if nc, err := broker.Connect(ctx, e.b.ClientURL(), c, nats.NoReconnect()); err == nil {
+					nc.Close()
+					t.Error("a made-up identity connected")
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); flood.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+
+	creds, err := identity.NewCredentials("agent-late", identity.KindAgent, e.setup.Root.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ident, err := creds.Public([]string{identity.RoleAgent}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)},
+		Timeout: 5 * time.Second}
+	connected := make(chan error, 1)
+	go func() {
+		nc, err := broker.Connect(ctx, e.b.ClientURL(), creds, nats.NoReconnect(),
+			nats.SetCustomDialer(other))
+		if err == nil {
+			nc.Close()
+		}
+		connected <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if err := e.admin.Register(ctx, ident); err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	if err := <-connected; err != nil {
+		t.Fatalf("connecting from another host while one host sent made-up nkeys: %v", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -33,16 +34,22 @@ func (b *Broker) handleCallout(msg *nats.Msg) {
 		// watch has delivered its record. The nonce signature is already
 		// verified, so only the holder of the nkey gets this wait, and the
 		// semaphore keeps made-up nkeys from holding up other connections:
-		// past it the connection is rejected at once.
-		select {
-		case b.lateKeys <- struct{}{}:
-			go func() {
-				defer func() { <-b.lateKeys }()
-				userJWT, id, err := b.authorizeLate(req)
-				b.respondCallout(msg, req, userJWT, id, err)
-			}()
-			return
-		default:
+		// past it the connection is rejected at once. Each client host
+		// gets only a few of the slots, so one host sending made-up nkeys
+		// cannot take the wait away from identities connecting elsewhere.
+		host := req.ClientInformation.Host
+		if b.lateKeyHosts.acquire(host) {
+			select {
+			case b.lateKeys <- struct{}{}:
+				go func() {
+					defer func() { <-b.lateKeys; b.lateKeyHosts.release(host) }()
+					userJWT, id, err := b.authorizeLate(req)
+					b.respondCallout(msg, req, userJWT, id, err)
+				}()
+				return
+			default:
+				b.lateKeyHosts.release(host)
+			}
 		}
 	}
 	b.respondCallout(msg, req, userJWT, id, err)
@@ -51,10 +58,44 @@ func (b *Broker) handleCallout(msg *nats.Msg) {
 // lateKeyWait bounds how long a callout waits for the registry view to
 // show an unknown nkey, well inside nats-server's default auth callout
 // timeout of 2 s. maxLateKeyWaits bounds how many wait at once.
+// maxLateKeyWaitsPerHost bounds those of one client host.
 const (
-	lateKeyWait     = time.Second
-	maxLateKeyWaits = 16
+	lateKeyWait            = time.Second
+	maxLateKeyWaits        = 16
+	maxLateKeyWaitsPerHost = 2
 )
+
+// hostSlots counts the late-key waits of each client host.
+type hostSlots struct {
+	mu     sync.Mutex
+	byHost map[string]int
+}
+
+// acquire takes one of host's slots, or reports false when it has
+// maxLateKeyWaitsPerHost already.
+func (h *hostSlots) acquire(host string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.byHost[host] >= maxLateKeyWaitsPerHost {
+		return false
+	}
+	if h.byHost == nil {
+		h.byHost = make(map[string]int)
+	}
+	h.byHost[host]++
+
+	return true
+}
+
+// release returns a slot that acquire took. The map keeps only the hosts
+// that wait now, so it holds about maxLateKeyWaits hosts at most.
+func (h *hostSlots) release(host string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.byHost[host]--; h.byHost[host] <= 0 {
+		delete(h.byHost, host)
+	}
+}
 
 // authorizeLate retries authorize while the view does not know the
 // connection's nkey, for up to lateKeyWait.
