@@ -25,9 +25,14 @@ type refFact struct {
 
 // argFact describes one argument of a call.
 type argFact struct {
+	keyword  string // the parameter name of a Python keyword argument, "" for others
+	unpacked string // "*" or "**" for a Python argument unpacked from a sequence or mapping
 	constant bool   // the argument folds to a constant string
 	value    string // the constant's value
-	decoded  bool   // a decoder call or a variable assigned from one is in it
+	// literal means the source fixes the value: a constant string, a
+	// number, None, True, False, or a list, tuple or set of literals.
+	literal bool
+	decoded bool // a decoder call or a variable assigned from one is in it
 }
 
 type valueFact struct {

@@ -40,6 +40,43 @@ func (a *analyzer) constantAt(start, end, depth int) (string, bool) {
 	return f.value, true
 }
 
+// literalIn reports whether the tokens [start, end) are a literal whose
+// value the source fixes: a constant string, a number, None, True, False
+// (null, undefined, true, false in JavaScript), or a list, tuple or set
+// whose elements are literals.
+func (a *analyzer) literalIn(start, end int) bool {
+	return a.literalAt(start, end, 0)
+}
+
+func (a *analyzer) literalAt(start, end, depth int) bool {
+	if start >= end || depth > maxFoldDepth {
+		return false
+	}
+	if _, ok := a.constantAt(start, end, depth); ok {
+		return true
+	}
+	t := a.tok(start)
+	if end == start+1 {
+		return t.kind == tokNumber || t.kind == tokName && slices.Contains(literalNames[a.lang], t.text)
+	}
+	if !t.is(tokOp, "[") && !t.is(tokOp, "(") && !t.is(tokOp, "{") || a.closing(start) != end-1 {
+		return false
+	}
+	for _, r := range a.splitArgs(start) {
+		if !a.literalAt(r[0], r[1], depth+1) {
+			return false
+		}
+	}
+
+	return true
+}
+
+// literalNames are the keywords that name a fixed value, by language.
+var literalNames = map[string][]string{
+	"python":     {"None", "True", "False"},
+	"javascript": {"null", "undefined", "true", "false"},
+}
+
 // fold evaluates the expression at i as far as it is a constant string:
 // literals (adjacent ones concatenated), '+', chr(N), String.fromCharCode,
 // str.join over constant lists, reversal ([::-1] or

@@ -51,8 +51,11 @@ func matchRefs(r *Rule, f *facts, report reportFunc) {
 			continue
 		}
 		for _, c := range r.ComputedArgs {
-			if globMatch(c.Call, ref.name) && len(ref.args) >= c.Arg && !ref.args[c.Arg-1].constant {
-				report(r, ref.line, ref.name+" with a computed argument")
+			if !globMatch(c.Call, ref.name) {
+				continue
+			}
+			if arg, ok := argument(ref.args, c.Arg, c.Keyword); ok && !arg.literal {
+				report(r, ref.line, ref.name+" with a computed "+argumentName(c))
 			}
 		}
 		if anyGlob(r.EncodedSinks, ref.name) && slices.ContainsFunc(ref.args,
@@ -60,6 +63,50 @@ func matchRefs(r *Rule, f *facts, report reportFunc) {
 			report(r, ref.line, ref.name+" of decoded data")
 		}
 	}
+}
+
+// argument returns the argument that a call passes at the 1-based position
+// pos or, when keyword is set, by that keyword. ok is false when the call
+// passes neither. An unpacked *args that starts at or before pos, or a
+// **kwargs when no explicit keyword argument matches, is returned in its
+// place, because it may supply the value.
+func argument(args []argFact, pos int, keyword string) (argFact, bool) {
+	positional := 0
+	var kwargs *argFact
+	for i, a := range args {
+		switch {
+		case a.keyword != "":
+			if keyword != "" && a.keyword == keyword {
+				return a, true
+			}
+		case a.unpacked == "**":
+			kwargs = &args[i]
+		case a.unpacked == "*":
+			if positional < pos {
+				return a, true
+			}
+		default:
+			positional++
+			if positional == pos {
+				return a, true
+			}
+		}
+	}
+	if kwargs != nil && keyword != "" {
+		return *kwargs, true
+	}
+
+	return argFact{}, false
+}
+
+// argumentName names a computed argument in a finding: its keyword where
+// the rule gives one ("fromlist"), else "argument".
+func argumentName(c ComputedArg) string {
+	if c.Keyword != "" {
+		return c.Keyword
+	}
+
+	return "argument"
 }
 
 func matchStrings(r *Rule, f *facts, report reportFunc) {

@@ -345,11 +345,17 @@ func (p *refPass) resolveSpecial(callee string, open, at int, record bool) (stri
 		}
 		return base + "." + attr, true
 	case isImportCall(p.lang, callee) && len(args) >= 1:
-		module, constant := p.constantIn(args[0][0], args[0][1])
-		if !constant {
+		// The module name is the first positional argument or, in
+		// Python, the keyword argument name.
+		facts := make([]argFact, 0, len(args))
+		for _, r := range args {
+			facts = append(facts, p.argumentIn(r[0], r[1]))
+		}
+		arg, ok := argument(facts, 1, "name")
+		if !ok || !arg.constant {
 			return "", false
 		}
-		module = normalizeModule(module)
+		module := normalizeModule(arg.value)
 		if record {
 			p.recordRef(callee, line, open, at)
 			p.addImport(module, line)
@@ -432,12 +438,37 @@ func (p *refPass) finishCalls() {
 	for _, c := range p.calls {
 		var args []argFact
 		for _, r := range p.splitArgs(c.open) {
-			value, constant := p.constantIn(r[0], r[1])
-			args = append(args, argFact{constant: constant, value: value,
-				decoded: decodedBefore[r[1]] > decodedBefore[r[0]]})
+			arg := p.argumentIn(r[0], r[1])
+			arg.decoded = decodedBefore[r[1]] > decodedBefore[r[0]]
+			args = append(args, arg)
 		}
 		p.facts.refs[c.fact].args = args
 	}
+}
+
+// argumentIn describes the call argument in the tokens [start, end). In
+// Python, "name=value" is a keyword argument and "*seq" or "**map" an
+// unpacked one, and the value is what follows the name or the stars.
+// JavaScript has no keyword arguments, so "f(a = 1)" stays one positional
+// expression there.
+func (p *refPass) argumentIn(start, end int) argFact {
+	var arg argFact
+	if p.lang == "python" {
+		switch first := p.tok(start); {
+		case first.kind == tokName && p.tok(start+1).is(tokOp, "="):
+			arg.keyword = first.text
+			start += 2
+		case first.is(tokOp, "*") || first.is(tokOp, "**"):
+			arg.unpacked = first.text
+			start++
+		}
+	}
+	if arg.unpacked == "" {
+		arg.value, arg.constant = p.constantIn(start, end)
+		arg.literal = arg.constant || p.literalIn(start, end)
+	}
+
+	return arg
 }
 
 func (p *refPass) rangeDecoded(start, end int, decoderAt map[int]bool) bool {

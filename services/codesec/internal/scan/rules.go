@@ -55,8 +55,9 @@ type Rule struct {
 	// Strings are regular expressions matched against string values,
 	// folded where they were built from pieces, and against shell words.
 	Strings []string `json:"strings,omitempty"`
-	// ComputedArgs match calls whose given argument (1-based) is not a
-	// constant string, such as getattr(obj, name) with a computed name.
+	// ComputedArgs match calls whose given argument is not a literal, such
+	// as getattr(obj, name) with a computed name or
+	// __import__("os", fromlist=[name]) with a computed fromlist.
 	ComputedArgs []ComputedArg `json:"computed_args,omitempty"`
 	// EncodedSinks match calls (globs) that receive decoded data: a decoder
 	// call in the arguments, or a variable assigned from one.
@@ -100,11 +101,14 @@ func (g globSet) match(name string) bool {
 	return g.exact[name] || anyGlob(g.wildcard, name)
 }
 
-// ComputedArg names a call and the 1-based position of the argument that
-// must be a constant string.
+// ComputedArg names a call and an argument of it that must be a literal.
+// The argument is found by its 1-based position, or in Python by its
+// keyword when Keyword is set. An unpacked *args or **kwargs that may
+// supply the argument counts as computed.
 type ComputedArg struct {
-	Call string `json:"call"`
-	Arg  int    `json:"arg"`
+	Call    string `json:"call"`
+	Arg     int    `json:"arg"`
+	Keyword string `json:"keyword,omitempty"`
 }
 
 var knownChecks = []string{"fork_bomb"}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nodexsec/nodex/libs/bundle"
@@ -163,6 +164,68 @@ func TestObfuscationCases(t *testing.T) {
 			ids := ruleIDs(scanText(t, s, tt.lang, tt.src))
 			if !slices.Contains(ids, tt.want) {
 				t.Errorf("rules %v fired, want %s", ids, tt.want)
+			}
+		})
+	}
+}
+
+// TestComputedImportCritical checks that each way of choosing an imported
+// module at run time gives a critical finding at its line, naming the
+// construct, and that the same calls with literal arguments give no
+// critical finding.
+func TestComputedImportCritical(t *testing.T) {
+	t.Parallel()
+	s := defaultScanner(t)
+	tests := []struct {
+		name   string
+		src    string
+		rule   string // "" when no critical finding may appear
+		line   int
+		detail string // part of the finding's message
+	}{
+		{"computed fromlist keyword", "x = 1\nm = __import__('os', fromlist=[name])\n",
+			"PY-IMPORT-002", 2, "__import__ with a computed fromlist"},
+		{"computed fromlist position", "m = __import__('xml', None, None, names)\n",
+			"PY-IMPORT-002", 1, "__import__ with a computed fromlist"},
+		{"computed package keyword", "import importlib\nm = importlib.import_module('.path', package=name)\n",
+			"PY-IMPORT-002", 2, "importlib.import_module with a computed package"},
+		{"computed package position", "from importlib import import_module\nm = import_module('.path', pkg)\n",
+			"PY-IMPORT-002", 2, "importlib.import_module with a computed package"},
+		{"computed name and package", "import importlib\nm = importlib.import_module('.' + x, package=p)\n",
+			"PY-IMPORT-002", 2, "importlib.import_module with a computed name"},
+		{"keywords unpacked", "import importlib\nm = importlib.import_module('json', **options)\n",
+			"PY-IMPORT-002", 2, "importlib.import_module with a computed package"},
+		{"find_spec computed package", "import importlib.util\ns = importlib.util.find_spec('.x', package=p)\n",
+			"PY-IMPORT-002", 2, "importlib.util.find_spec with a computed package"},
+		{"import through globals", "m = globals()['__builtins__'].__import__(name)\n",
+			"PY-IMPORT-002", 1, "globals().__builtins__.__import__ with a computed name"},
+		{"literal import", "m = __import__('os')\n", "", 0, ""},
+		{"literal import_module", "import importlib\nm = importlib.import_module('json')\n", "", 0, ""},
+		{"literal name keyword", "import importlib\nm = importlib.import_module(name='json')\n", "", 0, ""},
+		{"literal fromlist", "m = __import__('os', fromlist=['path'])\n", "", 0, ""},
+		{"literal fromlist position", "m = __import__('os', globals(), locals(), ('path',), 0)\n", "", 0, ""},
+		{"empty fromlist", "m = __import__('os', None, None, [], 0)\n", "", 0, ""},
+		{"literal package", "import importlib\nm = importlib.import_module('.sub', package='mypkg')\n", "", 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var critical []bundle.Finding
+			for _, f := range scanText(t, s, "python", tt.src) {
+				if f.Severity == "critical" {
+					critical = append(critical, f)
+				}
+			}
+			if tt.rule == "" {
+				if len(critical) > 0 {
+					t.Errorf("critical findings %+v, want none", critical)
+				}
+				return
+			}
+			if !slices.ContainsFunc(critical, func(f bundle.Finding) bool {
+				return f.RuleID == tt.rule && f.Line == tt.line && strings.Contains(f.Message, tt.detail)
+			}) {
+				t.Errorf("critical findings %+v, want %s on line %d with %q", critical, tt.rule, tt.line, tt.detail)
 			}
 		})
 	}
