@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -319,6 +320,52 @@ func TestSuspensionClosesConnection(t *testing.T) {
 		t.Fatalf("Unsuspend: %v", err)
 	}
 	waitFor(t, "unsuspended identity reconnects", func() bool { return agent.nc.IsConnected() })
+}
+
+// TestRoleChangeRenewsPermissions changes the roles of a connected agent:
+// the broker closes its connection, and the client's reconnect gets the
+// new permissions, so a removed role's wrap subjects are denied at once.
+// A change that leaves the permissions as they were closes nothing.
+func TestRoleChangeRenewsPermissions(t *testing.T) {
+	ctx := context.Background()
+	e := startEnv(t)
+	agent := e.connect(t, e.setup.Creds[identity.DemoAgentID])
+	if err := agent.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ident, err := e.admin.Get(ctx, identity.DemoAgentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := slices.Clone(ident.Roles)
+	reconnected := func(n uint64) func() bool {
+		return func() bool { return agent.nc.Stats().Reconnects >= n && agent.nc.IsConnected() }
+	}
+
+	const role = "key-reader:openai"
+	if err := e.admin.SetRoles(ctx, identity.DemoAgentID, append(slices.Clone(base), role)); err != nil {
+		t.Fatalf("SetRoles adding %s: %v", role, err)
+	}
+	waitFor(t, "reconnect after a role was added", reconnected(1))
+
+	if err := e.admin.SetRoles(ctx, identity.DemoAgentID, base); err != nil {
+		t.Fatalf("SetRoles removing %s: %v", role, err)
+	}
+	waitFor(t, "reconnect after a role was removed", reconnected(2))
+	wrap := "$JS.API.DIRECT.GET.KV_" + envelope.WrapBucket + ".$KV." + envelope.WrapBucket +
+		".wrap.a.b." + envelope.WrapRecipientToken(envelope.RecipientRole, role) + ".c"
+	if err := agent.nc.Publish(wrap, nil); err != nil {
+		t.Fatal(err)
+	}
+	agent.expectViolation(t, wrap)
+
+	if err := e.admin.SetRoles(ctx, identity.DemoAgentID, slices.Clone(base)); err != nil {
+		t.Fatalf("SetRoles with the same roles: %v", err)
+	}
+	time.Sleep(time.Second)
+	if got := agent.nc.Stats().Reconnects; got != 2 {
+		t.Errorf("reconnects after a change that kept the permissions: %d, want 2", got)
+	}
 }
 
 func TestRevocationClosesConnection(t *testing.T) {

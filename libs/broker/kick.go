@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,9 +130,17 @@ func (b *Broker) onDisconnect(msg *nats.Msg) {
 }
 
 // onIdentityChange closes every connection of an identity that stopped
-// being active.
+// being active, or whose NATS permissions changed. The callout fixes a
+// connection's permissions in its user JWT, so a removed role would
+// otherwise keep its subjects until the client reconnects; closed, the
+// client reconnects at once with the new permissions.
 func (b *Broker) onIdentityChange(c identity.Change) {
 	if c.New.Active() {
+		if c.Old != nil && c.Old.Active() && !b.samePermissions(c.Old, c.New) {
+			for _, ref := range b.conns.list(c.New.ID) {
+				go b.kick(c.New.ID, ref)
+			}
+		}
 		return
 	}
 	for _, ref := range b.conns.list(c.New.ID) {
@@ -143,6 +152,15 @@ func (b *Broker) onIdentityChange(c identity.Change) {
 			b.cfg.OnError(err)
 		}
 	}()
+}
+
+// samePermissions reports whether the callout would grant a and b the
+// same NATS permissions.
+func (b *Broker) samePermissions(a, c *identity.Identity) bool {
+	pa, err1 := json.Marshal(Permissions(b.cfg.Grants, a))
+	pc, err2 := json.Marshal(Permissions(b.cfg.Grants, c))
+
+	return err1 == nil && err2 == nil && bytes.Equal(pa, pc)
 }
 
 // kick sends the system account request $SYS.REQ.SERVER.<id>.KICK to the
