@@ -132,8 +132,8 @@ func (b *Broker) onDisconnect(msg *nats.Msg) {
 // onIdentityChange closes every connection of an identity that stopped
 // being active, or whose NATS permissions changed. The callout fixes a
 // connection's permissions in its user JWT, so a removed role would
-// otherwise keep its subjects until the client reconnects; closed, the
-// client reconnects at once with the new permissions.
+// otherwise keep its subjects until the client reconnects. A closed client
+// reconnects at once and gets the new permissions.
 func (b *Broker) onIdentityChange(c identity.Change) {
 	if c.New.Active() {
 		if c.Old != nil && c.Old.Active() && !b.samePermissions(c.Old, c.New) {
@@ -154,13 +154,13 @@ func (b *Broker) onIdentityChange(c identity.Change) {
 	}()
 }
 
-// samePermissions reports whether the callout would grant a and b the
-// same NATS permissions.
-func (b *Broker) samePermissions(a, c *identity.Identity) bool {
-	pa, err1 := json.Marshal(Permissions(b.cfg.Grants, a))
-	pc, err2 := json.Marshal(Permissions(b.cfg.Grants, c))
+// samePermissions reports whether the callout would grant old and updated
+// the same NATS permissions.
+func (b *Broker) samePermissions(old, updated *identity.Identity) bool {
+	before, errBefore := json.Marshal(Permissions(b.cfg.Grants, old))
+	after, errAfter := json.Marshal(Permissions(b.cfg.Grants, updated))
 
-	return err1 == nil && err2 == nil && bytes.Equal(pa, pc)
+	return errBefore == nil && errAfter == nil && bytes.Equal(before, after)
 }
 
 // kick sends the system account request $SYS.REQ.SERVER.<id>.KICK to the
