@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -64,6 +65,12 @@ type Executor struct {
 	cleanups sync.WaitGroup
 	// preparing counts the inits being started ahead of their runs.
 	preparing sync.WaitGroup
+	// deadInits counts the inits found dead before they received their run
+	// and replaced by fresh ones.
+	deadInits atomic.Int64
+	// beforeConfig, when set (only tests set it), runs just before an init
+	// is sent its run's config.
+	beforeConfig func(sp *sandboxProc)
 
 	mu     sync.Mutex
 	runs   map[string]*activeRun
@@ -266,16 +273,48 @@ func (e *Executor) Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	r := &run{e: e, spec: spec, lim: lim, slot: slot, started: time.Now(), steps: steps}
 	r.cfg = initConfig(spec, lim, argv, env, files)
-	sp, err := e.takeInit(slot, spec.Layers)
-	if err != nil {
-		return Result{}, err
-	}
-	r.steps.mark("init_taken")
-	res, err := r.execute(ctx, sp)
+	res, err := e.runOnInit(ctx, r)
 	if e.cfg.TraceSteps {
 		e.log.Debug("run steps", "run_id", spec.RunID, "steps", formatSteps(res.Steps))
 	}
 	return res, err
+}
+
+// maxHandovers bounds the inits one run is handed to when each is found dead
+// at the handover.
+const maxHandovers = preparedPerSlot + 1
+
+// runOnInit takes an init of r's slot and runs r on it. An init that exited
+// before it read the config never started the program, so the run then goes
+// to the next init. A run whose program may have started is never repeated.
+func (e *Executor) runOnInit(ctx context.Context, r *run) (Result, error) {
+	for handovers := 1; ; handovers++ {
+		sp, err := e.takeInit(r.slot, r.spec.Layers)
+		if err != nil {
+			return Result{}, err
+		}
+		r.steps.mark("init_taken")
+		res, err := r.execute(ctx, sp)
+		var gone *initGoneError
+		if !errors.As(err, &gone) {
+			return res, err
+		}
+		e.noteDeadInit(r.slot, "at handover", gone.exitState, "")
+		if handovers == maxHandovers {
+			// The result is a setup failure whose error names the exit.
+			return res, nil
+		}
+		r = &run{e: e, spec: r.spec, lim: r.lim, slot: r.slot, cfg: r.cfg, started: r.started,
+			steps: r.steps}
+	}
+}
+
+// initGoneError reports an init that exited before it read its run's
+// config, so the program never started.
+type initGoneError struct{ exitState string }
+
+func (e *initGoneError) Error() string {
+	return "sandbox-init exited before it read the run's config, with " + e.exitState
 }
 
 // run is the state of one sandboxed run.
@@ -350,6 +389,12 @@ func (r *run) supervise(ctx context.Context, sp *sandboxProc, res Result) (Resul
 	if !in.ok {
 		<-sp.exited
 	}
+	// An init that exited on its own with part of its config unread was
+	// dead before the run started.
+	var deadAtHandover error
+	if !in.ok && r.killReason() == "" && sp.configUnread() {
+		deadAtHandover = &initGoneError{exitState: sp.exitState}
+	}
 	status := in.status
 	res.WallTime = time.Since(r.started)
 	r.steps.mark("status_read")
@@ -373,7 +418,10 @@ func (r *run) supervise(ctx context.Context, sp *sandboxProc, res Result) (Resul
 	if res.Reason == ReasonSetupFailed {
 		res.Error = status.Error
 	}
-	return res, nil
+	if deadAtHandover != nil {
+		res.Error = deadAtHandover.Error()
+	}
+	return res, deadAtHandover
 }
 
 // watch enforces the wall and CPU limits until the init's status is in, and

@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -25,9 +26,13 @@ type sandboxProc struct {
 	proc   *os.Process
 	pidfd  int
 	steps  stepLog
-	// exited is closed when proc has exited and been waited for; execute
-	// starts the wait.
-	exited chan struct{}
+	// exited is closed when proc has exited and been waited for, with its
+	// exit status in exitState; execute starts the wait.
+	exited    chan struct{}
+	exitState string
+	// configWritten receives the result of the config's write; sendConfig
+	// makes it.
+	configWritten chan error
 	// replace makes cleanUp prepare a new init for slot.
 	replace bool
 	slot    int
@@ -100,16 +105,77 @@ func (e *Executor) spawnInit(slot int, layers proto.Layers) (*sandboxProc, error
 // sendConfig hands the init its run's config; the init then mounts the run's
 // file systems and starts the program. The encoding happens here and the write
 // in the background, since the program's files may exceed a pipe's buffer.
+// The write's error goes to sp.configWritten.
 func (sp *sandboxProc) sendConfig(cfg *proto.Config) error {
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		return fmt.Errorf("encoding the sandbox config: %w", err)
 	}
+	sp.configWritten = make(chan error, 1)
 	go func() {
-		_, _ = sp.pipes.configW.Write(b)
-		sp.pipes.configW.Close()
+		_, err := sp.pipes.configW.Write(b)
+		sp.configWritten <- err
 	}()
 	return nil
+}
+
+// configUnread reports whether the init, which has exited, left part of its
+// config unread. The init decodes the whole config before it starts the
+// program, so an init with unread config bytes never started it. The write
+// fails with EPIPE when the init was gone before it ended, and a config
+// that fit in the pipe's buffer stays there, counted by FIONREAD on the
+// write end. A failed check counts as read, so that a started run is
+// never taken for one that did not start.
+func (sp *sandboxProc) configUnread() bool {
+	if sp.configWritten == nil {
+		return false
+	}
+	// Nothing reads the pipe any more, so the write has returned or will
+	// return at once.
+	if err := <-sp.configWritten; err != nil {
+		return errors.Is(err, syscall.EPIPE)
+	}
+	raw, err := sp.pipes.configW.SyscallConn()
+	if err != nil {
+		return false
+	}
+	unread := 0
+	ctlErr := raw.Control(func(fd uintptr) {
+		// TIOCINQ is FIONREAD's number on Linux, and x/sys/unix names only it.
+		unread, err = unix.IoctlGetInt(int(fd), unix.TIOCINQ)
+	})
+	return ctlErr == nil && err == nil && unread > 0
+}
+
+// hasExited reports whether the init has exited: its pidfd polls readable
+// from then on, before and after it is reaped.
+func (sp *sandboxProc) hasExited() bool {
+	fds := []unix.PollFd{{Fd: int32(sp.pidfd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return err == nil && n > 0 && fds[0].Revents&unix.POLLIN != 0
+	}
+}
+
+// reapIdle waits for a prepared init that has exited, releases its pipes,
+// pidfd and cgroup, and returns its exit status and the error of the status
+// it sent, if it sent one (a failed preparation does). The error is that of
+// the cgroup's removal.
+func (sp *sandboxProc) reapIdle() (state, detail string, err error) {
+	state = "unknown"
+	if ps, err := sp.proc.Wait(); err == nil {
+		state = ps.String()
+	}
+	// The init and every other process of its namespaces are gone, so the
+	// status pipe has no writer left and the read does not block.
+	if st := readStatus(sp.pipes.statusR); st.ok {
+		detail = st.status.Error
+	}
+	sp.proc = nil
+	return state, detail, sp.discard()
 }
 
 // discard kills the init if it runs, waits for it, and releases its pipes,
@@ -167,7 +233,13 @@ func (e *Executor) sysProcAttr(slot int, pidfd *int) *syscall.SysProcAttr {
 func (r *run) execute(ctx context.Context, sp *sandboxProc) (Result, error) {
 	res := Result{RunID: r.spec.RunID, Limits: r.lim}
 	sp.exited = make(chan struct{})
-	go func() { _, _ = sp.proc.Wait(); close(sp.exited) }()
+	go func() {
+		sp.exitState = "unknown"
+		if ps, err := sp.proc.Wait(); err == nil {
+			sp.exitState = ps.String()
+		}
+		close(sp.exited)
+	}()
 	defer r.e.cleanUp(sp, r.spec.RunID)
 	r.group, r.proc, r.pidfd = sp.group, sp.proc, sp.pidfd
 	r.cpuBase, _ = r.group.CPUTime()
@@ -185,6 +257,9 @@ func (r *run) execute(ctx context.Context, sp *sandboxProc) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		_ = unix.PidfdSendSignal(sp.pidfd, unix.SIGKILL, nil, 0)
 		return res, fmt.Errorf("run %s cancelled before it started: %w", r.spec.RunID, err)
+	}
+	if r.e.beforeConfig != nil {
+		r.e.beforeConfig(sp)
 	}
 	if err := sp.sendConfig(&r.cfg); err != nil {
 		_ = unix.PidfdSendSignal(sp.pidfd, unix.SIGKILL, nil, 0)

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -52,26 +53,56 @@ func (e *Executor) prewarm(slot int) {
 // takeInit returns one of the slot's prepared inits, or starts one when
 // preparing it failed. The init's cleanUp prepares its replacement. A run
 // that switches layers off (only tests do) gets an init of its own, and the
-// prepared ones stay for the next runs.
+// prepared ones stay for the next runs. A prepared init that has died while
+// it waited (killed, OOM, crashed) is reaped and replaced, and the run takes
+// the next one.
 func (e *Executor) takeInit(slot int, layers proto.Layers) (*sandboxProc, error) {
 	if layers != (proto.Layers{}) {
 		return e.spawnInit(slot, layers)
 	}
-	sp := <-e.warm[slot]
-	if sp == nil {
-		sp, err := e.spawnInit(slot, proto.Layers{})
-		if err != nil {
-			e.prewarm(slot)
-			return nil, err
+	for dead := 0; ; dead++ {
+		sp := <-e.warm[slot]
+		if sp == nil {
+			sp, err := e.spawnInit(slot, proto.Layers{})
+			if err != nil {
+				e.prewarm(slot)
+				return nil, err
+			}
+			sp.replace, sp.slot = true, slot
+			return sp, nil
 		}
-		sp.replace, sp.slot = true, slot
-		return sp, nil
+		e.mu.Lock()
+		delete(e.idle, sp)
+		e.mu.Unlock()
+		if !sp.hasExited() {
+			sp.replace, sp.slot = true, slot
+			return sp, nil
+		}
+		state, detail, err := sp.reapIdle()
+		if err != nil {
+			e.log.Error("removing the cgroup of a dead sandbox-init", "slot", slot, "error", err)
+		}
+		e.prewarm(slot)
+		e.noteDeadInit(slot, "while prepared", state, detail)
+		// Inits that die on their own as fast as they are prepared point to
+		// a host problem, which waiting for more replacements does not fix.
+		if dead+1 >= 2*preparedPerSlot {
+			return nil, fmt.Errorf("slot %d: %d prepared sandbox-inits in a row had exited "+
+				"before their run, the last with %s: %s", slot, dead+1, state, detail)
+		}
 	}
-	e.mu.Lock()
-	delete(e.idle, sp)
-	e.mu.Unlock()
-	sp.replace, sp.slot = true, slot
-	return sp, nil
+}
+
+// noteDeadInit logs and counts an init replaced because it had exited
+// before it received its run. when names the point where it was found, and
+// detail is the error in the init's status, if it sent one.
+func (e *Executor) noteDeadInit(slot int, when, state, detail string) {
+	total := e.deadInits.Add(1)
+	attrs := []any{"slot", slot, "found", when, "exit_status", state, "replaced_total", total}
+	if detail != "" {
+		attrs = append(attrs, "init_error", detail)
+	}
+	e.log.Warn("replacing a sandbox-init that exited before its run", attrs...)
 }
 
 // waitIdle waits until the runs' inits are gone and every prepared init has
