@@ -20,7 +20,9 @@ type refFact struct {
 	name string
 	line int
 	call bool
-	args []argFact
+	// bound means the name is imported or assigned to here, not read.
+	bound bool
+	args  []argFact
 }
 
 // argFact describes one argument of a call.

@@ -47,6 +47,9 @@ func matchRefs(r *Rule, f *facts, report reportFunc) {
 		if r.calls.match(ref.name) {
 			report(r, ref.line, ref.name)
 		}
+		if !ref.call && !ref.bound && r.values.match(ref.name) {
+			report(r, ref.line, ref.name+" used as a value")
+		}
 		if !ref.call {
 			continue
 		}

@@ -27,6 +27,7 @@ type refPass struct {
 	assignments []assignment
 	refIndex    []int        // token index of each facts.refs entry
 	unresolved  map[int]bool // '(' indexes whose specialCall failed
+	importEnd   int          // index after the import statement being read
 }
 
 func (a *analyzer) collectRefs() {
@@ -67,8 +68,10 @@ func (p *refPass) statement(i int) {
 	}
 	switch {
 	case p.lang == "python" && (t.text == "import" || t.text == "from"):
+		p.importEnd = p.statementEnd(i)
 		p.pythonImport(i)
 	case p.lang == "javascript" && t.text == "import" && !p.tok(i+1).is(tokOp, "("):
+		p.importEnd = p.statementEnd(i)
 		p.jsImport(i)
 	case p.lang == "javascript" && (t.text == "const" || t.text == "let" || t.text == "var"):
 		p.assign(i + 1)
@@ -238,8 +241,16 @@ func normalizeModule(m string) string {
 }
 
 // chainAt records the names used by the expression chain that starts at i.
+// A chain in an import statement or before "=" binds a name rather than
+// reading it, so its references are marked bound.
 func (p *refPass) chainAt(i int) {
-	p.refAt(i, true)
+	first := len(p.facts.refs)
+	_, end, _ := p.refAt(i, true)
+	if i < p.importEnd || p.tok(end).is(tokOp, "=") {
+		for k := first; k < len(p.facts.refs); k++ {
+			p.facts.refs[k].bound = true
+		}
+	}
 }
 
 // refAt reads a reference chain: a primary followed by attribute accesses,

@@ -40,6 +40,10 @@ type Rule struct {
 	// after import aliases, assignments, getattr with a constant name and
 	// subscripts with a constant key are followed (os.system, eval).
 	Calls []string `json:"calls,omitempty"`
+	// Values (globs) match resolved names that are read as a value: not
+	// called, imported or assigned to, such as a function passed to map or
+	// stored in a variable.
+	Values []string `json:"values,omitempty"`
 	// Imports match imported module names, from import statements,
 	// __import__, importlib.import_module, require and import(): a pattern
 	// matches the module, its submodules, and names imported from it
@@ -74,6 +78,7 @@ type Rule struct {
 	strings []*regexp.Regexp
 	lines   []*regexp.Regexp
 	calls   globSet
+	values  globSet
 	names   map[string]bool
 }
 
@@ -158,6 +163,7 @@ func (r *Rule) compile() error {
 	}
 
 	r.calls = newGlobSet(r.Calls)
+	r.values = newGlobSet(r.Values)
 	r.names = map[string]bool{}
 	for _, n := range r.Names {
 		r.names[n] = true
