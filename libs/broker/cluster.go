@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -243,8 +244,7 @@ func (b *Broker) startNode(ctx context.Context, cfg NodeConfig, u internalUsers)
 	if b.kv, err = openRegistry(ctx, b.js, cfg); err != nil {
 		return err
 	}
-	if b.view, err = identity.Watch(ctx, b.kv, b.cfg.Root,
-		identity.ViewOptions{StaleAfter: b.cfg.StaleAfter}); err != nil {
+	if b.view, err = watchRegistry(ctx, b.kv, b.cfg, cfg); err != nil {
 		return err
 	}
 	b.view.OnChange(b.onIdentityChange)
@@ -323,6 +323,45 @@ func openRegistry(ctx context.Context, js jetstream.JetStream, cfg NodeConfig,
 			return nil, fmt.Errorf("opening registry bucket %s on %s: %w",
 				identity.Bucket, cfg.Name, err)
 		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// watchRegistry starts the registry view, retrying until the registry
+// stream has a leader. After a whole cluster restarts, the meta leader
+// returns the bucket's info first, and the stream elects its own leader
+// seconds later (nats-server's raft election timeouts are 4 to 9 s). A node that gave up then would restart, and two
+// nodes restarting in turn never form the quorum that election needs.
+func watchRegistry(ctx context.Context, kv jetstream.KeyValue, bc Config, cfg NodeConfig,
+) (*identity.View, error) {
+	wait := cfg.JetStreamWait
+	if wait <= 0 {
+		wait = time.Minute
+	}
+	opts := identity.ViewOptions{StaleAfter: bc.StaleAfter}
+	if opts.StaleAfter <= 0 {
+		// A retry cannot fix an invalid setting.
+		d, err := identity.StaleAfterFromEnv(os.Getenv)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		opts.StaleAfter = d
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, 30*time.Second)
+		view, err := identity.Watch(attempt, kv, bc.Root, opts)
+		cancelAttempt()
+		if err == nil {
+			return view, nil
+		}
+		bc.OnError(fmt.Errorf("starting the registry view on %s, retrying: %w", cfg.Name, err))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("watching registry bucket %s on %s for %s: %w",
+				identity.Bucket, cfg.Name, wait, err)
+		case <-time.After(time.Second):
 		}
 	}
 }

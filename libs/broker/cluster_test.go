@@ -34,9 +34,10 @@ func freePorts(t *testing.T, n int) []int {
 }
 
 type clusterEnv struct {
-	nodes []*broker.Broker
-	setup *identity.Setup
-	tls   broker.TLSFiles
+	nodes   []*broker.Broker
+	configs []broker.NodeConfig
+	setup   *identity.Setup
+	tls     broker.TLSFiles
 }
 
 // startCluster starts three TLS brokers on loopback with one issuer key and
@@ -62,24 +63,19 @@ func startCluster(t *testing.T) *clusterEnv {
 	}
 
 	env := &clusterEnv{setup: setup, tls: files, nodes: make([]*broker.Broker, 3)}
-	var wg sync.WaitGroup
-	errs := make([]error, 3)
 	for i := range 3 {
-		wg.Go(func() {
-			env.nodes[i], errs[i] = broker.StartNode(t.Context(), broker.NodeConfig{
-				Config: broker.Config{
-					DataDir: filepath.Join(dir, fmt.Sprintf("n%d", i)), Port: ports[i],
-					Root: setup.Root.Public(), Authority: &setup.Authority,
-					SweepInterval: time.Second,
-				},
-				Name: fmt.Sprintf("n%d", i), ClusterName: "nodex-test",
-				ClusterHost: "127.0.0.1", ClusterPort: ports[3+i], Routes: routes,
-				IssuerSeed: seed, TLS: &files, Replicas: 3,
-				ReplicaCheckInterval: 500 * time.Millisecond, JetStreamWait: 20 * time.Second,
-			})
+		env.configs = append(env.configs, broker.NodeConfig{
+			Config: broker.Config{
+				DataDir: filepath.Join(dir, fmt.Sprintf("n%d", i)), Port: ports[i],
+				Root: setup.Root.Public(), Authority: &setup.Authority,
+				SweepInterval: time.Second,
+			},
+			Name: fmt.Sprintf("n%d", i), ClusterName: "nodex-test",
+			ClusterHost: "127.0.0.1", ClusterPort: ports[3+i], Routes: routes,
+			IssuerSeed: seed, TLS: &files, Replicas: 3,
+			ReplicaCheckInterval: 500 * time.Millisecond, JetStreamWait: time.Minute,
 		})
 	}
-	wg.Wait()
 	t.Cleanup(func() {
 		for _, n := range env.nodes {
 			if n != nil {
@@ -87,11 +83,7 @@ func startCluster(t *testing.T) *clusterEnv {
 			}
 		}
 	})
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("starting node %d: %v", i, err)
-		}
-	}
+	env.start(t)
 	if err := setup.Publish(t.Context(), env.nodes[0].Registry()); err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +95,22 @@ func startCluster(t *testing.T) *clusterEnv {
 	}
 
 	return env
+}
+
+// start starts every node at once and fails t unless all of them start.
+func (e *clusterEnv) start(t *testing.T) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(e.configs))
+	for i, cfg := range e.configs {
+		wg.Go(func() { e.nodes[i], errs[i] = broker.StartNode(t.Context(), cfg) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("starting node %d: %v", i, err)
+		}
+	}
 }
 
 func (e *clusterEnv) connect(t *testing.T, node int, id string, opts ...nats.Option,
@@ -182,5 +190,30 @@ func TestClusterRaisesReplicas(t *testing.T) {
 	}
 	if got := s.CachedInfo().Config.Replicas; got != 3 {
 		t.Errorf("registry replicas = %d, want 3", got)
+	}
+}
+
+// TestClusterRestartsWhole stops every node and starts them again on their
+// data: each node must wait for the registry stream to elect a leader
+// instead of giving up, and clients must be admitted again.
+func TestClusterRestartsWhole(t *testing.T) {
+	env := startCluster(t)
+	for i, n := range env.nodes {
+		n.Shutdown()
+		env.nodes[i] = nil
+	}
+	started := time.Now()
+	env.start(t)
+	t.Logf("cluster restarted in %s", time.Since(started).Round(time.Millisecond))
+	// Connections are rejected until a node writes a fresh heartbeat.
+	for i := range env.nodes {
+		waitFor(t, fmt.Sprintf("connecting to node %d after the restart", i), func() bool {
+			nc, err := env.connect(t, i, identity.DemoAgentID, nats.NoReconnect())
+			if err != nil {
+				return false
+			}
+			nc.Close()
+			return true
+		})
 	}
 }
