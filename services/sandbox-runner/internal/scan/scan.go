@@ -1,9 +1,10 @@
 // Package scan finds and redacts secrets in sandbox output: provider API keys
 // by their published shapes, and exact values that keyvault holds, by HMAC
 // fingerprints of their plain, base64 and URL-encoded forms. Both are also
-// found written backwards or hex-encoded. Every form costs one more pass
-// over the output, so the scan stays linear in the output size (times the
-// number of distinct fingerprinted key lengths).
+// found written backwards or hex-encoded, with the hex unbroken, in groups
+// (xxd, hexdump, colons), as \x or 0x escapes, or reversed. Every form costs
+// one more pass over the output, so the scan stays linear in the output size
+// (times the number of distinct fingerprinted key lengths).
 //
 // The shapes come from the facts in the gitleaks, betterleaks and trufflehog
 // rule sets (prefix, length, character set), restated as our own patterns.
@@ -19,6 +20,7 @@ import (
 	"encoding/hex"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -187,50 +189,82 @@ func matchReversed(out []byte, fps *Fingerprints) ([]span, []Finding) {
 	return spans, found
 }
 
-// minHexRun is the shortest hex run decoded: 8 bytes, shorter than any
+// minHexRun is the fewest hex digits decoded: 8 bytes, shorter than any
 // provider key.
 const minHexRun = 16
 
-// matchHex decodes every run of hex digits, at both byte alignments, and
-// redacts the whole run when the decoded bytes hold a key shape or a
-// fingerprinted value. All decodings go into one buffer, separated by a
-// newline that no key contains, so each check is one pass over it.
+// matchHex finds keys written in hex and redacts the whole hex run that
+// holds one. A run is an unbroken string of hex digits, or groups of one even
+// width split by separators or written as \x or 0x escapes (see hexRuns).
+// Each run is decoded as written (at both byte alignments when it is one
+// unbroken string) and with its digits in reverse order, which is how the
+// hex of a key reads backwards. The first decoding is also checked reversed,
+// which finds the hex of a reversed key. All decodings go into one buffer,
+// separated by a newline that no key contains, so each check is one pass
+// over it, and the buffer has about twice as many bytes as the runs have
+// digits.
 func matchHex(out []byte, fps *Fingerprints) ([]span, []Finding) {
+	runs := hexRuns(out)
+	if len(runs) == 0 {
+		return nil, nil
+	}
 	var decoded []byte
 	var pieces []hexPiece
-	for _, run := range runs(out, isHexByte) {
-		for shift := 0; shift < 2; shift++ {
-			start, end := run.start+shift, run.end
-			if (end-start)%2 != 0 {
-				end--
-			}
-			if end-start < minHexRun {
-				continue
-			}
-			at := len(decoded)
-			decoded = append(decoded, make([]byte, (end-start)/2)...)
-			if _, err := hex.Decode(decoded[at:], out[start:end]); err != nil {
-				decoded = decoded[:at]
-				continue
-			}
-			pieces = append(pieces, hexPiece{run: run, start: at, end: len(decoded)})
-			decoded = append(decoded, '\n')
+	add := func(run span, digits []byte) {
+		at := len(decoded)
+		decoded = append(decoded, make([]byte, len(digits)/2)...)
+		if _, err := hex.Decode(decoded[at:], digits[:len(digits)/2*2]); err != nil {
+			decoded = decoded[:at]
+			return
+		}
+		pieces = append(pieces, hexPiece{run: run, start: at, end: len(decoded)})
+		decoded = append(decoded, '\n')
+	}
+	for _, r := range runs {
+		for shift := 0; shift < r.shifts; shift++ {
+			add(r.span, r.digits[shift:])
+		}
+	}
+	// Forward decodings end here. Reversing this part turns the hex of a
+	// reversed key into the key.
+	forwardEnd := len(decoded)
+	var backwards []byte
+	for _, r := range runs {
+		backwards = append(backwards[:0], r.digits...)
+		slices.Reverse(backwards)
+		for shift := 0; shift < r.shifts; shift++ {
+			add(r.span, backwards[shift:])
 		}
 	}
 	if len(pieces) == 0 {
 		return nil, nil
 	}
-	spans, found := matchPatterns(decoded, "hex")
-	if fps != nil {
-		s, f := fps.matchPlainLocked(decoded, "hex", func(s span) span { return s })
-		spans, found = append(spans, s...), append(found, f...)
-	}
-	// Map each hit in the decoded buffer back to the hex run it came from.
+	reversed := slices.Clone(decoded[:forwardEnd])
+	slices.Reverse(reversed)
+
 	var hitRuns []span
-	for _, hit := range spans {
-		i := sort.Search(len(pieces), func(i int) bool { return pieces[i].end > hit.start })
-		if i < len(pieces) {
-			hitRuns = append(hitRuns, pieces[i].run)
+	var found []Finding
+	for _, text := range []struct {
+		buf []byte
+		// at maps a hit in buf to its offset in decoded.
+		at func(hit span) int
+	}{
+		{decoded, func(hit span) int { return hit.start }},
+		{reversed, func(hit span) int { return forwardEnd - hit.end }},
+	} {
+		spans, fnd := matchPatterns(text.buf, "hex")
+		if fps != nil {
+			s, f := fps.matchPlainLocked(text.buf, "hex", func(s span) span { return s })
+			spans, fnd = append(spans, s...), append(fnd, f...)
+		}
+		found = append(found, fnd...)
+		// Map each hit back to the hex run it came from.
+		for _, hit := range spans {
+			at := text.at(hit)
+			i := sort.Search(len(pieces), func(i int) bool { return pieces[i].end > at })
+			if i < len(pieces) {
+				hitRuns = append(hitRuns, pieces[i].run)
+			}
 		}
 	}
 	return hitRuns, found
@@ -241,6 +275,127 @@ func matchHex(out []byte, fps *Fingerprints) ([]span, []Finding) {
 type hexPiece struct {
 	run        span
 	start, end int
+}
+
+// hexRun is a run of hex in the output: its span, its digits without
+// separators and escape prefixes, and the byte alignments to decode. One
+// unbroken string of digits gets both alignments, because its first digit
+// may belong to the text before it, and a run of groups gets one.
+type hexRun struct {
+	span
+	digits []byte
+	shifts int
+}
+
+// maxHexSeparator is the longest separator between two groups of a run:
+// xxd, hexdump -C and od put one or two spaces, a colon and a space, or a
+// line break and a space between groups.
+const maxHexSeparator = 2
+
+// hexRuns returns the runs of at least minHexRun hex digits in out. A run is
+// one unbroken string of hex digits, or a list of groups. The groups all have
+// the same even number of digits, except that the last may be shorter, as at
+// the end of an xxd dump. Up to maxHexSeparator spaces, tabs, colons, commas
+// or line breaks set them apart ("7368 2d70", "73:68:2d:70", xxd -p lines),
+// or each has a \x or 0x prefix ("\x73\x68", "0x73, 0x68"). A group of
+// another width, such as the offset of a dump line, starts a new run. The
+// scan is one pass over out.
+func hexRuns(out []byte) []hexRun {
+	var runs []hexRun
+	// digits holds the digits of every run, one after another, so that the
+	// runs share one allocation. A run's own digits start at first.
+	var digits []byte
+	var firsts []int
+	i := 0
+	for i < len(out) {
+		g, ok := hexGroupAt(out, i)
+		if !ok {
+			i++
+			continue
+		}
+		first := len(digits)
+		digits = append(digits, out[g.digits.start:g.digits.end]...)
+		run := hexRun{span: span{i, g.digits.end}, shifts: 2}
+		width := g.digits.end - g.digits.start
+		next := g.digits.end
+		for width%2 == 0 {
+			at, ok := nextHexGroup(out, next, g.prefix)
+			if !ok {
+				break
+			}
+			h, ok := hexGroupAt(out, at)
+			w := h.digits.end - h.digits.start
+			if !ok || h.prefix != g.prefix || w > width || w%2 != 0 {
+				break
+			}
+			digits = append(digits, out[h.digits.start:h.digits.end]...)
+			run.end, run.shifts = h.digits.end, 1
+			next = h.digits.end
+			if w < width {
+				break
+			}
+		}
+		if len(digits)-first >= minHexRun {
+			runs = append(runs, run)
+			firsts = append(firsts, first)
+		} else {
+			digits = digits[:first]
+		}
+		i = run.end
+	}
+	for k := range runs {
+		end := len(digits)
+		if k+1 < len(runs) {
+			end = firsts[k+1]
+		}
+		runs[k].digits = digits[firsts[k]:end]
+	}
+	return runs
+}
+
+// hexGroup is one group of hex digits at a position of the output: the
+// digits' span and the escape prefix before them ("", `\x` or "0x").
+type hexGroup struct {
+	digits span
+	prefix string
+}
+
+// hexGroupAt returns the group of hex digits that starts at i, after an
+// escape prefix if there is one.
+func hexGroupAt(out []byte, i int) (hexGroup, bool) {
+	g := hexGroup{}
+	if i+2 < len(out) && isHexByte(out[i+2]) {
+		switch {
+		case out[i] == '\\' && out[i+1] == 'x':
+			g.prefix = `\x`
+		case out[i] == '0' && (out[i+1] == 'x' || out[i+1] == 'X'):
+			g.prefix = "0x"
+		}
+	}
+	start := i + len(g.prefix)
+	end := start
+	for end < len(out) && isHexByte(out[end]) {
+		end++
+	}
+	g.digits = span{start, end}
+	return g, end > start
+}
+
+// nextHexGroup returns where the group after the one ending at end starts:
+// right there for a \x escape, else after 1 to maxHexSeparator separators.
+func nextHexGroup(out []byte, end int, prefix string) (int, bool) {
+	if prefix == `\x` {
+		return end, end < len(out) && out[end] == '\\'
+	}
+	n := 0
+	for end+n < len(out) && n <= maxHexSeparator && isHexSeparator(out[end+n]) {
+		n++
+	}
+	return end + n, n >= 1 && n <= maxHexSeparator
+}
+
+func isHexSeparator(c byte) bool {
+	return c == ' ' || c == '\t' || c == ':' || c == ',' || c == '\n' || c == '\r'
 }
 
 func isHexByte(c byte) bool {

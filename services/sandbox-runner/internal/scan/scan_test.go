@@ -155,3 +155,96 @@ func BenchmarkRedact(b *testing.B) {
 		})
 	}
 }
+
+// groupHex splits the hex digits h into groups of width digits, each written
+// as prefix+group, joined by sep.
+func groupHex(h string, width int, prefix, sep string) string {
+	var groups []string
+	for len(h) > width {
+		groups = append(groups, prefix+h[:width])
+		h = h[width:]
+	}
+	return strings.Join(append(groups, prefix+h), sep)
+}
+
+// hexdumpHalves writes the hex digits h as hexdump -C does inside a line:
+// bytes set apart by one space, and two spaces after every eighth byte.
+func hexdumpHalves(h string) string {
+	var b strings.Builder
+	for i := 0; i < len(h); i += 2 {
+		switch {
+		case i > 0 && i%16 == 0:
+			b.WriteString("  ")
+		case i > 0:
+			b.WriteString(" ")
+		}
+		b.WriteString(h[i:min(i+2, len(h))])
+	}
+	return b.String()
+}
+
+// hexForms returns key written in each hex form that Redact must find,
+// by name.
+func hexForms(key string) map[string]string {
+	h := hex.EncodeToString([]byte(key))
+	return map[string]string{
+		"xxd groups":          groupHex(h, 4, "", " "),
+		"byte groups":         groupHex(h, 2, "", " "),
+		"hexdump halves":      hexdumpHalves(h),
+		"colons":              groupHex(h, 2, "", ":"),
+		"xxd -p lines":        groupHex(h, 60, "", "\n"),
+		`\x escapes`:          groupHex(h, 2, `\x`, ""),
+		"0x escapes":          groupHex(h, 2, "0x", ", "),
+		"upper case groups":   strings.ToUpper(groupHex(h, 2, "", " ")),
+		"digits reversed":     reverseString(h),
+		"hex of reversed key": hex.EncodeToString([]byte(reverseString(key))),
+		"reversed key in groups": groupHex(hex.EncodeToString([]byte(reverseString(key))),
+			4, "", " "),
+	}
+}
+
+func TestRedactHexForms(t *testing.T) {
+	fps := fingerprintsFor(t, fakeMistral)
+	for _, key := range []string{fakeAnthropic, fakeAWS, fakeMistral} {
+		for name, form := range hexForms(key) {
+			t.Run(key[:4]+"/"+name, func(t *testing.T) {
+				out, found := Redact([]byte("out: "+form+"\n"), fps)
+				if len(found) == 0 {
+					t.Errorf("no findings in %q", form)
+				}
+				if got, want := string(out), "out: "+Redacted+"\n"; got != want {
+					t.Errorf("got %q, want %q", got, want)
+				}
+			})
+		}
+	}
+}
+
+// TestRedactLeavesOrdinaryHex checks that hex of anything but a key, in the
+// forms that Redact decodes, passes unchanged.
+func TestRedactLeavesOrdinaryHex(t *testing.T) {
+	fps := fingerprintsFor(t, fakeMistral)
+	sum := sha256.Sum256([]byte("hello"))
+	text := hex.EncodeToString([]byte("print('hello, world') # an ordinary program line"))
+	lines := []string{
+		"sha256 " + hex.EncodeToString(sum[:]),
+		"reversed sha256 " + reverseString(hex.EncodeToString(sum[:])),
+		"commit 37bc91e0a1b2c3d4e5f60718293a4b5c6d7e8f90 (HEAD -> main)",
+		"00000000: 7072 696e 7428 2768 656c 6c6f 2c20 776f  print('hello, wo",
+		"00000000  70 72 69 6e 74 28 27 68  65 6c 6c 6f 2c 20 77 6f  |print('hello, wo|",
+		groupHex(text, 2, `\x`, ""),
+		groupHex(text, 2, "0x", ", "),
+		groupHex(text, 2, "", ":"),
+		groupHex(text, 60, "", "\n"),
+		"uuid 550e8400-e29b-41d4-a716-446655440000 mac 00:1a:2b:3c:4d:5e",
+		"2026-12-05 01:02:03.456 pid 4242 addr 0x7ffd5a3b2c10 0xdeadbeef",
+	}
+	in := strings.Join(lines, "\n") + "\n"
+	out, found := Redact([]byte(in), fps)
+	if len(found) != 0 {
+		t.Errorf("got findings %+v, want none", found)
+	}
+	if string(out) != in {
+		t.Errorf("output changed:\n%s\nwant:\n%s", out, in)
+	}
+}
