@@ -13,6 +13,20 @@ type facts struct {
 	commands []valueFact
 	lines    []valueFact
 	checks   []valueFact
+	// pieces are the string literals and constant "+" prefixes, in token
+	// order, that code built at run time is searched for.
+	pieces []pieceFact
+	// assigned maps a name to the token ranges of the values assigned to
+	// it with "NAME = value".
+	assigned map[string][][2]int
+}
+
+// pieceFact is literal text at token index at: a string literal as
+// written (an f-string with its {} fields), or the constant start of a
+// "+" chain ("imp" + "ort " + name gives "import ").
+type pieceFact struct {
+	value string
+	at    int
 }
 
 // refFact is a resolved dotted name at a call or reference.
@@ -35,6 +49,11 @@ type argFact struct {
 	// number, None, True, False, or a list, tuple or set of literals.
 	literal bool
 	decoded bool // a decoder call or a variable assigned from one is in it
+	// start and end are the token range of the value, without the
+	// keyword or the stars.
+	start, end int
+	// name is the variable when the value is one name, else "".
+	name string
 }
 
 type valueFact struct {
@@ -87,6 +106,7 @@ func analyzeCode(lang, src string, decoders []string) *facts {
 
 	a.collectRefs()
 	a.collectStrings()
+	a.collectPieces()
 	for _, t := range a.toks {
 		if t.kind == tokName {
 			a.facts.names = append(a.facts.names, valueFact{value: t.text, line: t.line})

@@ -373,6 +373,26 @@ func rot13(s string) string {
 	}, s)
 }
 
+// collectPieces records the text of every string literal, and the value
+// of every constant expression built from pieces, by token position.
+func (a *analyzer) collectPieces() {
+	for i, t := range a.toks {
+		if t.kind == tokString {
+			a.facts.pieces = append(a.facts.pieces, pieceFact{value: t.text, at: i})
+		}
+		// A chain after "+" is part of the chain before it, and a
+		// parenthesized one gives the same value as its inside, which is
+		// recorded at the next token. Skipping both keeps nested brackets
+		// from searching one long string once per bracket.
+		if a.tok(i-1).is(tokOp, "+") || t.is(tokOp, "(") {
+			continue
+		}
+		if f, ok := a.fold(i, 0); ok && f.pieces {
+			a.facts.pieces = append(a.facts.pieces, pieceFact{value: f.value, at: i})
+		}
+	}
+}
+
 // collectStrings records every maximal constant string expression.
 func (a *analyzer) collectStrings() {
 	covered := -1

@@ -40,6 +40,74 @@ func matchRule(r *Rule, f *facts, report reportFunc) {
 			report(r, c.line, c.value)
 		}
 	}
+	if r.BuiltCode != nil {
+		matchBuiltCode(r, f, report)
+	}
+}
+
+// matchBuiltCode reports code sink calls whose code is built at run time
+// from text that matches one of the rule's patterns.
+func matchBuiltCode(r *Rule, f *facts, report reportFunc) {
+	b := r.BuiltCode
+	// next[k] is the index of the first matching piece at or after k, so
+	// each argument is checked with one binary search, however deeply
+	// the calls nest.
+	n := len(f.pieces)
+	next := make([]int, n+1)
+	text := make([]string, n)
+	next[n] = n
+	for k := n - 1; k >= 0; k-- {
+		next[k] = next[k+1]
+		for _, re := range b.patterns {
+			if loc := re.FindStringIndex(f.pieces[k].value); loc != nil {
+				// The text from the match on, so that a finding shows the
+				// import even when the literal is long.
+				from := f.pieces[k].value[loc[0]:]
+				next[k], text[k] = k, strings.TrimLeft(from, " \t\n;:")
+				break
+			}
+		}
+	}
+	search := func(start, end int) (string, bool) {
+		lo, _ := slices.BinarySearchFunc(f.pieces, start, func(p pieceFact, at int) int { return p.at - at })
+		if k := next[lo]; k < n && f.pieces[k].at < end {
+			return text[k], true
+		}
+		return "", false
+	}
+	// Each variable's assignments are searched once.
+	byName := map[string]string{}
+	searchName := func(name string) (string, bool) {
+		if m, ok := byName[name]; ok {
+			return m, m != ""
+		}
+		m := ""
+		for _, r := range f.assigned[name] {
+			if found, ok := search(r[0], r[1]); ok {
+				m = found
+				break
+			}
+		}
+		byName[name] = m
+		return m, m != ""
+	}
+
+	for _, ref := range f.refs {
+		if !ref.call || !anyGlob(b.Sinks, ref.name) {
+			continue
+		}
+		arg, ok := argument(ref.args, 1, "source")
+		if !ok || arg.constant {
+			continue
+		}
+		m, found := search(arg.start, arg.end)
+		if !found && arg.name != "" {
+			m, found = searchName(arg.name)
+		}
+		if found {
+			report(r, ref.line, ref.name+"('"+m+"' ...)")
+		}
+	}
 }
 
 func matchRefs(r *Rule, f *facts, report reportFunc) {

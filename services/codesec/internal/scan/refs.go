@@ -455,6 +455,11 @@ func (p *refPass) finishCalls() {
 		}
 		p.facts.refs[c.fact].args = args
 	}
+
+	p.facts.assigned = map[string][][2]int{}
+	for _, as := range p.assignments {
+		p.facts.assigned[as.name] = append(p.facts.assigned[as.name], [2]int{as.start, as.end})
+	}
 }
 
 // argumentIn describes the call argument in the tokens [start, end). In
@@ -473,6 +478,10 @@ func (p *refPass) argumentIn(start, end int) argFact {
 			arg.unpacked = first.text
 			start++
 		}
+	}
+	arg.start, arg.end = start, end
+	if end == start+1 && p.tok(start).kind == tokName {
+		arg.name = p.tok(start).text
 	}
 	if arg.unpacked == "" {
 		arg.value, arg.constant = p.constantIn(start, end)

@@ -74,6 +74,9 @@ type Rule struct {
 	// Checks name built-in matchers: "fork_bomb" (a shell function that
 	// pipes into itself in the background).
 	Checks []string `json:"checks,omitempty"`
+	// BuiltCode matches code built at run time and passed to a code sink
+	// when the text it is built from matches a pattern.
+	BuiltCode *BuiltCode `json:"built_code,omitempty"`
 
 	strings []*regexp.Regexp
 	lines   []*regexp.Regexp
@@ -104,6 +107,20 @@ func newGlobSet(patterns []string) globSet {
 
 func (g globSet) match(name string) bool {
 	return g.exact[name] || anyGlob(g.wildcard, name)
+}
+
+// BuiltCode matches a call of one of Sinks (globs) whose code argument is
+// not a constant string. The code argument is the first positional one or
+// the keyword source. The call matches when a string literal in it, or in
+// a value assigned to the variable passed there, matches one of Patterns.
+// A constant code string is left to the scan of nested code.
+// NOTE: text split into literals that folding cannot join, as in
+// "".join(["imp", "ort ", name]), matches no pattern.
+type BuiltCode struct {
+	Sinks    []string `json:"sinks"`
+	Patterns []string `json:"patterns"`
+
+	patterns []*regexp.Regexp
 }
 
 // ComputedArg names a call and an argument of it that must be a literal.
@@ -173,7 +190,15 @@ func (r *Rule) compile() error {
 	if r.strings, err = compileAll(r.Strings); err != nil {
 		return err
 	}
-	r.lines, err = compileAll(r.Lines)
+	if r.lines, err = compileAll(r.Lines); err != nil {
+		return err
+	}
+	if b := r.BuiltCode; b != nil {
+		if len(b.Sinks) == 0 || len(b.Patterns) == 0 {
+			return fmt.Errorf("built_code: missing sinks or patterns; list at least one of each")
+		}
+		b.patterns, err = compileAll(b.Patterns)
+	}
 
 	return err
 }

@@ -26,11 +26,20 @@ func TestScanCostLinear(t *testing.T) {
 			return "import base64\n" + strings.Repeat("base64.b64decode(", n) + "'aGk='" +
 				strings.Repeat(")", n)
 		},
-		"nested parens":   func(n int) string { return strings.Repeat("(", n) + "'a'" + strings.Repeat(")", n) },
-		"long concat":     func(n int) string { return strings.Repeat("'a' + ", n) + "'b'" },
-		"long chain":      func(n int) string { return "x" + strings.Repeat(".a", n) },
-		"many strings":    func(n int) string { return strings.Repeat("x = 'abc'\n", n) },
-		"unclosed calls":  func(n int) string { return strings.Repeat("f(", n) },
+		"nested parens":  func(n int) string { return strings.Repeat("(", n) + "'a'" + strings.Repeat(")", n) },
+		"long concat":    func(n int) string { return strings.Repeat("'a' + ", n) + "'b'" },
+		"long chain":     func(n int) string { return "x" + strings.Repeat(".a", n) },
+		"many strings":   func(n int) string { return strings.Repeat("x = 'abc'\n", n) },
+		"unclosed calls": func(n int) string { return strings.Repeat("f(", n) },
+		"nested built exec": func(n int) string {
+			return strings.Repeat("exec('import ' + ", n) + "x" + strings.Repeat(")", n)
+		},
+		"parenthesized concat": func(n int) string {
+			return strings.Repeat("(", n) + strings.Repeat("'a' + ", n) + "'b'" + strings.Repeat(")", n)
+		},
+		"built code variables": func(n int) string {
+			return strings.Repeat("c = 'x' + y\nexec(c)\n", n)
+		},
 		"nested subst":    func(n int) string { return strings.Repeat("$(", n) },
 		"nested template": func(n int) string { return strings.Repeat("`${", n) },
 	}
