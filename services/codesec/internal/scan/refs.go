@@ -332,7 +332,7 @@ func (p *refPass) specialCall(callee string, open, at int, record bool) (string,
 	if p.unresolved[open] {
 		return "", false
 	}
-	name, ok := p.resolveSpecial(stripGlobalPrefix(callee), open, at, record)
+	name, ok := p.resolveSpecial(stripGlobalPrefix(withoutDict(callee)), open, at, record)
 	if !ok {
 		p.unresolved[open] = true
 	}
@@ -399,11 +399,21 @@ func stripGlobalPrefix(name string) string {
 	return name
 }
 
+// withoutDict removes ".__dict__" from a dotted name, because
+// m.__dict__["f"] is the attribute m.f of a module or an instance.
+func withoutDict(name string) string {
+	return strings.ReplaceAll(name, ".__dict__.", ".")
+}
+
 // recordRef adds a reference fact; open is the index of the call's '(' or
 // -1 for a plain reference.
 func (p *refPass) recordRef(name string, line, open, at int) {
 	variants := []string{name}
-	if stripped := stripGlobalPrefix(name); stripped != name {
+	direct := withoutDict(name)
+	if direct != name {
+		variants = append(variants, direct)
+	}
+	if stripped := stripGlobalPrefix(direct); stripped != direct {
 		variants = append(variants, stripped)
 	}
 	if !strings.Contains(name, ".") {
