@@ -3,12 +3,14 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // apiAuditSubject is the subject of the server's audit advisories: one for
@@ -94,4 +96,52 @@ func (b *Broker) removeConsumer(id string, client *server.ClientInfo, stream, na
 	}
 	b.denials.add(Denial{Kind: DenialConsumer, Identity: id, ConnID: client.ID,
 		Server: client.Server, Host: client.Host, Subject: deliver, Reason: reason}, time.Now())
+}
+
+// sweepConsumers deletes every push consumer of the account whose deliver
+// subject lies outside all inboxes (_INBOX.>). It backs up the audit
+// check, which the server's at-most-once advisory can miss, and retries a
+// delete that failed there. Without the advisory the creator is unknown,
+// so the wider rule applies: a push consumer delivering into another
+// identity's inbox is left to the audit check, while one delivering onto
+// a service's subjects, the flood risk, is deleted.
+func (b *Broker) sweepConsumers() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	streams := b.js.ListStreams(ctx)
+	for info := range streams.Info() {
+		stream, err := b.js.Stream(ctx, info.Config.Name)
+		if err != nil {
+			return fmt.Errorf("binding stream %s for the consumer sweep: %w", info.Config.Name, err)
+		}
+		consumers := stream.ListConsumers(ctx)
+		for c := range consumers.Info() {
+			deliver := c.Config.DeliverSubject
+			if deliver == "" || strings.HasPrefix(deliver, "_INBOX.") {
+				continue
+			}
+			reason := fmt.Sprintf("push consumer %s on stream %s delivered to %q, outside "+
+				"every inbox; deleted by the sweep", c.Name, c.Stream, deliver)
+			err := b.js.DeleteConsumer(ctx, c.Stream, c.Name)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				continue // another node of the cluster deleted it first
+			}
+			if err != nil {
+				b.cfg.OnError(fmt.Errorf("deleting consumer %s on stream %s: %w", c.Name,
+					c.Stream, err))
+				reason = fmt.Sprintf("push consumer %s on stream %s delivered to %q, outside "+
+					"every inbox; deleting it failed", c.Name, c.Stream, deliver)
+			}
+			b.denials.add(Denial{Kind: DenialConsumer, Subject: deliver, Reason: reason},
+				time.Now())
+		}
+		if err := consumers.Err(); err != nil {
+			return fmt.Errorf("listing consumers of stream %s: %w", info.Config.Name, err)
+		}
+	}
+	if err := streams.Err(); err != nil {
+		return fmt.Errorf("listing streams for the consumer sweep: %w", err)
+	}
+
+	return nil
 }

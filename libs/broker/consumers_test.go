@@ -102,3 +102,49 @@ func TestBrokerConsumerKeptWhileViewStale(t *testing.T) {
 		t.Errorf("the broker deleted its own consumer: %s", reply.Data)
 	}
 }
+
+// TestSweepDeletesConsumerTheAuditMissed creates push consumers as the
+// broker's admin user, whose API audit advisories the audit check skips,
+// as it would miss an advisory the server dropped. The periodic sweep must
+// delete the one delivering onto a service's subject and report it, and
+// keep the one delivering to an inbox.
+func TestSweepDeletesConsumerTheAuditMissed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e := startEnv(t, func(c *broker.Config) { c.SweepInterval = 200 * time.Millisecond })
+	denials := denialsOf(e)
+	admin := e.b.AdminConn()
+	stream := "KV_" + identity.Bucket
+	request := func(subject, body string) string {
+		t.Helper()
+		reply, err := admin.RequestWithContext(ctx, subject, []byte(body))
+		if err != nil {
+			t.Fatalf("%s: %v", subject, err)
+		}
+		return string(reply.Data)
+	}
+	for name, deliver := range map[string]string{
+		"missed": "nodex.v1.codesec.submit", "inbox": "_INBOX.sweep-test",
+	} {
+		body := fmt.Sprintf(`{"stream_name":%q,"config":{"name":%q,"deliver_subject":%q,`+
+			`"ack_policy":"none","deliver_policy":"all"}}`, stream, name, deliver)
+		if out := request("$JS.API.CONSUMER.CREATE."+stream+"."+name, body); strings.Contains(out,
+			`"error"`) {
+			t.Fatalf("creating consumer %s: %s", name, out)
+		}
+	}
+
+	d := nextDenial(t, denials, broker.DenialConsumer)
+	if d.Subject != "nodex.v1.codesec.submit" || !strings.Contains(d.Reason, "sweep") {
+		t.Errorf("got denial %+v, want the sweep's report of nodex.v1.codesec.submit", d)
+	}
+	exists := func(name string) bool {
+		return !strings.Contains(request("$JS.API.CONSUMER.INFO."+stream+"."+name, ""), `"error"`)
+	}
+	waitFor(t, "consumer delivering onto a service subject deleted", func() bool {
+		return !exists("missed")
+	})
+	if !exists("inbox") {
+		t.Error("the sweep deleted a consumer delivering to an inbox")
+	}
+}

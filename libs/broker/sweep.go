@@ -107,6 +107,9 @@ func (b *Broker) runSweeps(interval time.Duration, done <-chan struct{}) {
 			if _, err := b.sweep(); err != nil {
 				b.cfg.OnError(err)
 			}
+			if err := b.sweepConsumers(); err != nil {
+				b.cfg.OnError(err)
+			}
 		}
 	}
 }
