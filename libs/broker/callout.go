@@ -151,6 +151,9 @@ func (b *Broker) authorize(req *jwt.AuthorizationRequest) (string, string, error
 	uc.Audience = AccountNodeX
 	uc.Name = ident.ID
 	uc.Permissions = Permissions(b.cfg.Grants, ident)
+	// The tag travels with the connection into connect events and CONNZ,
+	// so every node can tell a connection granted before a role change.
+	uc.Tags.Add(permissionTag(uc.Permissions))
 	token, err := uc.Encode(b.issuer)
 	if err != nil {
 		return "", ident.ID, fmt.Errorf("signing user JWT for %q: %w", ident.ID, err)

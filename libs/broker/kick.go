@@ -1,13 +1,16 @@
 package broker
 
 import (
-	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -113,11 +116,41 @@ func (b *Broker) onConnect(msg *nats.Msg) {
 		return
 	}
 	b.conns.add(id, ref)
-	// A suspension that landed between the callout and this event would
-	// otherwise leave the connection open.
-	if errors.Is(err, identity.ErrNotActive) {
+	// A suspension or a role change that landed between the callout and
+	// this event would otherwise leave the connection open with what the
+	// callout granted.
+	if errors.Is(err, identity.ErrNotActive) || b.stalePermissions(id, ev.Client.Tags) {
 		go b.kick(id, ref)
 	}
+}
+
+// permissionTagPrefix starts the user JWT tag that carries a digest of the
+// permissions the callout granted.
+const permissionTagPrefix = "nodex-perm:"
+
+// permissionTag returns the tag naming the digest of p.
+func permissionTag(p jwt.Permissions) string {
+	data, _ := json.Marshal(p)
+	sum := sha256.Sum256(data)
+
+	return permissionTagPrefix + hex.EncodeToString(sum[:12])
+}
+
+// stalePermissions reports whether a connection of identity id with tags
+// was granted other permissions than id has now. A connection without the
+// tag, or an identity the view cannot look up, is left to the other checks.
+func (b *Broker) stalePermissions(id string, tags jwt.TagList) bool {
+	ident, err := b.view.Identity(id)
+	if err != nil {
+		return false
+	}
+	for _, tag := range tags {
+		if strings.HasPrefix(tag, permissionTagPrefix) {
+			return tag != permissionTag(Permissions(b.cfg.Grants, ident))
+		}
+	}
+
+	return false
 }
 
 func (b *Broker) onDisconnect(msg *nats.Msg) {
@@ -157,10 +190,8 @@ func (b *Broker) onIdentityChange(c identity.Change) {
 // samePermissions reports whether the callout would grant old and updated
 // the same NATS permissions.
 func (b *Broker) samePermissions(old, updated *identity.Identity) bool {
-	before, errBefore := json.Marshal(Permissions(b.cfg.Grants, old))
-	after, errAfter := json.Marshal(Permissions(b.cfg.Grants, updated))
-
-	return errBefore == nil && errAfter == nil && bytes.Equal(before, after)
+	return permissionTag(Permissions(b.cfg.Grants, old)) ==
+		permissionTag(Permissions(b.cfg.Grants, updated))
 }
 
 // kick sends the system account request $SYS.REQ.SERVER.<id>.KICK to the

@@ -35,7 +35,7 @@ type connzReply struct {
 
 // sweep lists the NODEX account's connections on every server and closes
 // the connections of identities that exist in the registry but are not
-// active. It returns how many connections it closed.
+// active, and those granted other permissions than the identity has now. It returns how many connections it closed.
 func (b *Broker) sweep() (int, error) {
 	inbox := b.sysNC.NewRespInbox()
 	replies := make(chan *nats.Msg, 64)
@@ -84,7 +84,11 @@ func (b *Broker) sweepReply(data []byte) (int, error) {
 	closed := 0
 	for _, c := range r.Data.Conns {
 		id := c.AuthorizedUser
-		if _, err := b.view.Active(id); !errors.Is(err, identity.ErrNotActive) {
+		_, err := b.view.Active(id)
+		// A kick after a role change that failed, or a connect event that
+		// was missed, leaves a connection with permissions it no longer has.
+		if !errors.Is(err, identity.ErrNotActive) &&
+			(err != nil || !b.stalePermissions(id, c.Tags)) {
 			continue
 		}
 		b.kick(id, connRef{server: r.Server.ID, cid: c.Cid})

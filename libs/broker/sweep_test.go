@@ -10,7 +10,10 @@ import (
 	"github.com/nodexsec/nodex/libs/identity"
 )
 
-func TestSweepClosesUntrackedConnection(t *testing.T) {
+// startSweepBroker starts a broker whose sweeps run only when a test calls
+// them, publishes the bootstrap identities and waits for the demo agent.
+func startSweepBroker(t *testing.T) (*Broker, *identity.Setup) {
+	t.Helper()
 	ctx := context.Background()
 	setup, err := identity.Bootstrap(t.TempDir())
 	if err != nil {
@@ -42,6 +45,12 @@ func TestSweepClosesUntrackedConnection(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
+	return b, setup
+}
+
+func TestSweepClosesUntrackedConnection(t *testing.T) {
+	ctx := context.Background()
+	b, setup := startSweepBroker(t)
 	nc, err := Connect(ctx, b.ClientURL(), setup.Creds[identity.DemoAgentID], nats.NoReconnect())
 	if err != nil {
 		t.Fatal(err)
@@ -56,10 +65,68 @@ func TestSweepClosesUntrackedConnection(t *testing.T) {
 	if err := identity.NewAdmin(b.Registry(), setup.Root).Suspend(ctx, identity.DemoAgentID); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for nc.IsConnected() {
 		if time.Now().After(deadline) {
 			t.Fatal("untracked connection of a suspended identity still open after 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSweepClosesConnectionWithStalePermissions changes the roles of an
+// identity whose connection the broker does not track, as when the change
+// lands before the connection's connect event: the sweep must find the
+// connection by the permission tag the callout gave it, and leave alone a
+// connection whose permissions still hold.
+func TestSweepClosesConnectionWithStalePermissions(t *testing.T) {
+	ctx := context.Background()
+	b, setup := startSweepBroker(t)
+	nc, err := Connect(ctx, b.ClientURL(), setup.Creds[identity.DemoAgentID], nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	time.Sleep(100 * time.Millisecond)
+	b.conns.mu.Lock()
+	clear(b.conns.byID)
+	b.conns.mu.Unlock()
+
+	if _, err := b.sweep(); err != nil {
+		t.Fatalf("sweep: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if !nc.IsConnected() {
+		t.Fatal("the sweep closed a connection whose permissions still hold")
+	}
+
+	admin := identity.NewAdmin(b.Registry(), setup.Root)
+	ident, err := admin.Get(ctx, identity.DemoAgentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles := append(ident.Roles, "key-reader:openai")
+	if err := admin.SetRoles(ctx, identity.DemoAgentID, roles); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		current, err := b.View().Identity(identity.DemoAgentID)
+		if err == nil && current.HasRole("key-reader:openai") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("role change not in the view after 5s: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := b.sweep(); err != nil {
+		t.Fatalf("sweep: %v", err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for nc.IsConnected() {
+		if time.Now().After(deadline) {
+			t.Fatal("connection granted before the role change still open after the sweep")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
