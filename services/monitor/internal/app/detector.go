@@ -65,6 +65,10 @@ type Detector struct {
 	flood       *floodLimiter
 	recent      *recentIDs
 	unpublished *threatQueue
+
+	// relayShed counts reports the relay rejected until the next flood
+	// report moves them into flood.
+	relayShed relayShedCounts
 }
 
 // NewDetector returns a detector running rules. It panics on a nil
@@ -104,7 +108,7 @@ func NewDetector(log *slog.Logger, rules []domain.Rule, opener Opener, sink Thre
 		seen: seen, threats: threats, metrics: metrics, opts: opts, engine: engine,
 		flood:  newFloodLimiter(opts.FloodRatePerSecond, opts.FloodBurst),
 		recent: newRecentIDs(recentIDsMax), unpublished: &threatQueue{},
-		selfToken: strings.ReplaceAll(opts.Self, "-", "_"),
+		selfToken: subjectToken(opts.Self),
 	}, nil
 }
 
@@ -219,11 +223,12 @@ func (d *Detector) relayedReport(source, subject string) bool {
 // at because it exceeded the reporter's rate. The count is reported as a
 // source_flood naming the reporter, like events shed from a flooding
 // source, at most once per FloodReportInterval.
+// It takes only relayShed's lock, never d.mu, which Finish holds across
+// stream writes: the report handler must not wait on the detector.
 func (d *Detector) ShedReport(reporter string, at time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.flood.countShed(reporter, at)
-	d.metrics.Shed(reporter, 1)
+	source := subjectToken(reporter)
+	d.relayShed.add(source, at)
+	d.metrics.Shed(source, 1)
 }
 
 // Opening is the result of [Detector.Open].
@@ -253,9 +258,9 @@ func (d *Detector) Open(ctx context.Context, msg *Message) *Opening {
 		// so the rules see the agent as the signer of an event about
 		// itself, and its identity is the only one they can attribute.
 		obs.Sender, obs.SenderKind = opened.Event.Source, "agent"
-		// The report came in on the agent's own authenticated connection,
-		// not on the monitor's, which only stored it.
-		obs.Origin = "connection:" + opened.Event.Source
+		// The report came from the agent, whose envelope signature the
+		// relay verified, not from the monitor, which only stored it.
+		obs.Origin = "connection:" + subjectToken(opened.Event.Source)
 	} else {
 		err = domain.CheckEvent(msg.Subject, opened.Sender, &opened.Event)
 	}
@@ -434,6 +439,9 @@ func (d *Detector) rejectLocked(ctx context.Context, msg *Message, err error) er
 // reportFloodsLocked raises one source_flood event per source with shed
 // events whose report is due.
 func (d *Detector) reportFloodsLocked(ctx context.Context, at time.Time) error {
+	for source, n := range d.relayShed.drain() {
+		d.flood.countShed(source, n.at, n.count)
+	}
 	for source, n := range d.flood.dueReports(at, d.opts.FloodReportInterval) {
 		d.log.WarnContext(ctx, "events shed from flooding source",
 			"source", domain.Escape(source), "shed", n)
@@ -491,6 +499,10 @@ func transportOrigin(subject string) string {
 
 	return "subject:" + subject
 }
+
+// subjectToken returns identity id as it appears in event subjects and
+// in the sources and origins derived from them.
+func subjectToken(id string) string { return strings.ReplaceAll(id, "-", "_") }
 
 // sourceToken returns the emitter token of an events subject
 // (nodex.v1.events.<source>.…), or the whole subject when it has none.

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"sync"
 	"time"
 )
 
@@ -59,9 +60,9 @@ func (l *floodLimiter) allow(source string, at time.Time) bool {
 	return false
 }
 
-// countShed counts one message of source shed elsewhere (the relay's
-// per-reporter limit), so that it is reported with the others.
-func (l *floodLimiter) countShed(source string, at time.Time) {
+// countShed counts n messages of source shed elsewhere (the relay's
+// per-reporter limit), so that they are reported with the others.
+func (l *floodLimiter) countShed(source string, at time.Time, n int) {
 	b := l.buckets[source]
 	if b == nil {
 		if len(l.buckets) >= maxTrackedSources {
@@ -70,7 +71,7 @@ func (l *floodLimiter) countShed(source string, at time.Time) {
 		b = &bucket{tokens: l.burst, last: at}
 		l.buckets[source] = b
 	}
-	b.shed++
+	b.shed += n
 }
 
 // takeReport returns the count shed from source since its last report, when
@@ -99,6 +100,56 @@ func (l *floodLimiter) dueReports(at time.Time, interval time.Duration) map[stri
 			out[source] = n
 		}
 	}
+
+	return out
+}
+
+// relayShedCounts collects the reports the relay rejected, by source, under
+// its own lock. Past maxTrackedSources sources, further ones are counted
+// under overflowSource, so no rejection goes uncounted.
+type relayShedCounts struct {
+	mu     sync.Mutex
+	counts map[string]*relayShed
+}
+
+type relayShed struct {
+	count int
+	at    time.Time
+}
+
+// overflowSource collects rejected reports past maxTrackedSources sources.
+const overflowSource = "relay_overflow"
+
+func (r *relayShedCounts) add(source string, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.counts == nil {
+		r.counts = make(map[string]*relayShed)
+	}
+	c := r.counts[source]
+	if c == nil {
+		if len(r.counts) >= maxTrackedSources {
+			source = overflowSource
+			c = r.counts[source]
+		}
+		if c == nil {
+			c = &relayShed{}
+			r.counts[source] = c
+		}
+	}
+	c.count++
+	c.at = at
+}
+
+// drain returns the counts collected since the last drain and resets them.
+func (r *relayShedCounts) drain() map[string]relayShed {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]relayShed, len(r.counts))
+	for source, c := range r.counts {
+		out[source] = *c
+	}
+	clear(r.counts)
 
 	return out
 }

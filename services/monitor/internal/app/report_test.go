@@ -17,6 +17,7 @@ import (
 	"github.com/nodexsec/nodex/libs/testkit"
 	"github.com/nodexsec/nodex/services/monitor/internal/adapters"
 	"github.com/nodexsec/nodex/services/monitor/internal/app"
+	"github.com/nodexsec/nodex/services/monitor/internal/domain"
 	"github.com/nodexsec/nodex/services/monitor/internal/rules"
 )
 
@@ -113,8 +114,8 @@ func TestReportedEventNamesOnlyReporter(t *testing.T) {
 		t.Errorf("threat resources = %v, want none: an agent may name anyone's bundle",
 			th.Resources)
 	}
-	if th.Origin != "connection:agent-a" {
-		t.Errorf("threat origin = %q, want the reporter's connection:agent-a", th.Origin)
+	if th.Origin != "connection:agent_a" {
+		t.Errorf("threat origin = %q, want the reporter's connection:agent_a", th.Origin)
 	}
 }
 
@@ -184,8 +185,8 @@ func TestRejectedReportsFloodNamesReporter(t *testing.T) {
 			continue
 		}
 		found = true
-		if th.Group != `metadata.source="agent-a"` || th.Origin != "connection:agent-a" {
-			t.Errorf("flood threat group %s origin %q, want agent-a for both", th.Group,
+		if th.Group != `metadata.source="agent_a"` || th.Origin != "connection:agent_a" {
+			t.Errorf("flood threat group %s origin %q, want agent_a for both", th.Group,
 				th.Origin)
 		}
 	}
@@ -380,5 +381,60 @@ func TestReportMatchesSchema(t *testing.T) {
 		t.Errorf("schema metadata limits %d entries of %d bytes, want %d of %d",
 			meta.MaxProperties, meta.AdditionalProperties.MaxLength,
 			app.MaxReportMetadataEntries, app.MaxReportMetadataValue)
+	}
+}
+
+// blockingSink holds every threat publish until release is closed, as a
+// threat stream that is slow to acknowledge would.
+type blockingSink struct{ entered, release chan struct{} }
+
+func (s *blockingSink) PublishThreat(context.Context, domain.Threat) error {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-s.release
+
+	return nil
+}
+
+// A report rejected for its rate is counted without waiting for the
+// detector, which holds its lock across stream writes: otherwise one
+// flooding agent would hold every report handler slot.
+func TestRejectedReportDoesNotWaitForDetector(t *testing.T) {
+	ctx := context.Background()
+	js := testkit.JetStream(t, testkit.NATSServer(t))
+	seen, err := adapters.NewKVSeenStore(ctx, js, time.Hour, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, err := adapters.NewKVThreatStore(ctx, js, time.Hour, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &blockingSink{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	det, err := app.NewDetector(slog.New(slog.DiscardHandler), rules.Default(),
+		adapters.PlainOpener{TrustSource: true}, sink, seen, open, &countingMetrics{},
+		app.DetectorOptions{Self: "monitor"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = det.Process(ctx, message(t, finding("agent-1"), time.Now())) }()
+	<-sink.entered
+	defer close(sink.release)
+
+	rep := app.NewReporter(&memoryReportSink{}, 1, 1, nil)
+	rep.OnShed(det.ShedReport)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 3 {
+			_, _ = rep.Report(ctx, "agent-a", "agent", 0, app.Report{Type: "note"})
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("reports rejected for rate waited for the detector's threat publish")
 	}
 }
