@@ -428,10 +428,11 @@ func TestConnectBeforeViewHasIdentity(t *testing.T) {
 	}
 }
 
-// TestLateKeyWaitNotTakenByOneHost fills the callout's waits for unknown
-// nkeys from 127.0.0.1 with made-up identities while an identity that is
-// being registered connects from 127.0.0.2: it must still get its wait.
-func TestLateKeyWaitNotTakenByOneHost(t *testing.T) {
+// TestLateKeyWaitNotTakenByOneNetwork fills the callout's waits for
+// unknown nkeys with made-up identities from eight addresses of
+// 127.0.0.0/24 while an identity that is being registered connects from
+// 127.0.1.2: it must still get its wait.
+func TestLateKeyWaitNotTakenByOneNetwork(t *testing.T) {
 	ctx := context.Background()
 	e := startEnv(t)
 
@@ -439,6 +440,8 @@ func TestLateKeyWaitNotTakenByOneHost(t *testing.T) {
 	var flood sync.WaitGroup
 	for i := range 24 {
 		flood.Add(1)
+		from := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(10+i%8))},
+			Timeout: 5 * time.Second}
 		go func() {
 			defer flood.Done()
 			for n := 0; ; n++ {
@@ -453,7 +456,8 @@ func TestLateKeyWaitNotTakenByOneHost(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if nc, err := broker.Connect(ctx, e.b.ClientURL(), c, nats.NoReconnect()); err == nil {
+				if nc, err := broker.Connect(ctx, e.b.ClientURL(), c, nats.NoReconnect(),
+					nats.SetCustomDialer(from)); err == nil {
 					nc.Close()
 					t.Error("a made-up identity connected")
 				}
@@ -471,7 +475,7 @@ func TestLateKeyWaitNotTakenByOneHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)},
+	other := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, 2)},
 		Timeout: 5 * time.Second}
 	connected := make(chan error, 1)
 	go func() {
@@ -487,7 +491,7 @@ func TestLateKeyWaitNotTakenByOneHost(t *testing.T) {
 		t.Fatalf("Register: %v", err)
 	}
 	if err := <-connected; err != nil {
-		t.Fatalf("connecting from another host while one host sent made-up nkeys: %v", err)
+		t.Fatalf("connecting from another network while one sent made-up nkeys: %v", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -34,10 +35,11 @@ func (b *Broker) handleCallout(msg *nats.Msg) {
 		// watch has delivered its record. The nonce signature is already
 		// verified, so only the holder of the nkey gets this wait, and the
 		// semaphore keeps made-up nkeys from holding up other connections:
-		// past it the connection is rejected at once. Each client host
-		// gets only a few of the slots, so one host sending made-up nkeys
-		// cannot take the wait away from identities connecting elsewhere.
-		host := req.ClientInformation.Host
+		// past it the connection is rejected at once. Each client network
+		// (hostGroup) gets only a few of the slots, so one sending made-up
+		// nkeys cannot take the wait away from identities connecting
+		// elsewhere.
+		host := hostGroup(req.ClientInformation.Host)
 		if b.lateKeyHosts.acquire(host) {
 			select {
 			case b.lateKeys <- struct{}{}:
@@ -58,14 +60,39 @@ func (b *Broker) handleCallout(msg *nats.Msg) {
 // lateKeyWait bounds how long a callout waits for the registry view to
 // show an unknown nkey, well inside nats-server's default auth callout
 // timeout of 2 s. maxLateKeyWaits bounds how many wait at once.
-// maxLateKeyWaitsPerHost bounds those of one client host.
+// maxLateKeyWaitsPerHost bounds those of one client network (hostGroup).
 const (
 	lateKeyWait            = time.Second
 	maxLateKeyWaits        = 16
 	maxLateKeyWaitsPerHost = 2
 )
 
-// hostSlots counts the late-key waits of each client host.
+// hostGroup returns the network that client address host counts under for
+// the late-key waits: its /24 for IPv4 and its /64 for IPv6, because one
+// party often holds a whole such block. An address that does not parse
+// counts alone.
+//
+// NOTE: clients behind one NAT or proxy share a group, and an attacker
+// holding more than eight groups can still fill every wait; the
+// connections then rejected are retried by the agent SDK for 5 s.
+func hostGroup(host string) string {
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	bits := 64
+	if ip.Unmap().Is4() {
+		ip, bits = ip.Unmap(), 24
+	}
+	prefix, err := ip.Prefix(bits)
+	if err != nil {
+		return host
+	}
+
+	return prefix.String()
+}
+
+// hostSlots counts the late-key waits of each client network.
 type hostSlots struct {
 	mu     sync.Mutex
 	byHost map[string]int
