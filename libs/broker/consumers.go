@@ -111,8 +111,13 @@ func (b *Broker) sweepConsumers() error {
 	streams := b.js.ListStreams(ctx)
 	for info := range streams.Info() {
 		stream, err := b.js.Stream(ctx, info.Config.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue // deleted since the listing
+		}
 		if err != nil {
-			return fmt.Errorf("binding stream %s for the consumer sweep: %w", info.Config.Name, err)
+			b.cfg.OnError(fmt.Errorf("binding stream %s for the consumer sweep: %w",
+				info.Config.Name, err))
+			continue
 		}
 		consumers := stream.ListConsumers(ctx)
 		for c := range consumers.Info() {
@@ -135,8 +140,8 @@ func (b *Broker) sweepConsumers() error {
 			b.denials.add(Denial{Kind: DenialConsumer, Subject: deliver, Reason: reason},
 				time.Now())
 		}
-		if err := consumers.Err(); err != nil {
-			return fmt.Errorf("listing consumers of stream %s: %w", info.Config.Name, err)
+		if err := consumers.Err(); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			b.cfg.OnError(fmt.Errorf("listing consumers of stream %s: %w", info.Config.Name, err))
 		}
 	}
 	if err := streams.Err(); err != nil {

@@ -244,7 +244,8 @@ func (d *deployment) down(t testing.TB, removeVolumes bool) {
 
 // sweepEarlierRuns removes the containers, volumes and networks that
 // earlier runs left behind (a run killed before its cleanup keeps its
-// brokers on the published ports). A network Docker refuses to remove is
+// brokers on the published ports). It removes a run still in progress on
+// this Docker host too: two runs cannot share the published ports anyway. A network Docker refuses to remove is
 // logged with its name and left: it takes no port, and this run's network
 // has another name.
 func sweepEarlierRuns(t testing.TB) {
