@@ -51,9 +51,12 @@ type Denial struct {
 // one kind by one identity or host; repeats in between are counted.
 const DefaultDenialInterval = 10 * time.Second
 
-// denialMaxKeys bounds the limiter's table, so that a flood of connections
-// from new hosts cannot grow it without bound. Past it, denials share one
-// entry per kind.
+// denialMaxKeys bounds the limiter's host entries, so that a flood of
+// connections from new hosts cannot grow the table without bound. Past it,
+// host-keyed denials share one entry per kind. Identity-keyed denials keep
+// their own entries: identities exist only in the root-signed registry, so
+// their number is bounded already, and one identity's repeated denials must
+// stay attributable to it (the monitor counts them per identity).
 const denialMaxKeys = 4096
 
 // denialLimiter reports the first denial per key at once and counts the
@@ -93,7 +96,7 @@ func (l *denialLimiter) add(d Denial, now time.Time) {
 	key := denialKey(d)
 	l.mu.Lock()
 	slot, ok := l.keys[key]
-	if !ok && len(l.keys) >= denialMaxKeys {
+	if !ok && d.Identity == "" && len(l.keys) >= denialMaxKeys {
 		key = d.Kind + "/overflow"
 		slot, ok = l.keys[key]
 	}
