@@ -282,14 +282,14 @@ func (p *refPass) refAt(i int, record bool) (string, int, bool) {
 			name += "." + key
 			j = close + 1
 		case t.is(tokOp, "("):
-			if resolved, ok := p.specialCall(name, j, i, record); ok {
-				name = resolved
-			} else {
-				if record {
-					p.recordRef(name, t.line, j, i)
-				}
-				name += "()"
+			if resolved, next, ok := p.specialCall(name, j, i, record); ok {
+				name, j = resolved, next
+				continue
 			}
+			if record {
+				p.recordRef(name, t.line, j, i)
+			}
+			name += "()"
 			j = p.closing(j) + 1
 		default:
 			p.recordFinal(record, name, t.line, i)
@@ -313,8 +313,8 @@ func (p *refPass) primary(i int, record bool) (string, int, bool) {
 	dotted, j := p.dottedAt(i)
 	name := p.resolveHead(dotted)
 	if p.tok(j).is(tokOp, "(") {
-		if resolved, ok := p.specialCall(name, j, i, record); ok {
-			return resolved, p.closing(j) + 1, true
+		if resolved, next, ok := p.specialCall(name, j, i, record); ok {
+			return resolved, next, true
 		}
 	}
 
@@ -323,21 +323,98 @@ func (p *refPass) primary(i int, record bool) (string, int, bool) {
 
 // specialCall resolves the calls that turn a constant string into a
 // reference: getattr(obj, "name"), __import__("m"),
-// importlib.import_module("m"), require("m") and import("m"). callee is
-// the resolved name of the function and open the index of its '('.
-func (p *refPass) specialCall(callee string, open, at int, record bool) (string, bool) {
+// importlib.import_module("m"), require("m") and import("m"), and in
+// Python the namespace reads vars(obj), ns.get("name") and
+// operator.attrgetter("name")(obj). callee is the resolved name of the
+// function and open the index of its '('. It returns the resolved name and
+// the index after the calls it read.
+func (p *refPass) specialCall(callee string, open, at int, record bool) (string, int, bool) {
 	// A call that did not resolve is not tried again: both primary and
 	// refAt reach the same '(' and would otherwise double the work at every
 	// level of nesting.
 	if p.unresolved[open] {
-		return "", false
+		return "", 0, false
+	}
+	if p.lang == "python" {
+		if name, end, ok := p.resolveNamespaceRead(callee, open, at, record); ok {
+			return name, end, true
+		}
 	}
 	name, ok := p.resolveSpecial(stripGlobalPrefix(withoutDict(callee)), open, at, record)
 	if !ok {
 		p.unresolved[open] = true
+		return "", 0, false
 	}
 
-	return name, ok
+	return name, p.closing(open) + 1, true
+}
+
+// resolveNamespaceRead resolves the Python calls that read an attribute
+// the way m.f or m.__dict__["f"] does, so that the rules see m.f:
+// vars(m) is m.__dict__, ns.get("f") on a namespace is ns["f"], and
+// operator.attrgetter("f")(m) is m.f. An attrgetter that is not applied
+// to one object here resolves to operator.attrgetter.f, whose last element
+// still names the attribute for the "*.f" patterns.
+func (p *refPass) resolveNamespaceRead(callee string, open, at int, record bool) (string, int, bool) {
+	args := p.splitArgs(open)
+	end := p.closing(open) + 1
+	line := p.tok(open).line
+	resolved := ""
+	switch function := stripGlobalPrefix(withoutDict(callee)); {
+	case function == "vars" && len(args) == 1:
+		base, ok := p.wholeRef(args[0])
+		if !ok {
+			return "", 0, false
+		}
+		resolved = base + ".__dict__"
+	case strings.HasSuffix(callee, ".get") && isNamespace(strings.TrimSuffix(callee, ".get")) &&
+		(len(args) == 1 || len(args) == 2):
+		key, ok := p.constantIn(args[0][0], args[0][1])
+		if !ok {
+			return "", 0, false
+		}
+		resolved = strings.TrimSuffix(callee, "get") + key
+	case function == "operator.attrgetter" && len(args) == 1:
+		attr, ok := p.constantIn(args[0][0], args[0][1])
+		if !ok || attr == "" {
+			return "", 0, false
+		}
+		resolved = function + "." + attr
+		if next := end; p.tok(next).is(tokOp, "(") {
+			if objects := p.splitArgs(next); len(objects) == 1 {
+				if base, ok := p.wholeRef(objects[0]); ok {
+					resolved, end = base+"."+attr, p.closing(next)+1
+				}
+			}
+		}
+	default:
+		return "", 0, false
+	}
+	if len(resolved) > maxNameLength {
+		return "", 0, false
+	}
+	if record {
+		p.recordRef(callee, line, open, at)
+	}
+
+	return resolved, end, true
+}
+
+// wholeRef resolves the reference chain that fills the token range r.
+func (p *refPass) wholeRef(r [2]int) (string, bool) {
+	name, end, ok := p.refAt(r[0], false)
+	return name, ok && end == r[1]
+}
+
+// isNamespace reports whether name is a mapping whose get("f") returns the
+// attribute or global f.
+func isNamespace(name string) bool {
+	switch name {
+	case "__builtins__", "globals()", "locals()", "vars()", "sys.modules":
+		return true
+	}
+
+	return strings.HasSuffix(name, ".__dict__") || strings.HasSuffix(name, ".__builtins__")
 }
 
 func (p *refPass) resolveSpecial(callee string, open, at int, record bool) (string, bool) {
