@@ -97,6 +97,10 @@ func matchBuiltCode(r *Rule, f *facts, report reportFunc) {
 			continue
 		}
 		arg, ok := argument(ref.args, 1, "source")
+		if !ok {
+			// InteractiveConsole.push names its code parameter line.
+			arg, ok = argument(ref.args, 1, "line")
+		}
 		if !ok || arg.constant {
 			continue
 		}

@@ -111,7 +111,7 @@ func (g globSet) match(name string) bool {
 
 // BuiltCode matches a call of one of Sinks (globs) whose code argument is
 // not a constant string. The code argument is the first positional one or
-// the keyword source. The call matches when a string literal in it, or in
+// the keyword source, or line for InteractiveConsole.push. The call matches when a string literal in it, or in
 // a value assigned to the variable passed there, matches one of Patterns.
 // A constant code string is left to the scan of nested code.
 // NOTE: text split into literals that folding cannot join, as in
