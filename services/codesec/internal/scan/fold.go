@@ -15,6 +15,10 @@ type folded struct {
 	end      int  // index after the expression
 	pieces   bool // built from more than one literal, or transformed
 	complete bool // the whole '+' chain was constant
+	// partial means value has holeMark where a part computed at run time
+	// goes, as in "import …" for "import %s" % name. A partial value is
+	// never complete.
+	partial bool
 	// literals are the string literals as written in the source that the
 	// value was built from.
 	literals []string
@@ -22,6 +26,9 @@ type folded struct {
 
 // maxFoldDepth bounds recursion through nested brackets in hostile input.
 const maxFoldDepth = 32
+
+// holeMark stands for text computed at run time in a partial value.
+const holeMark = "…"
 
 // constantIn reports the value of the tokens [start, end) when they form
 // one constant string expression.
@@ -108,8 +115,8 @@ func (a *analyzer) foldUncached(i, depth int) (folded, bool) {
 	if !ok {
 		return folded{}, false
 	}
-	f.complete = true
-	for a.tok(f.end).is(tokOp, "+") {
+	f.complete = !f.partial
+	for f.complete && a.tok(f.end).is(tokOp, "+") {
 		next, ok := a.foldAtom(f.end+1, depth)
 		if !ok {
 			f.complete = false
@@ -119,6 +126,9 @@ func (a *analyzer) foldUncached(i, depth int) (folded, bool) {
 		f.end = next.end
 		f.pieces = true
 		f.literals = append(f.literals, next.literals...)
+		if next.partial {
+			f.partial, f.complete = true, false
+		}
 	}
 
 	return f, true
@@ -132,8 +142,18 @@ func (a *analyzer) foldAtom(i, depth int) (folded, bool) {
 	if !ok {
 		return folded{}, false
 	}
+	f = a.foldPostfix(f, depth)
+	// "%" binds tighter than "+" and left to right, so each atom of a "+"
+	// chain takes the "%" operators that follow it.
+	for a.lang == "python" && !f.partial && a.tok(f.end).is(tokOp, "%") {
+		next, ok := a.foldPercent(f, depth)
+		if !ok {
+			break
+		}
+		f = next
+	}
 
-	return a.foldPostfix(f, depth), true
+	return f, true
 }
 
 func (a *analyzer) foldPrimary(i, depth int) (folded, bool) {
@@ -266,7 +286,7 @@ func (a *analyzer) applyMethod(f folded, nameAt, depth int) (folded, bool) {
 		}
 		parts, ok := a.foldList(args[0][0], args[0][1], depth)
 		if !ok {
-			return folded{}, false
+			return a.foldPartialJoin(f.value, args[0], end, depth)
 		}
 		return folded{value: strings.Join(parts, f.value), end: end, pieces: true,
 			literals: append(parts, f.value)}, true
@@ -299,6 +319,44 @@ func (a *analyzer) foldList(start, end, depth int) ([]string, bool) {
 	}
 
 	return parts, true
+}
+
+// foldPartialJoin evaluates sep.join([...]) over a list or tuple literal
+// with elements computed at run time, which become holeMark.
+func (a *analyzer) foldPartialJoin(sep string, list [2]int, end, depth int) (folded, bool) {
+	t := a.tok(list[0])
+	if !t.is(tokOp, "[") && !t.is(tokOp, "(") || a.closing(list[0]) != list[1]-1 {
+		return folded{}, false
+	}
+	f := folded{end: end, pieces: true, partial: true, literals: []string{sep}}
+	for k, r := range a.splitArgs(list[0]) {
+		if k > 0 {
+			f.value += sep
+		}
+		part := a.partialIn(r[0], r[1], depth)
+		f.value += part.value
+		f.literals = append(f.literals, part.literals...)
+	}
+
+	return f, true
+}
+
+// partialIn evaluates the expression in the tokens [start, end) as far as
+// it is constant: a constant string as itself, and the constant start of
+// a longer expression followed by holeMark. Anything else is holeMark.
+func (a *analyzer) partialIn(start, end, depth int) folded {
+	f, ok := a.fold(start, depth+1)
+	switch {
+	case ok && f.complete && f.end == end:
+		return f
+	case !ok || f.end > end || f.value == "":
+		return folded{value: holeMark, partial: true}
+	case !f.partial:
+		f.value += holeMark
+	}
+	f.partial, f.complete = true, false
+
+	return f
 }
 
 // foldJSJoin evaluates ['a', 'b'].join("") in JavaScript.
@@ -380,11 +438,12 @@ func (a *analyzer) collectPieces() {
 		if t.kind == tokString {
 			a.facts.pieces = append(a.facts.pieces, pieceFact{value: t.text, at: i})
 		}
-		// A chain after "+" is part of the chain before it, and a
-		// parenthesized one gives the same value as its inside, which is
-		// recorded at the next token. Skipping both keeps nested brackets
-		// from searching one long string once per bracket.
-		if a.tok(i-1).is(tokOp, "+") || t.is(tokOp, "(") {
+		// A chain after "+" or "%" is part of the expression before it,
+		// and a parenthesized one gives the same value as its inside,
+		// which is recorded at the next token. Skipping them keeps long
+		// chains and nested brackets from searching one long string once
+		// per operator or bracket.
+		if a.tok(i-1).is(tokOp, "+") || a.tok(i-1).is(tokOp, "%") || t.is(tokOp, "(") {
 			continue
 		}
 		if f, ok := a.fold(i, 0); ok && f.pieces {
@@ -401,7 +460,7 @@ func (a *analyzer) collectStrings() {
 			continue
 		}
 		prev := a.tok(i - 1)
-		if prev.is(tokOp, "+") {
+		if prev.is(tokOp, "+") || prev.is(tokOp, "%") {
 			continue
 		}
 		f, ok := a.fold(i, 0)

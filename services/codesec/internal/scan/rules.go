@@ -114,8 +114,8 @@ func (g globSet) match(name string) bool {
 // the keyword source, or line for InteractiveConsole.push. The call matches when a string literal in it, or in
 // a value assigned to the variable passed there, matches one of Patterns.
 // A constant code string is left to the scan of nested code.
-// NOTE: text split into literals that folding cannot join, as in
-// "".join(["imp", "ort ", name]), matches no pattern.
+// Partial folding joins the constant parts of "+" chains, "%" formatting
+// and "".join([...]), so "".join(["imp", "ort ", name]) reads "import …".
 type BuiltCode struct {
 	Sinks    []string `json:"sinks"`
 	Patterns []string `json:"patterns"`

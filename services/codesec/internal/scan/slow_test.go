@@ -40,6 +40,12 @@ func TestScanCostLinear(t *testing.T) {
 		"built code variables": func(n int) string {
 			return strings.Repeat("c = 'x' + y\nexec(c)\n", n)
 		},
+		"long percent":   func(n int) string { return strings.Repeat("'%s' % ", n) + "'b'" },
+		"nested percent": func(n int) string { return strings.Repeat("'%s' % (", n) + "x" + strings.Repeat(",)", n) },
+		"percent chain":  func(n int) string { return "exec('%s' % x" + strings.Repeat(".a", n) + ")" },
+		"partial joins": func(n int) string {
+			return strings.Repeat("exec(''.join(['imp', x, ", n) + "y" + strings.Repeat("]))", n)
+		},
 		"nested subst":    func(n int) string { return strings.Repeat("$(", n) },
 		"nested template": func(n int) string { return strings.Repeat("`${", n) },
 	}
