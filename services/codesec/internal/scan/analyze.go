@@ -16,6 +16,9 @@ type facts struct {
 	// pieces are the string literals and constant "+" prefixes, in token
 	// order, that code built at run time is searched for.
 	pieces []pieceFact
+	// variables are the names read as variables, not as attributes, at
+	// their token indexes, in token order.
+	variables []pieceFact
 	// assigned maps a name to the token ranges of the values assigned to
 	// it with "NAME = value".
 	assigned map[string][][2]int
@@ -27,6 +30,8 @@ type facts struct {
 type pieceFact struct {
 	value string
 	at    int
+	// literal marks a string literal as written, not a folded value.
+	literal bool
 }
 
 // refFact is a resolved dotted name at a call or reference.
@@ -107,9 +112,12 @@ func analyzeCode(lang, src string, decoders []string) *facts {
 	a.collectRefs()
 	a.collectStrings()
 	a.collectPieces()
-	for _, t := range a.toks {
+	for i, t := range a.toks {
 		if t.kind == tokName {
 			a.facts.names = append(a.facts.names, valueFact{value: t.text, line: t.line})
+			if !a.tok(i-1).is(tokOp, ".") && !a.tok(i-1).is(tokOp, "?.") {
+				a.facts.variables = append(a.facts.variables, pieceFact{value: t.text, at: i})
+			}
 		}
 	}
 

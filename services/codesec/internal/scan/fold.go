@@ -436,7 +436,7 @@ func rot13(s string) string {
 func (a *analyzer) collectPieces() {
 	for i, t := range a.toks {
 		if t.kind == tokString {
-			a.facts.pieces = append(a.facts.pieces, pieceFact{value: t.text, at: i})
+			a.facts.pieces = append(a.facts.pieces, pieceFact{value: t.text, at: i, literal: true})
 		}
 		// A chain after "+" or "%" is part of the expression before it,
 		// and a parenthesized one gives the same value as its inside,

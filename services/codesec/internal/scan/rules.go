@@ -111,14 +111,23 @@ func (g globSet) match(name string) bool {
 
 // BuiltCode matches a call of one of Sinks (globs) whose code argument is
 // not a constant string. The code argument is the first positional one or
-// the keyword source, or line for InteractiveConsole.push. The call matches when a string literal in it, or in
-// a value assigned to the variable passed there, matches one of Patterns.
-// A constant code string is left to the scan of nested code.
-// Partial folding joins the constant parts of "+" chains, "%" formatting
-// and "".join([...]), so "".join(["imp", "ort ", name]) reads "import …".
+// the keyword source, or line for InteractiveConsole.push. The call
+// matches when the argument's text matches one of Patterns or spells one
+// of Spelled. Its text is the string literals and partly folded values in
+// it, and in the values assigned to the variables it reads, followed from
+// assignment to assignment. Partial folding joins the constant parts of
+// "+" chains, "%" formatting and "".join([...]), so
+// "".join(["imp", "ort ", name]) reads "import …". A constant code string
+// is left to the scan of nested code.
 type BuiltCode struct {
 	Sinks    []string `json:"sinks"`
 	Patterns []string `json:"patterns"`
+	// Spelled are words that match when two or more string literals of
+	// one argument or assigned value spell them. The literals are read in
+	// order, without the computed text between them, and the word must
+	// have no letter or digit next to it. So ["imp", x, "ort "] spells
+	// "import".
+	Spelled []string `json:"spelled,omitempty"`
 
 	patterns []*regexp.Regexp
 }

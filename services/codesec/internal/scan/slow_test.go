@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,16 @@ func TestScanCostLinear(t *testing.T) {
 		"percent chain":  func(n int) string { return "exec('%s' % x" + strings.Repeat(".a", n) + ")" },
 		"partial joins": func(n int) string {
 			return strings.Repeat("exec(''.join(['imp', x, ", n) + "y" + strings.Repeat("]))", n)
+		},
+		"variable chain": func(n int) string {
+			var b strings.Builder
+			for i := range n {
+				fmt.Fprintf(&b, "v%d = v%d + 'x'\n", i+1, i)
+			}
+			return b.String() + fmt.Sprintf("exec(v%d)\n", n)
+		},
+		"spelled literals": func(n int) string {
+			return "exec(" + strings.Repeat("'imp' + x + ", n) + "'y')\n"
 		},
 		"nested subst":    func(n int) string { return strings.Repeat("$(", n) },
 		"nested template": func(n int) string { return strings.Repeat("`${", n) },
