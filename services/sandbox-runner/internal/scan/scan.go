@@ -2,7 +2,8 @@
 // by their published shapes, and exact values that keyvault holds, by HMAC
 // fingerprints of their plain, base64 and URL-encoded forms. Both are also
 // found written backwards or hex-encoded, with the hex unbroken, in groups
-// (xxd, hexdump, colons), as \x or 0x escapes, or reversed. Every form costs
+// (xxd, hexdump, colons), as \x or 0x escapes, or reversed, and across the
+// lines of xxd, hexdump and od dumps (see matchDumps). Every form costs
 // one more pass over the output, so the scan stays linear in the output size
 // (times the number of distinct fingerprinted key lengths).
 //
@@ -147,7 +148,9 @@ func Redact(out []byte, fps *Fingerprints) ([]byte, []Finding) {
 	}
 	s, f := matchReversed(out, fps)
 	spans, found = append(spans, s...), append(found, f...)
-	s, f = matchHex(out, fps)
+	s, f, dumpHex := matchDumps(out, fps)
+	spans, found = append(spans, s...), append(found, f...)
+	s, f = matchHex(out, fps, dumpHex)
 	spans, found = append(spans, s...), append(found, f...)
 	if len(spans) == 0 {
 		return out, nil
@@ -203,8 +206,8 @@ const minHexRun = 16
 // separated by a newline that no key contains, so each check is one pass
 // over it, and the buffer has about twice as many bytes as the runs have
 // digits.
-func matchHex(out []byte, fps *Fingerprints) ([]span, []Finding) {
-	runs := hexRuns(out)
+func matchHex(out []byte, fps *Fingerprints, skip []span) ([]span, []Finding) {
+	runs := hexRuns(out, skip)
 	if len(runs) == 0 {
 		return nil, nil
 	}
@@ -239,18 +242,33 @@ func matchHex(out []byte, fps *Fingerprints) ([]span, []Finding) {
 	if len(pieces) == 0 {
 		return nil, nil
 	}
+	hits, found := matchDecodedHex(decoded, forwardEnd, fps)
+	var hitRuns []span
+	for _, hit := range hits {
+		// Map each hit back to the hex run it came from.
+		i := sort.Search(len(pieces), func(i int) bool { return pieces[i].end > hit.start })
+		if i < len(pieces) {
+			hitRuns = append(hitRuns, pieces[i].run)
+		}
+	}
+	return hitRuns, found
+}
+
+// matchDecodedHex runs the key checks over decoded, and over its first
+// forwardEnd bytes reversed. It returns each hit's span in decoded.
+func matchDecodedHex(decoded []byte, forwardEnd int, fps *Fingerprints) ([]span, []Finding) {
 	reversed := slices.Clone(decoded[:forwardEnd])
 	slices.Reverse(reversed)
 
-	var hitRuns []span
+	var hits []span
 	var found []Finding
 	for _, text := range []struct {
 		buf []byte
-		// at maps a hit in buf to its offset in decoded.
-		at func(hit span) int
+		// at maps a hit in buf to its span in decoded.
+		at func(hit span) span
 	}{
-		{decoded, func(hit span) int { return hit.start }},
-		{reversed, func(hit span) int { return forwardEnd - hit.end }},
+		{decoded, func(hit span) span { return hit }},
+		{reversed, func(hit span) span { return span{forwardEnd - hit.end, forwardEnd - hit.start} }},
 	} {
 		spans, fnd := matchPatterns(text.buf, "hex")
 		if fps != nil {
@@ -258,16 +276,11 @@ func matchHex(out []byte, fps *Fingerprints) ([]span, []Finding) {
 			spans, fnd = append(spans, s...), append(fnd, f...)
 		}
 		found = append(found, fnd...)
-		// Map each hit back to the hex run it came from.
 		for _, hit := range spans {
-			at := text.at(hit)
-			i := sort.Search(len(pieces), func(i int) bool { return pieces[i].end > at })
-			if i < len(pieces) {
-				hitRuns = append(hitRuns, pieces[i].run)
-			}
+			hits = append(hits, text.at(hit))
 		}
 	}
-	return hitRuns, found
+	return hits, found
 }
 
 // hexPiece is one decoded hex run: run in the output, [start, end) in the
@@ -289,18 +302,25 @@ type hexRun struct {
 
 // maxHexSeparator is the longest separator between two groups of a run:
 // xxd, hexdump -C and od put one or two spaces, a colon and a space, or a
-// line break and a space between groups.
-const maxHexSeparator = 2
+// line break and a space between groups. maxCArraySeparator is the longest
+// between two 0x groups, which may end a line of a C array and be indented
+// on the next (",\n  " in xxd -i).
+const (
+	maxHexSeparator    = 2
+	maxCArraySeparator = 8
+)
 
 // hexRuns returns the runs of at least minHexRun hex digits in out. A run is
 // one unbroken string of hex digits, or a list of groups. The groups all have
 // the same even number of digits, except that the last may be shorter, as at
 // the end of an xxd dump. Up to maxHexSeparator spaces, tabs, colons, commas
 // or line breaks set them apart ("7368 2d70", "73:68:2d:70", xxd -p lines),
-// or each has a \x or 0x prefix ("\x73\x68", "0x73, 0x68"). A group of
-// another width, such as the offset of a dump line, starts a new run. The
-// scan is one pass over out.
-func hexRuns(out []byte) []hexRun {
+// or each has a \x or 0x prefix ("\x73\x68", "0x73, 0x68", and C arrays
+// as xxd -i writes them). A group of another width, such as the offset of
+// a dump line, starts a new run. Runs stay out of the spans in skip (sorted,
+// not overlapping), where matchDumps reads the hex. The scan is one pass
+// over out.
+func hexRuns(out []byte, skip []span) []hexRun {
 	var runs []hexRun
 	// digits holds the digits of every run, one after another, so that the
 	// runs share one allocation. A run's own digits start at first.
@@ -308,8 +328,20 @@ func hexRuns(out []byte) []hexRun {
 	var firsts []int
 	i := 0
 	for i < len(out) {
+		for len(skip) > 0 && skip[0].end <= i {
+			skip = skip[1:]
+		}
+		// limit is where the run must end, at the next skipped span.
+		limit := len(out)
+		if len(skip) > 0 {
+			if skip[0].start <= i {
+				i = skip[0].end
+				continue
+			}
+			limit = skip[0].start
+		}
 		g, ok := hexGroupAt(out, i)
-		if !ok {
+		if !ok || g.digits.end > limit {
 			i++
 			continue
 		}
@@ -325,7 +357,7 @@ func hexRuns(out []byte) []hexRun {
 			}
 			h, ok := hexGroupAt(out, at)
 			w := h.digits.end - h.digits.start
-			if !ok || h.prefix != g.prefix || w > width || w%2 != 0 {
+			if !ok || h.prefix != g.prefix || w > width || w%2 != 0 || h.digits.end > limit {
 				break
 			}
 			digits = append(digits, out[h.digits.start:h.digits.end]...)
@@ -382,16 +414,21 @@ func hexGroupAt(out []byte, i int) (hexGroup, bool) {
 }
 
 // nextHexGroup returns where the group after the one ending at end starts:
-// right there for a \x escape, else after 1 to maxHexSeparator separators.
+// right there for a \x escape, else after 1 to maxHexSeparator separators
+// (maxCArraySeparator after a 0x group).
 func nextHexGroup(out []byte, end int, prefix string) (int, bool) {
 	if prefix == `\x` {
 		return end, end < len(out) && out[end] == '\\'
 	}
+	maxSep := maxHexSeparator
+	if prefix == "0x" {
+		maxSep = maxCArraySeparator
+	}
 	n := 0
-	for end+n < len(out) && n <= maxHexSeparator && isHexSeparator(out[end+n]) {
+	for end+n < len(out) && n <= maxSep && isHexSeparator(out[end+n]) {
 		n++
 	}
-	return end + n, n >= 1 && n <= maxHexSeparator
+	return end + n, n >= 1 && n <= maxSep
 }
 
 func isHexSeparator(c byte) bool {
