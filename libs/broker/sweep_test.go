@@ -48,19 +48,28 @@ func startSweepBroker(t *testing.T) (*Broker, *identity.Setup) {
 	return b, setup
 }
 
-func TestSweepClosesUntrackedConnection(t *testing.T) {
-	ctx := context.Background()
-	b, setup := startSweepBroker(t)
-	nc, err := Connect(ctx, b.ClientURL(), setup.Creds[identity.DemoAgentID], nats.NoReconnect())
+// connectUntracked connects as the demo agent and then makes the broker
+// forget the connection, as if its connect event had been lost.
+func connectUntracked(t *testing.T, b *Broker, setup *identity.Setup) *nats.Conn {
+	t.Helper()
+	nc, err := Connect(context.Background(), b.ClientURL(), setup.Creds[identity.DemoAgentID],
+		nats.NoReconnect())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	time.Sleep(100 * time.Millisecond)
-	// Forget the connection, as if its connect event had been lost.
 	b.conns.mu.Lock()
 	clear(b.conns.byID)
 	b.conns.mu.Unlock()
+
+	return nc
+}
+
+func TestSweepClosesUntrackedConnection(t *testing.T) {
+	ctx := context.Background()
+	b, setup := startSweepBroker(t)
+	nc := connectUntracked(t, b, setup)
 
 	if err := identity.NewAdmin(b.Registry(), setup.Root).Suspend(ctx, identity.DemoAgentID); err != nil {
 		t.Fatal(err)
@@ -82,15 +91,7 @@ func TestSweepClosesUntrackedConnection(t *testing.T) {
 func TestSweepClosesConnectionWithStalePermissions(t *testing.T) {
 	ctx := context.Background()
 	b, setup := startSweepBroker(t)
-	nc, err := Connect(ctx, b.ClientURL(), setup.Creds[identity.DemoAgentID], nats.NoReconnect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	time.Sleep(100 * time.Millisecond)
-	b.conns.mu.Lock()
-	clear(b.conns.byID)
-	b.conns.mu.Unlock()
+	nc := connectUntracked(t, b, setup)
 
 	if _, err := b.sweep(); err != nil {
 		t.Fatalf("sweep: %v", err)

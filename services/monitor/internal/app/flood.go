@@ -38,15 +38,7 @@ func newFloodLimiter(ratePerSecond, burst int) *floodLimiter {
 // allow reports whether one more message of source stored at may be
 // processed, and counts it as shed if not.
 func (l *floodLimiter) allow(source string, at time.Time) bool {
-	b := l.buckets[source]
-	if b == nil {
-		if len(l.buckets) >= maxTrackedSources {
-			clear(l.buckets)
-		}
-		b = &bucket{tokens: l.burst, last: at}
-		l.buckets[source] = b
-	}
-
+	b := l.bucket(source, at)
 	if elapsed := at.Sub(b.last).Seconds(); elapsed > 0 {
 		b.tokens = min(l.burst, b.tokens+elapsed*l.rate)
 		b.last = at
@@ -63,6 +55,11 @@ func (l *floodLimiter) allow(source string, at time.Time) bool {
 // countShed counts n messages of source shed elsewhere (the relay's
 // per-reporter limit), so that they are reported with the others.
 func (l *floodLimiter) countShed(source string, at time.Time, n int) {
+	l.bucket(source, at).shed += n
+}
+
+// bucket returns source's bucket, created full at at when it has none.
+func (l *floodLimiter) bucket(source string, at time.Time) *bucket {
 	b := l.buckets[source]
 	if b == nil {
 		if len(l.buckets) >= maxTrackedSources {
@@ -71,7 +68,8 @@ func (l *floodLimiter) countShed(source string, at time.Time, n int) {
 		b = &bucket{tokens: l.burst, last: at}
 		l.buckets[source] = b
 	}
-	b.shed += n
+
+	return b
 }
 
 // takeReport returns the count shed from source since its last report, when
