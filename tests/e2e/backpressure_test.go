@@ -139,8 +139,11 @@ func TestBusyRunDeadlineGivesUp(t *testing.T) {
 }
 
 // TestSuspendedAgentRunFailsFast suspends an agent while its run is in
-// flight. The server closes the agent's connection, so Exec returns
-// ErrConnectionClosed at once instead of waiting for its deadline.
+// flight. The server closes the agent's connection and the sandbox-runner
+// kills the run, both on seeing the suspension, so Exec ends at once
+// instead of waiting for its deadline: with ErrConnectionClosed, or with
+// the runner's reply for the killed run when that reply arrives before
+// the connection is closed.
 func TestSuspendedAgentRunFailsFast(t *testing.T) {
 	sys := startSystem(t)
 	ctx := context.Background()
@@ -167,13 +170,17 @@ func TestSuspendedAgentRunFailsFast(t *testing.T) {
 		return true
 	})
 
-	done := make(chan error, 1)
+	type outcome struct {
+		reply *agent.ExecReply
+		err   error
+	}
+	done := make(chan outcome, 1)
 	start := time.Now()
 	go func() {
 		long, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		_, err := a.Exec(long, bundleID)
-		done <- err
+		reply, err := a.Exec(long, bundleID)
+		done <- outcome{reply: reply, err: err}
 	}()
 	time.Sleep(time.Second)
 	if err := sys.admin(t, op).Suspend(ctx, creds.ID); err != nil {
@@ -181,9 +188,11 @@ func TestSuspendedAgentRunFailsFast(t *testing.T) {
 	}
 
 	select {
-	case err := <-done:
-		if !errors.Is(err, agent.ErrConnectionClosed) {
-			t.Errorf("Exec of a suspended agent: got %v, want ErrConnectionClosed", err)
+	case out := <-done:
+		killed := out.err == nil && out.reply != nil && out.reply.Reason == "killed"
+		if !errors.Is(out.err, agent.ErrConnectionClosed) && !killed {
+			t.Errorf("Exec of a suspended agent: got %+v, %v; want ErrConnectionClosed or "+
+				"a reply for the killed run", out.reply, out.err)
 		}
 		if d := time.Since(start); d > 30*time.Second {
 			t.Errorf("Exec returned after %s, want well before its 2 minute deadline", d)
