@@ -401,8 +401,18 @@ func TestAddedIdentityConnects(t *testing.T) {
 // registry does not hold yet and registers the identity 200 ms later: the
 // callout waits for the view instead of rejecting a just-created identity.
 func TestConnectBeforeViewHasIdentity(t *testing.T) {
-	ctx := context.Background()
 	e := startEnv(t)
+	if err := connectWhileRegistering(t, e); err != nil {
+		t.Fatalf("connecting while the identity was being registered: %v", err)
+	}
+}
+
+// connectWhileRegistering connects as a new agent whose identity it
+// registers 200 ms after the connection attempt starts, and returns the
+// connection's error. opts are added to the connection's options.
+func connectWhileRegistering(t *testing.T, e *env, opts ...nats.Option) error {
+	t.Helper()
+	ctx := context.Background()
 	creds, err := identity.NewCredentials("agent-late", identity.KindAgent, e.setup.Root.Public())
 	if err != nil {
 		t.Fatal(err)
@@ -413,7 +423,8 @@ func TestConnectBeforeViewHasIdentity(t *testing.T) {
 	}
 	connected := make(chan error, 1)
 	go func() {
-		nc, err := broker.Connect(ctx, e.b.ClientURL(), creds, nats.NoReconnect())
+		nc, err := broker.Connect(ctx, e.b.ClientURL(), creds,
+			append([]nats.Option{nats.NoReconnect()}, opts...)...)
 		if err == nil {
 			nc.Close()
 		}
@@ -423,9 +434,8 @@ func TestConnectBeforeViewHasIdentity(t *testing.T) {
 	if err := e.admin.Register(ctx, ident); err != nil {
 		t.Fatalf("Register: %v", err)
 	}
-	if err := <-connected; err != nil {
-		t.Fatalf("connecting while the identity was being registered: %v", err)
-	}
+
+	return <-connected
 }
 
 // TestLateKeyWaitNotTakenByOneNetwork fills the callout's waits for
@@ -467,30 +477,9 @@ func TestLateKeyWaitNotTakenByOneNetwork(t *testing.T) {
 	defer func() { close(stop); flood.Wait() }()
 	time.Sleep(300 * time.Millisecond)
 
-	creds, err := identity.NewCredentials("agent-late", identity.KindAgent, e.setup.Root.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ident, err := creds.Public([]string{identity.RoleAgent}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
 	other := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, 2)},
 		Timeout: 5 * time.Second}
-	connected := make(chan error, 1)
-	go func() {
-		nc, err := broker.Connect(ctx, e.b.ClientURL(), creds, nats.NoReconnect(),
-			nats.SetCustomDialer(other))
-		if err == nil {
-			nc.Close()
-		}
-		connected <- err
-	}()
-	time.Sleep(200 * time.Millisecond)
-	if err := e.admin.Register(ctx, ident); err != nil {
-		t.Fatalf("Register: %v", err)
-	}
-	if err := <-connected; err != nil {
+	if err := connectWhileRegistering(t, e, nats.SetCustomDialer(other)); err != nil {
 		t.Fatalf("connecting from another network while one sent made-up nkeys: %v", err)
 	}
 }
