@@ -72,9 +72,9 @@ const (
 // party often holds a whole such block. An address that does not parse
 // counts alone.
 //
-// NOTE: clients behind one NAT or proxy share a group, and an attacker
-// holding more than eight groups can still fill every wait; the
-// connections then rejected are retried by the agent SDK for 5 s.
+// NOTE: clients behind one NAT or proxy share a group. An attacker with
+// more than eight groups can still fill every wait, and the agent SDK then
+// retries the rejected connections for 5 s.
 func hostGroup(host string) string {
 	ip, err := netip.ParseAddr(host)
 	if err != nil {

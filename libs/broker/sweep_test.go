@@ -85,9 +85,9 @@ func TestSweepClosesUntrackedConnection(t *testing.T) {
 
 // TestSweepClosesConnectionWithStalePermissions changes the roles of an
 // identity whose connection the broker does not track, as when the change
-// lands before the connection's connect event: the sweep must find the
-// connection by the permission tag the callout gave it, and leave alone a
-// connection whose permissions still hold.
+// lands before the connection's connect event. The sweep must find the
+// connection by the permission tag the callout gave it. A connection whose
+// permissions still apply must stay open.
 func TestSweepClosesConnectionWithStalePermissions(t *testing.T) {
 	ctx := context.Background()
 	b, setup := startSweepBroker(t)

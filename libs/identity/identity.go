@@ -85,8 +85,9 @@ var (
 )
 
 // ReservedIDPrefix starts the names of the broker's own NATS users
-// (nodex-admin, nodex-auth, nodex-sys). The broker tells those users from
-// registry identities by name, so no identity may carry the prefix.
+// (nodex-admin, nodex-auth, nodex-sys). The broker distinguishes those
+// users from registry identities by name, so no identity may carry the
+// prefix.
 const ReservedIDPrefix = "nodex-"
 
 // ValidateID checks that id is a lowercase token: a letter, then up to 62

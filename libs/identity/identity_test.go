@@ -644,7 +644,7 @@ func TestAdminListAndSetRoles(t *testing.T) {
 	if _, err := f.admin.Create(ctx, "Bad.ID", identity.KindAgent, nil); !errors.Is(err, identity.ErrInvalidID) {
 		t.Errorf("Create of an invalid id: err = %v, want ErrInvalidID", err)
 	}
-	// The broker's own users are told apart by these names.
+	// The broker distinguishes its own users by these names.
 	for _, id := range []string{"nodex-admin", "nodex-auth", "nodex-sys", "nodex-x"} {
 		if _, err := f.admin.Create(ctx, id, identity.KindAgent, nil); !errors.Is(err,
 			identity.ErrInvalidID) {

@@ -230,9 +230,9 @@ func (d *deployment) down(t testing.TB, removeVolumes bool) {
 		return
 	}
 	// Docker sometimes keeps an endpoint of a removed container and then
-	// refuses to remove the network. That network holds no container and
-	// no port, and the next run uses another project name, so it is
-	// logged; anything else left running fails the test.
+	// rejects removing the network. That network contains no container and
+	// no port, and the next run uses another project name, so it is only
+	// logged. Anything else left running fails the test.
 	left, lerr := run(ctx, "docker", "ps", "-aq", "--filter",
 		"label=com.docker.compose.project="+project)
 	if lerr != nil || strings.TrimSpace(left) != "" ||

@@ -140,10 +140,9 @@ func TestBusyRunDeadlineGivesUp(t *testing.T) {
 
 // TestSuspendedAgentRunFailsFast suspends an agent while its run is in
 // flight. The server closes the agent's connection and the sandbox-runner
-// kills the run, both on seeing the suspension, so Exec ends at once
-// instead of waiting for its deadline: with ErrConnectionClosed, or with
-// the runner's reply for the killed run when that reply arrives before
-// the connection is closed.
+// kills the run, so Exec ends at once instead of waiting for its deadline.
+// It ends with ErrConnectionClosed, or with the runner's reply for the
+// killed run when that reply arrives before the close.
 func TestSuspendedAgentRunFailsFast(t *testing.T) {
 	sys := startSystem(t)
 	ctx := context.Background()
